@@ -1,0 +1,1 @@
+/* http_server: see http_server.h. */

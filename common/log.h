@@ -1,0 +1,25 @@
+/* log: JSON lines on stdout ({"ts","level","svc","msg","request_id",...fields}).
+ * Never pass tokens, passwords, keys or cookies as fields. */
+#ifndef COMMON_LOG_H
+#define COMMON_LOG_H
+
+#include <jansson.h>
+
+typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+/* Sets the "svc" field and the minimum level (from LOG_LEVEL: debug|info|warn|error). */
+void log_init(const char *svc);
+void log_set_level(log_level level);
+int log_enabled(log_level level);
+
+/* Writes one line. request_id may be NULL; fields is a JSON object whose members are added
+ * to the line, stolen (may be NULL); fmt is a printf format for "msg". One write(2) per line. */
+void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define log_debug(rid, ...) log_emit(LOG_DEBUG, (rid), NULL, __VA_ARGS__)
+#define log_info(rid, ...) log_emit(LOG_INFO, (rid), NULL, __VA_ARGS__)
+#define log_warn(rid, ...) log_emit(LOG_WARN, (rid), NULL, __VA_ARGS__)
+#define log_error(rid, ...) log_emit(LOG_ERROR, (rid), NULL, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,1 @@
+/* pg_pool: see pg_pool.h. */

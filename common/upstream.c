@@ -1,0 +1,1 @@
+/* upstream: see upstream.h. */

@@ -1,0 +1,60 @@
+/* upstream: a named service given as "host:port[,host:port...]". Each host name is re-resolved
+ * with uv_getaddrinfo every resolve_every_ms; every address it returns is one instance (docker
+ * compose and Swarm return one address per container), so scaling needs no config change.
+ * Picks instances round-robin over the healthy ones. Passive health as nginx (max_fails within
+ * fail_timeout marks an instance down for fail_timeout); optional active checks as HAProxy
+ * (GET health_path every interval; rise successes to come back, fall failures to go down). */
+#ifndef COMMON_UPSTREAM_H
+#define COMMON_UPSTREAM_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+#include "http_client.h"
+
+typedef struct upstream upstream;
+typedef struct upstream_peer upstream_peer;
+
+typedef struct upstream_opts {
+    unsigned resolve_every_ms;     /* 5000 */
+    unsigned max_fails;            /* 1 (nginx) */
+    unsigned fail_timeout_ms;      /* 10000 (nginx) */
+    const char *health_path;       /* NULL: no active checks; else e.g. "/health" */
+    unsigned health_interval_ms;   /* 2000 */
+    unsigned health_timeout_ms;    /* 1000 */
+    unsigned rise;                 /* 2 */
+    unsigned fall;                 /* 3 */
+} upstream_opts;
+
+void upstream_opts_default(upstream_opts *o);
+
+/* servers: "svc-auth:3000" or "127.0.0.1:3001,127.0.0.1:3002". Returns NULL when it does not
+ * parse. Resolution starts at once; client is used for active health checks. */
+upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
+                       const char *servers, const upstream_opts *opts);
+void upstream_free(upstream *u);
+const char *upstream_name(const upstream *u);
+
+/* The next healthy instance round-robin, skipping `avoid` when another is healthy (retries).
+ * NULL when none is healthy. The peer stays valid until upstream_peer_release. */
+upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid);
+void upstream_peer_release(upstream_peer *p);
+const struct sockaddr *upstream_peer_addr(const upstream_peer *p);
+const char *upstream_peer_text(const upstream_peer *p);   /* "127.0.0.1:3001" */
+/* Passive health: report the outcome of a request to this peer. */
+void upstream_peer_failed(upstream *u, upstream_peer *p);
+void upstream_peer_succeeded(upstream *u, upstream_peer *p);
+
+void upstream_counts(const upstream *u, unsigned *healthy, unsigned *total);
+/* Calls fn for each instance (for /health and shared state publishing). */
+void upstream_each(const upstream *u, void (*fn)(const upstream_peer *p, int healthy, void *ud),
+                   void *ud);
+
+/* A buffered request to the service: picks a peer, and on HC_ECONNECT (or any error for an
+ * idempotent method) retries once more on another peer. When no peer is healthy: cb gets
+ * HC_ECONNECT without trying. */
+void upstream_fetch(upstream *u, const char *method, const char *target,
+                    const http_header *headers, size_t nheaders, const void *body,
+                    size_t body_len, unsigned timeout_ms, http_fetch_fn cb, void *ud);
+
+#endif
