@@ -46,7 +46,8 @@ void pg_pool_free(pg_pool *pool);                                 /* closes; run
 int pg_pool_connected(const pg_pool *pool);                       /* live connections */
 int pg_pool_waiting(const pg_pool *pool);                         /* queued queries */
 
-/* Runs one statement. params may contain NULL (SQL NULL). cb is always called exactly once,
+/* Runs one statement. params may contain NULL (SQL NULL). sql and params are copied: the
+ * caller may free them as soon as this returns. cb is always called exactly once,
  * and never before pg_query returns (errors too arrive from a later loop iteration). */
 void pg_query(pg_pool *pool, const char *sql, int nparams, const char *const *params,
               pg_query_fn cb, void *ud);
@@ -55,6 +56,7 @@ void pg_query(pg_pool *pool, const char *sql, int nparams, const char *const *pa
  * pg_tx_query runs on that connection; pg_tx_commit / pg_tx_rollback end it and give the
  * connection back. On PG_DOWN inside a transaction the tx is dead: still call rollback. */
 void pg_begin(pg_pool *pool, pg_tx_fn cb, void *ud);
+/* Same copying rule as pg_query. */
 void pg_tx_query(pg_tx *tx, const char *sql, int nparams, const char *const *params,
                  pg_query_fn cb, void *ud);
 void pg_tx_commit(pg_tx *tx, pg_query_fn cb, void *ud);

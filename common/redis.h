@@ -1,6 +1,6 @@
 /* redis: hiredis async client on libuv with what hiredis 0.14 lacks: the host name resolved
  * before connecting, a connect timeout, reconnect with backoff, a per-command timeout, and
- * commands that fail at once (REDIS_DOWN) while disconnected. */
+ * commands that fail at once (REDIS_ST_DOWN) while disconnected. */
 #ifndef COMMON_REDIS_H
 #define COMMON_REDIS_H
 
@@ -9,9 +9,9 @@
 #include <hiredis/hiredis.h>
 
 typedef enum {
-    REDIS_OK = 0,       /* reply set (it may be an error reply: check reply->type) */
-    REDIS_DOWN,         /* not connected, or the connection broke */
-    REDIS_TIMEOUT,      /* no answer within command_timeout_ms */
+    REDIS_ST_OK = 0,     /* (hiredis owns REDIS_OK) reply set (it may be an error reply: check reply->type) */
+    REDIS_ST_DOWN,         /* not connected, or the connection broke */
+    REDIS_ST_TIMEOUT,      /* no answer within command_timeout_ms */
 } redis_status;
 
 typedef struct redis redis;
@@ -31,7 +31,7 @@ void redis_opts_default(redis_opts *o);
 typedef void (*redis_fn)(redis_status st, redisReply *reply, void *ud);
 
 redis *redis_new(uv_loop_t *loop, const redis_opts *opts); /* starts connecting */
-void redis_free(redis *r);                                 /* pending commands get REDIS_DOWN */
+void redis_free(redis *r);                                 /* pending commands get REDIS_ST_DOWN */
 int redis_connected(const redis *r);
 
 /* Sends a command (printf-like format of hiredis: %s %b %d ...). cb may be NULL. */

@@ -1,0 +1,175 @@
+"""procs: start and stop the suite's processes and real servers from Python tests, and talk
+HTTP to them. Standard library only."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("SUITE_BUILD", os.path.join(ROOT, "build"))
+SANITIZED = os.environ.get("SUITE_SANITIZED") == "1"
+
+
+def binary(rel):
+    """Path of a built binary, e.g. binary('tests/demo_svc')."""
+    return os.path.join(BUILD, rel)
+
+
+def wait_port(port, host="127.0.0.1", timeout=15.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+class Proc:
+    """A child process with its output in a log file; stop() ends it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, cmd, env=None, port=None, log=None):
+        self.log_path = log or tempfile.mktemp(prefix="suite-", suffix=".log")
+        self.log = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.p = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = port
+        if port:
+            try:
+                wait_port(port, proc=self.p)
+            except Exception:
+                self.stop()
+                raise RuntimeError(f"{cmd[0]} did not start: {self.output()[-2000:]}")
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+    def rss_kib(self):
+        with open(f"/proc/{self.p.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(port, method, path, body=None, headers=None, host="127.0.0.1", timeout=10):
+    """One HTTP request on a fresh connection. body: bytes, str, or a JSON-able object."""
+    hdrs = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+        hdrs.setdefault("Content-Type", "application/json")
+    if isinstance(body, str):
+        body = body.encode()
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=hdrs)
+        r = c.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    finally:
+        c.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgCluster:
+    """A PostgreSQL cluster of the test's own (for outage tests), via tests/fixtures/pg."""
+
+    def __init__(self, port):
+        self.port = port
+        self.dir = tempfile.mkdtemp(prefix="suite-pg-")
+        os.chmod(self.dir, 0o755)
+        self.start()
+
+    def _fixture(self, cmd):
+        subprocess.run([os.path.join(ROOT, "tests/fixtures/pg"), cmd, self.dir, str(self.port)],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def start(self):
+        self._fixture("start")
+
+    def stop(self):
+        self._fixture("stop")
+
+    def remove(self):
+        self._fixture("stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer:
+    """A Redis of the test's own (for outage tests), via tests/fixtures/redis."""
+
+    def __init__(self, port):
+        self.port = port
+        self.dir = tempfile.mkdtemp(prefix="suite-redis-")
+        self.start()
+
+    def _fixture(self, cmd):
+        subprocess.run([os.path.join(ROOT, "tests/fixtures/redis"), cmd, self.dir, str(self.port)],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def start(self):
+        self._fixture("start")
+
+    def stop(self):
+        self._fixture("stop")
+
+    def remove(self):
+        self._fixture("stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def psql(sql, db="postgres", port=None):
+    """Runs SQL with the psql CLI against the test server; returns stdout."""
+    port = str(port or os.environ.get("PGPORT", "5432"))
+    r = subprocess.run(["psql", "-h", os.environ.get("PGHOST", "127.0.0.1"), "-p", port,
+                        "-U", os.environ.get("PGUSER", "postgres"), "-d", db, "-v",
+                        "ON_ERROR_STOP=1", "-tAc", sql], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"psql failed: {r.stderr}")
+    return r.stdout.strip()
