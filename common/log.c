@@ -1,1 +1,152 @@
-/* log: see log.h. */
+/* log: one JSON object per line on stdout, written with a single write(2) so that lines from
+ * several processes sharing stdout never interleave. Field values are written as given and
+ * never filtered here: callers must not pass tokens, passwords, keys or cookies. */
+#include "log.h"
+
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static char log_svc[64];
+static log_level log_min = LOG_INFO;
+
+static const char *log_names[] = {"debug", "info", "warn", "error"};
+
+void log_init(const char *svc) {
+    snprintf(log_svc, sizeof log_svc, "%s", svc ? svc : "");
+    const char *lv = config_str("LOG_LEVEL", NULL);
+    if (!lv) return;
+    for (int i = LOG_DEBUG; i <= LOG_ERROR; i++) {
+        if (strcasecmp(lv, log_names[i]) == 0) {
+            log_min = (log_level)i;
+            return;
+        }
+    }
+    if (strcasecmp(lv, "warning") == 0) {
+        log_min = LOG_WARN;
+        return;
+    }
+    fprintf(stderr, "config: LOG_LEVEL=\"%s\": not one of debug, info, warn, error\n", lv);
+    exit(2);
+}
+
+void log_set_level(log_level level) {
+    log_min = level;
+}
+
+int log_enabled(log_level level) {
+    return level >= log_min;
+}
+
+/* A JSON string from bytes that may not be valid UTF-8: invalid bytes become '?'. */
+static json_t *log_string(const char *s) {
+    json_t *j = json_string(s);
+    if (j) return j;
+    char *copy = strdup(s);
+    if (!copy) return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80) *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+/* Writes all of buf to stdout. A non-blocking stdout that is full is waited on briefly;
+ * beyond that the rest of the line is dropped rather than stalling the process. */
+static void log_write(const char *buf, size_t len) {
+    int waits = 0;
+    while (len > 0) {
+        ssize_t n = write(STDOUT_FILENO, buf, len);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits++ < 10) {
+            struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+            poll(&p, 1, 10);
+            continue;
+        }
+        return;
+    }
+}
+
+void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...) {
+    if (level < LOG_DEBUG || level > LOG_ERROR) level = LOG_ERROR;
+    if (!log_enabled(level)) {
+        json_decref(fields);
+        return;
+    }
+
+    char msgbuf[512];
+    char *msg = msgbuf;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof msgbuf) {
+        msg = malloc((size_t)n + 1);
+        if (msg) {
+            va_start(ap, fmt);
+            vsnprintf(msg, (size_t)n + 1, fmt, ap);
+            va_end(ap);
+        } else {
+            msg = msgbuf; /* truncated rather than lost */
+        }
+    } else if (n < 0) {
+        msgbuf[0] = '\0';
+    }
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char tsbuf[96];
+    snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ts.tv_nsec / 1000000);
+
+    json_t *line = json_object();
+    if (!line) goto out;
+    json_object_set_new(line, "ts", json_string(tsbuf));
+    json_object_set_new(line, "level", json_string(log_names[level]));
+    json_object_set_new(line, "svc",
+                        log_string(log_svc[0] ? log_svc : program_invocation_short_name));
+    json_object_set_new(line, "msg", log_string(msg));
+    if (request_id) json_object_set_new(line, "request_id", log_string(request_id));
+    if (json_is_object(fields)) {
+        const char *key;
+        json_t *value;
+        json_object_foreach(fields, key, value) {
+            /* The fixed members keep their meaning: a field of the same name is dropped. */
+            if (!json_object_get(line, key)) json_object_set(line, key, value);
+        }
+    }
+
+    char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(line);
+    if (!text) goto out;
+    size_t len = strlen(text);
+    char *withnl = realloc(text, len + 2);
+    if (withnl) {
+        withnl[len] = '\n';
+        withnl[len + 1] = '\0';
+        log_write(withnl, len + 1);
+        free(withnl);
+    } else {
+        free(text);
+    }
+
+out:
+    if (msg != msgbuf) free(msg);
+    json_decref(fields);
+}
