@@ -33,6 +33,11 @@ static void service_health(http_req *req)
         json_object_set_new(deps, "redis", json_string(up ? "up" : "down"));
         ok &= up;
     }
+    for (int i = 0; i < s->nchecks; i++) {
+        int up = s->checks[i].up(s->checks[i].ud);
+        json_object_set_new(deps, s->checks[i].name, json_string(up ? "up" : "down"));
+        ok &= up;
+    }
     if (!ok)
         http_resp_header(req, "Retry-After", "1");
     http_reply_json(req, ok ? 200 : 503,
@@ -71,6 +76,12 @@ int service_init(service *s, const char *name)
     return 0;
 }
 
+void service_add_check(service *s, const char *name, int (*up)(void *ud), void *ud)
+{
+    if (s->nchecks < (int)(sizeof s->checks / sizeof s->checks[0]))
+        s->checks[s->nchecks++] = (struct service_check){name, up, ud};
+}
+
 int service_use_pg(service *s, const char *migrations_dir)
 {
     pg_pool_opts o;
@@ -103,6 +114,8 @@ static void service_drained(http_server *srv, void *ud)
     service *s = ud;
     (void)srv;
     log_info(NULL, "drained, closing");
+    if (s->on_stop)
+        s->on_stop(s);
     if (s->pg) {
         pg_pool_free(s->pg);
         s->pg = NULL;

@@ -24,6 +24,15 @@ typedef struct service {
     pg_pool *pg;           /* NULL until service_use_pg */
     redis *redis;          /* NULL until service_use_redis */
     http_limits limits;    /* adjust before service_run */
+    /* Called once after draining, before the pools close: free what the service added. */
+    void (*on_stop)(struct service *s);
+    /* Extra dependencies shown by /health (an auth upstream...): 1 when up. */
+    struct service_check {
+        const char *name;
+        int (*up)(void *ud);
+        void *ud;
+    } checks[4];
+    int nchecks;
 } service;
 
 /* Logging, crypto, loop, router with /livez /health /metrics. Returns 0 or -1. */
@@ -31,6 +40,8 @@ int service_init(service *s, const char *name);
 /* Runs migrations from dir (NULL: none) then opens the pool. Returns 0 or -1. */
 int service_use_pg(service *s, const char *migrations_dir);
 int service_use_redis(service *s);
+/* Adds a dependency to /health (at most 4). */
+void service_add_check(service *s, const char *name, int (*up)(void *ud), void *ud);
 /* Listens on HOST:PORT and runs until SIGTERM/SIGINT, then drains and frees everything.
  * Returns the process exit status. */
 int service_run(service *s);

@@ -1,0 +1,177 @@
+"""payments_env: the world of the svc-payments tests and benchmark: databases of their own on
+the test PostgreSQL, two real svc-auth instances, two svc-payments instances, and users
+registered through auth (an org_admin, two users of the same organization, a user of another
+organization, a platform admin). Standard library only."""
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import procs  # noqa: E402
+
+os.environ.setdefault("PGHOST", "127.0.0.1")
+os.environ.setdefault("PGPORT", "54320")
+os.environ.setdefault("PGUSER", "postgres")
+os.environ.setdefault("REDIS_HOST", "127.0.0.1")
+os.environ.setdefault("REDIS_PORT", "63790")
+
+WEBHOOK_SECRETS = ["whsec_current_0123456789", "whsec_previous_9876543210"]
+LOCK_TIMEOUT_S = 3
+PASSWORD = "correct horse battery"
+
+
+def base_port():
+    """Four consecutive ports in 26000-26999 for this process."""
+    return 26000 + (os.getpid() % 240) * 4
+
+
+class Env:
+    def __init__(self, tag="paytest", log_level="warn"):
+        self.tag = f"{tag}_{os.getpid()}"
+        self.auth_db = self.tag + "_auth"
+        self.pay_db = self.tag + "_payments"
+        self.procs = []
+        self.tmp = tempfile.mkdtemp(prefix="suite-payments-")
+        self.log_level = log_level
+        port = base_port()
+        self.auth_ports = [port, port + 1]
+        self.pay_ports = [port + 2, port + 3]
+        self.payments = {}
+        self._rr = itertools.cycle(range(2))
+        try:
+            self._start()
+        except Exception:
+            self.close()
+            raise
+
+    # ---- processes ----
+    def _start(self):
+        for db in (self.auth_db, self.pay_db):
+            procs.psql(f"DROP DATABASE IF EXISTS {db}")
+            procs.psql(f"CREATE DATABASE {db}")
+        self.key = os.path.join(self.tmp, "jwt.pem")
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
+                        "-out", self.key], check=True)
+        self.admin_email = f"admin-{self.tag}@example.com"
+        for port in self.auth_ports:
+            self.procs.append(procs.Proc([procs.binary("svc-auth/svc-auth")], port=port,
+                                         env=self.auth_env(port)))
+        for i in range(2):
+            self.start_payments(i)
+
+    def auth_env(self, port):
+        return {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.auth_db,
+                "AUTH_SIGNING_KEYS": self.key, "AUTH_ADMIN_EMAILS": self.admin_email,
+                "AUTH_SERVICE_SECRETS": "payments=" + "s" * 32,
+                "LOG_LEVEL": self.log_level}
+
+    def payments_env(self, port):
+        return {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.pay_db,
+                "AUTH_URL": ",".join(f"127.0.0.1:{p}" for p in self.auth_ports),
+                "PAYMENTS_WEBHOOK_SECRETS": ",".join(WEBHOOK_SECRETS),
+                "PAYMENTS_WEBHOOK_TOLERANCE": "300s",
+                "PAYMENTS_IDEMPOTENCY_TTL": "24h",
+                "PAYMENTS_IDEMPOTENCY_LOCK_TIMEOUT": f"{LOCK_TIMEOUT_S}s",
+                "LOG_LEVEL": self.log_level}
+
+    def start_payments(self, i):
+        port = self.pay_ports[i]
+        p = procs.Proc([procs.binary("svc-payments/svc-payments")], port=port,
+                       env=self.payments_env(port))
+        self.payments[i] = p
+        self.procs.append(p)
+        return p
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop(signal.SIGKILL if p.p.poll() is None else signal.SIGTERM, timeout=5)
+            except Exception:  # noqa: BLE001 - keep cleaning up
+                pass
+        for db in (self.auth_db, self.pay_db):
+            try:
+                procs.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            except Exception:  # noqa: BLE001
+                pass
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    # ---- HTTP ----
+    def auth(self, method, path, body=None, token=None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return procs.request(self.auth_ports[0], method, path, body, headers)
+
+    def call(self, method, path, body=None, token=None, headers=None, inst=None, timeout=10):
+        """A request to a payments instance (round-robin unless inst is given)."""
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        if isinstance(body, bytes) and "Content-Type" not in h:
+            h["Content-Type"] = "application/json"
+        i = next(self._rr) if inst is None else inst
+        return procs.request(self.pay_ports[i], method, path, body, h, timeout=timeout)
+
+    def sql(self, query):
+        return procs.psql(query, db=self.pay_db)
+
+    # ---- users ----
+    def register(self, email, **extra):
+        body = {"email": email, "password": PASSWORD}
+        body.update(extra)
+        r = self.auth("POST", "/auth/register", body)
+        if r.status != 201:
+            raise RuntimeError(f"register {email}: {r.status} {r.body[:300]!r}")
+        return r.json()
+
+    def login(self, email):
+        r = self.auth("POST", "/auth/login", {"email": email, "password": PASSWORD})
+        if r.status != 200:
+            raise RuntimeError(f"login {email}: {r.status} {r.body[:300]!r}")
+        return r.json()["access_token"]
+
+    def invite(self, token):
+        r = self.auth("POST", "/auth/organizations/invites", {}, token=token)
+        if r.status != 201:
+            raise RuntimeError(f"invite: {r.status} {r.body[:300]!r}")
+        return r.json()["code"]
+
+    def make_users(self):
+        """Returns {name: token}: orgadmin (creator of Acme), alice and carol (users of Acme),
+        bob (another organization), admin (platform admin)."""
+        t = self.tag
+        self.register(f"boss-{t}@example.com", organization=f"Acme {t}")
+        boss = self.login(f"boss-{t}@example.com")
+        for name in ("alice", "carol"):
+            self.register(f"{name}-{t}@example.com", invite=self.invite(boss))
+        self.register(f"bob-{t}@example.com")
+        self.register(self.admin_email)
+        return {"orgadmin": boss, "alice": self.login(f"alice-{t}@example.com"),
+                "carol": self.login(f"carol-{t}@example.com"),
+                "bob": self.login(f"bob-{t}@example.com"),
+                "admin": self.login(self.admin_email)}
+
+
+def sign(body, t=None, secrets=None):
+    """X-Signature for body (bytes) at unix time t with each secret (one v1 per secret)."""
+    t = int(time.time()) if t is None else t
+    parts = [f"t={t}"]
+    for s in secrets or WEBHOOK_SECRETS[:1]:
+        mac = hmac.new(s.encode(), str(t).encode() + b"." + body, hashlib.sha256).hexdigest()
+        parts.append(f"v1={mac}")
+    return ",".join(parts)
+
+
+def webhook_body(event_id, typ, reference):
+    """An event with unusual whitespace and key order, as raw bytes."""
+    return (f'{{\n  "data" :{{ "reference":"{reference}"  }},\t"type":  "{typ}" ,'
+            f'"id":"{event_id}"\r\n}}').encode()
+
+
+def dumps(o):
+    return json.dumps(o)
