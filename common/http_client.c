@@ -1,1 +1,1259 @@
-/* http_client: see http_client.h. */
+/* http_client: HTTP/1.1 client on libuv + llhttp (see http_client.h).
+ *
+ * An http_exchange is one request and its response; it runs on an hc_conn, one TCP connection
+ * with its llhttp response parser and one timer. Idle connections wait in a bucket per peer
+ * address (most recently used first) and keep reading, so that a close by the server removes
+ * them at once. The conn timer serves every timeout of its connection: connect, read gap (only
+ * while we wait on the peer: a write in flight, or the request sent and the response not
+ * paused), the fetch deadline, the idle timeout, and a zero delay "kick" used to report an
+ * early error or to parse the rest of a buffer after http_exchange_resume without re-entering
+ * the caller.
+ *
+ * Rules callers can rely on:
+ *   - on_done is called exactly once, after every write callback of the exchange has fired
+ *     (writes that did not complete get UV_ECANCELED); http_exchange_abort calls on_done before
+ *     it returns; x must not be used after on_done.
+ *   - http_exchange_start returns NULL (and http_client_fetch calls back at once with
+ *     HC_ECANCELED) only while the client is being freed, i.e. from an on_done called by
+ *     http_client_free. Otherwise every outcome, even a request that cannot be framed (CR/LF in
+ *     a header...: HC_EPROTO), is reported from the loop, never inside the starting call.
+ *   - response heads over 64 KiB or 128 header lines are HC_EPROTO; trailers are ignored.
+ *   - a response that ends before the request body does ends the exchange with HC_OK and the
+ *     connection is closed rather than pooled.
+ *   - 1xx responses other than 101 are skipped; 101 is HC_EPROTO (no upgrades here).
+ *   - a write of 0 bytes, past the Content-Length or after end_body returns UV_EINVAL;
+ *     end_body short of the Content-Length aborts the exchange.
+ *   - the retry on a fresh connection (reused connection closed before any response byte)
+ *     happens only while no byte of a streamed body went out; fetch() keeps its body and can
+ *     always replay it. */
+#include "http_client.h"
+
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+
+#define HC_RBUF (64 * 1024)
+#define HC_MAX_HEADER_BYTES (64 * 1024)
+#define HC_MAX_HEADERS 128
+#define HC_NO_TIME UINT64_MAX
+
+enum { HC_CONNECTING, HC_ACTIVE, HC_IDLE, HC_CLOSING };
+enum { HC_W_HEAD, HC_W_BODY, HC_W_END };
+
+typedef struct hc_conn hc_conn;
+typedef struct hc_bucket hc_bucket;
+typedef struct hc_wreq hc_wreq;
+
+/* One write: the request head (with fetch()'s body), a body piece, or the last chunk. */
+struct hc_wreq {
+    uv_write_t req;
+    hc_conn *conn;              /* set when submitted */
+    http_exchange *x;           /* NULL once detached: libuv's callback then only frees it */
+    void (*cb)(http_exchange *x, int status, void *ud);
+    void *ud;
+    int kind;
+    int submitted;
+    uv_buf_t bufs[3];
+    unsigned nbufs;
+    char line[24];              /* chunk size line */
+    hc_wreq *prev, *next;
+};
+
+/* Idle connections to one address. */
+struct hc_bucket {
+    struct sockaddr_storage addr;
+    hc_conn *idle;              /* most recently used first */
+    unsigned n;
+    hc_bucket *next;
+};
+
+struct hc_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    http_client *c;
+    struct sockaddr_storage addr;
+    int state;
+    int reused;                 /* served a whole exchange before */
+    int reading;
+    int waiting;                /* the read gap timer runs */
+    int parked;                 /* the parser stopped where the caller paused */
+    int kick;                   /* resume parsing rbuf[pend_off..] on the next timer tick */
+    int nclosing;
+    hc_err pending_err;         /* report on the next timer tick */
+    unsigned inflight;          /* submitted writes not completed */
+    uint64_t connect_deadline, last_progress, idle_since;
+    llhttp_t parser;
+    http_exchange *x;
+    hc_bucket *bucket;          /* while idle */
+    hc_conn *idle_next;
+    hc_conn *prev, *next;       /* every connection of the client */
+    size_t pend_off, pend_len;  /* bytes read and not parsed yet (parked; may be none) */
+    char rbuf[HC_RBUF];
+};
+
+struct http_client {
+    uv_loop_t *loop;
+    http_client_opts opts;
+    hc_conn *conns;
+    hc_bucket *buckets;
+    int freeing;
+};
+
+typedef struct hc_hoff {
+    size_t name, value;
+} hc_hoff;
+
+struct http_exchange {
+    http_client *c;
+    hc_conn *conn;
+    struct sockaddr_storage addr;
+    http_exchange_cbs cbs;
+    void *ud;
+    char *head;
+    size_t head_len;
+    hc_err early_err;           /* a bad address (ECONNECT) or request (EPROTO) */
+    const char *owned_body;     /* fetch(): sent with the head, replayable */
+    size_t owned_len;
+    int64_t body_len;
+    uint64_t body_written;
+    uint64_t deadline;          /* fetch(): absolute, uv_now based; 0 none */
+    hc_wreq *wfirst, *wlast;
+    unsigned body_submitted;    /* streamed body writes handed to a socket */
+    int chunked, is_head, req_close;
+    int head_submitted, head_cb_done, sent_any, body_ended, end_sent, retried;
+    int paused, got_byte, informational, headers_done, resp_complete, keep_alive, extra;
+    int finished;
+    unsigned holds;             /* > 0 while our code up the stack still uses x */
+    /* response */
+    int status;
+    char *hbuf;
+    size_t hlen, hcap;
+    hc_hoff *hoff;
+    size_t nh, hoff_cap;
+    int hstate;                 /* 0 between headers, 1 in a name, 2 in a value */
+    http_header *hdrs;
+};
+
+static void hc_conn_arm(hc_conn *k);
+static void hc_conn_update(hc_conn *k);
+static void hc_conn_close(hc_conn *k);
+static void hc_exchange_finish(http_exchange *x, hc_err err);
+static void hc_exchange_attach(http_exchange *x, int allow_pool);
+static void hc_timer_cb(uv_timer_t *t);
+
+/* Out of memory is not handled: the process aborts, as Redis does. */
+static void *hc_alloc(size_t n) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p) abort();
+    return p;
+}
+
+static void *hc_realloc(void *p, size_t n) {
+    p = realloc(p, n ? n : 1);
+    if (!p) abort();
+    return p;
+}
+
+const char *hc_strerror(hc_err err) {
+    switch (err) {
+    case HC_OK: return "ok";
+    case HC_ECONNECT: return "could not connect";
+    case HC_ETIMEOUT: return "timed out";
+    case HC_ERESET: return "connection reset";
+    case HC_EPROTO: return "invalid response";
+    case HC_ETOOBIG: return "response too big";
+    case HC_ECANCELED: return "canceled";
+    }
+    return "unknown error";
+}
+
+void http_client_opts_default(http_client_opts *o) {
+    o->connect_timeout_ms = 2000;
+    o->read_timeout_ms = 30000;
+    o->idle_timeout_ms = 30000;
+    o->max_idle_per_peer = 32;
+    o->max_response = 8u << 20;
+}
+
+http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts) {
+    http_client *c = hc_alloc(sizeof *c);
+    c->loop = loop;
+    if (opts)
+        c->opts = *opts;
+    else
+        http_client_opts_default(&c->opts);
+    return c;
+}
+
+/* ---- addresses ---- */
+
+static socklen_t hc_addr_len(const struct sockaddr *sa) {
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static int hc_addr_eq(const struct sockaddr *a, const struct sockaddr *b) {
+    if (a->sa_family != b->sa_family) return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return 0;
+}
+
+/* "127.0.0.1:80" or "[::1]:80" for the Host header. */
+static void hc_addr_host(const struct sockaddr *sa, char *out, size_t size) {
+    char ip[64] = "";
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)sa;
+        uv_ip6_name(s6, ip, sizeof ip);
+        snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)sa;
+        uv_ip4_name(s4, ip, sizeof ip);
+        snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
+    } else {
+        snprintf(out, size, "invalid");
+    }
+}
+
+/* ---- the request head ---- */
+
+typedef struct hc_sbuf {
+    char *p;
+    size_t len, cap;
+} hc_sbuf;
+
+static void hc_sbuf_add(hc_sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        b->p = hc_realloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void hc_sbuf_str(hc_sbuf *b, const char *s) {
+    hc_sbuf_add(b, s, strlen(s));
+}
+
+static int hc_is_tchar(unsigned char ch) {
+    if (ch >= '0' && ch <= '9') return 1;
+    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') return 1;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static int hc_is_token(const char *s) {
+    if (!s || !*s) return 0;
+    for (; *s; s++)
+        if (!hc_is_tchar((unsigned char)*s)) return 0;
+    return 1;
+}
+
+/* Header values and the target: no control characters other than tab (no CR/LF injection). */
+static int hc_is_field_text(const char *s, int allow_space) {
+    if (!s) return 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == 0x7f || (ch < 0x20 && ch != '\t')) return 0;
+        if (!allow_space && (ch == ' ' || ch == '\t')) return 0;
+    }
+    return 1;
+}
+
+/* 1 when a comma separated header value holds the token (case-insensitive). */
+static int hc_has_token(const char *v, const char *tok) {
+    size_t n = strlen(tok);
+    while (*v) {
+        while (*v == ' ' || *v == '\t' || *v == ',') v++;
+        const char *s = v;
+        while (*v && *v != ',') v++;
+        const char *e = v;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        if ((size_t)(e - s) == n && strncasecmp(s, tok, n) == 0) return 1;
+    }
+    return 0;
+}
+
+static int hc_method_has_body(const char *m) {
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Frames the head; 0 on success, -1 when a piece is not valid HTTP. */
+static int hc_build_head(http_exchange *x, const char *method, const char *target,
+                         const http_header *h, size_t n) {
+    hc_sbuf b = {0};
+    int have_host = 0;
+    char line[80];
+
+    if (!hc_is_token(method) || !target || !*target || !hc_is_field_text(target, 0)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!hc_is_token(h[i].name) || !hc_is_field_text(h[i].value, 1)) return -1;
+
+    hc_sbuf_str(&b, method);
+    hc_sbuf_str(&b, " ");
+    hc_sbuf_str(&b, target);
+    hc_sbuf_str(&b, " HTTP/1.1\r\n");
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(h[i].name, "Content-Length") == 0 ||
+            strcasecmp(h[i].name, "Transfer-Encoding") == 0)
+            continue;   /* we frame the body ourselves */
+        if (strcasecmp(h[i].name, "Host") == 0) {
+            if (have_host) continue;
+            have_host = 1;
+        }
+        if (strcasecmp(h[i].name, "Connection") == 0 && hc_has_token(h[i].value, "close"))
+            x->req_close = 1;
+        hc_sbuf_str(&b, h[i].name);
+        hc_sbuf_str(&b, ": ");
+        hc_sbuf_str(&b, h[i].value);
+        hc_sbuf_str(&b, "\r\n");
+    }
+    if (!have_host) {
+        char host[80];
+        hc_addr_host((const struct sockaddr *)&x->addr, host, sizeof host);
+        hc_sbuf_str(&b, "Host: ");
+        hc_sbuf_str(&b, host);
+        hc_sbuf_str(&b, "\r\n");
+    }
+    if (x->body_len < 0) {
+        hc_sbuf_str(&b, "Transfer-Encoding: chunked\r\n");
+    } else if (x->body_len > 0 || hc_method_has_body(method)) {
+        snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)x->body_len);
+        hc_sbuf_str(&b, line);
+    }
+    hc_sbuf_str(&b, "\r\n");
+    x->head = b.p;
+    x->head_len = b.len;
+    return 0;
+}
+
+/* ---- the exchange's list of writes ---- */
+
+static void hc_wlist_append(http_exchange *x, hc_wreq *w) {
+    w->next = NULL;
+    w->prev = x->wlast;
+    if (x->wlast)
+        x->wlast->next = w;
+    else
+        x->wfirst = w;
+    x->wlast = w;
+}
+
+static void hc_wlist_prepend(http_exchange *x, hc_wreq *w) {
+    w->prev = NULL;
+    w->next = x->wfirst;
+    if (x->wfirst)
+        x->wfirst->prev = w;
+    else
+        x->wlast = w;
+    x->wfirst = w;
+}
+
+static void hc_wlist_unlink(http_exchange *x, hc_wreq *w) {
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        x->wfirst = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        x->wlast = w->prev;
+    w->prev = w->next = NULL;
+}
+
+/* ---- exchange lifetime ---- */
+
+static void hc_exchange_free(http_exchange *x) {
+    free(x->head);
+    free(x->hbuf);
+    free(x->hoff);
+    free(x->hdrs);
+    free(x);
+}
+
+/* Ends a hold on x; returns 1 when x has finished (it is freed unless an outer hold remains):
+ * the caller must then stop using it. */
+static int hc_x_drop(http_exchange *x) {
+    x->holds--;
+    if (!x->finished) return 0;
+    if (x->holds == 0) hc_exchange_free(x);
+    return 1;
+}
+
+static int hc_req_complete(const http_exchange *x) {
+    return x->head_submitted && x->body_ended && x->wfirst == NULL;
+}
+
+static void hc_headers_reset(http_exchange *x) {
+    x->hlen = 0;
+    x->nh = 0;
+    x->hstate = 0;
+    x->headers_done = 0;
+    free(x->hdrs);
+    x->hdrs = NULL;
+}
+
+/* ---- connections ---- */
+
+static void hc_close_cb(uv_handle_t *h) {
+    hc_conn *k = h->data;
+    if (--k->nclosing == 0) free(k);
+}
+
+static void hc_bucket_remove(http_client *c, hc_conn *k) {
+    hc_bucket *b = k->bucket;
+    hc_conn **pp = &b->idle;
+    while (*pp && *pp != k) pp = &(*pp)->idle_next;
+    if (*pp) {
+        *pp = k->idle_next;
+        b->n--;
+    }
+    k->bucket = NULL;
+    k->idle_next = NULL;
+    if (b->n == 0) {
+        hc_bucket **bp = &c->buckets;
+        while (*bp != b) bp = &(*bp)->next;
+        *bp = b->next;
+        free(b);
+    }
+}
+
+static void hc_conn_close(hc_conn *k) {
+    http_client *c = k->c;
+    if (k->state == HC_CLOSING) return;
+    if (k->bucket) hc_bucket_remove(c, k);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        c->conns = k->next;
+    if (k->next) k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+    k->state = HC_CLOSING;
+    k->nclosing = 2;
+    uv_close((uv_handle_t *)&k->tcp, hc_close_cb);
+    uv_close((uv_handle_t *)&k->timer, hc_close_cb);
+}
+
+static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr) {
+    hc_conn *k = hc_alloc(sizeof *k);
+    k->c = c;
+    memcpy(&k->addr, addr, hc_addr_len(addr));
+    /* Neither init can fail: the socket itself is created by uv_tcp_connect. */
+    uv_tcp_init(c->loop, &k->tcp);
+    uv_timer_init(c->loop, &k->timer);
+    k->tcp.data = k;
+    k->timer.data = k;
+    k->creq.data = k;
+    k->state = HC_CONNECTING;
+    k->next = c->conns;
+    if (c->conns) c->conns->prev = k;
+    c->conns = k;
+    return k;
+}
+
+static hc_conn *hc_pool_take(http_client *c, const struct sockaddr *addr) {
+    for (hc_bucket *b = c->buckets; b; b = b->next) {
+        if (!hc_addr_eq((const struct sockaddr *)&b->addr, addr)) continue;
+        hc_conn *k = b->idle;
+        hc_bucket_remove(c, k);
+        return k;
+    }
+    return NULL;
+}
+
+static void hc_conn_to_pool(hc_conn *k) {
+    http_client *c = k->c;
+    hc_bucket *b;
+    if (c->freeing || c->opts.idle_timeout_ms == 0 || c->opts.max_idle_per_peer == 0) {
+        hc_conn_close(k);
+        return;
+    }
+    for (b = c->buckets; b; b = b->next)
+        if (hc_addr_eq((const struct sockaddr *)&b->addr, (const struct sockaddr *)&k->addr))
+            break;
+    if (b && b->n >= c->opts.max_idle_per_peer) {
+        hc_conn_close(k);
+        return;
+    }
+    if (!b) {
+        b = hc_alloc(sizeof *b);
+        memcpy(&b->addr, &k->addr, sizeof b->addr);
+        b->next = c->buckets;
+        c->buckets = b;
+    }
+    k->state = HC_IDLE;
+    k->reused = 1;
+    k->waiting = 0;
+    k->kick = 0;
+    k->parked = 0;
+    k->pend_len = 0;
+    k->idle_since = uv_now(c->loop);
+    k->bucket = b;
+    k->idle_next = b->idle;
+    b->idle = k;
+    b->n++;
+    hc_conn_update(k);
+}
+
+/* Reads while idle (to notice a close) and while a response is wanted. */
+static void hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    hc_conn *k = h->data;
+    (void)suggested;
+    buf->base = k->rbuf;
+    buf->len = sizeof k->rbuf;
+}
+
+static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void hc_conn_update(hc_conn *k) {
+    int want;
+    if (k->state == HC_CLOSING) return;
+    if (k->state == HC_IDLE)
+        want = 1;
+    else if (k->state == HC_ACTIVE)
+        want = k->x && !k->x->paused && !k->parked && !k->kick;
+    else
+        want = 0;
+    if (want && !k->reading) {
+        if (uv_read_start((uv_stream_t *)&k->tcp, hc_alloc_cb, hc_read_cb) == 0) {
+            k->reading = 1;
+        } else if (k->x) {
+            k->pending_err = HC_ERESET;
+        } else {
+            hc_conn_close(k);
+            return;
+        }
+    } else if (!want && k->reading) {
+        uv_read_stop((uv_stream_t *)&k->tcp);
+        k->reading = 0;
+    }
+    hc_conn_arm(k);
+}
+
+/* Whether the peer owes us something: a write to drain, or the response. */
+static int hc_waiting_on_peer(const hc_conn *k, const http_exchange *x) {
+    if (k->inflight > 0) return 1;
+    if (x->paused || k->parked) return 0;
+    return hc_req_complete(x) || x->got_byte;
+}
+
+/* When the timer is due, HC_NO_TIME for never. */
+static uint64_t hc_conn_due(hc_conn *k) {
+    http_client *c = k->c;
+    http_exchange *x = k->x;
+    uint64_t now = uv_now(c->loop), due = HC_NO_TIME;
+    switch (k->state) {
+    case HC_IDLE:
+        return k->idle_since + c->opts.idle_timeout_ms;
+    case HC_CONNECTING:
+        due = k->connect_deadline;
+        break;
+    case HC_ACTIVE: {
+        int waiting = x && hc_waiting_on_peer(k, x);
+        if (waiting && !k->waiting) k->last_progress = now;
+        k->waiting = waiting;
+        if (waiting) due = k->last_progress + c->opts.read_timeout_ms;
+        break;
+    }
+    default:
+        return HC_NO_TIME;
+    }
+    if (x && x->deadline && x->deadline < due) due = x->deadline;
+    return due;
+}
+
+static void hc_conn_arm(hc_conn *k) {
+    uint64_t now, due;
+    if (k->state == HC_CLOSING) return;
+    if (k->kick || k->pending_err != HC_OK) {
+        uv_timer_start(&k->timer, hc_timer_cb, 0, 0);
+        return;
+    }
+    due = hc_conn_due(k);
+    if (due == HC_NO_TIME) {
+        uv_timer_stop(&k->timer);
+        return;
+    }
+    now = uv_now(k->c->loop);
+    uv_timer_start(&k->timer, hc_timer_cb, due > now ? due - now : 0, 0);
+}
+
+/* ---- writing ---- */
+
+static void hc_write_cb(uv_write_t *req, int status);
+
+static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w) {
+    int r;
+    w->conn = k;
+    w->submitted = 1;
+    k->inflight++;
+    r = uv_write(&w->req, (uv_stream_t *)&k->tcp, w->bufs, w->nbufs, hc_write_cb);
+    if (r < 0) {
+        w->submitted = 0;
+        w->conn = NULL;
+        k->inflight--;
+        k->pending_err = HC_ERESET;
+        return -1;
+    }
+    if (w->kind == HC_W_BODY) x->body_submitted++;
+    return 0;
+}
+
+/* Hands queued body writes (and the last chunk) to the socket once the head is out. */
+static void hc_exchange_flush(http_exchange *x) {
+    hc_conn *k = x->conn;
+    if (!k || k->state != HC_ACTIVE || !x->head_submitted || k->pending_err != HC_OK) return;
+    for (hc_wreq *w = x->wfirst; w; w = w->next) {
+        if (w->submitted) continue;
+        if (hc_submit(k, x, w) < 0) return;
+    }
+    if (x->body_ended && x->chunked && !x->end_sent) {
+        hc_wreq *w = hc_alloc(sizeof *w);
+        w->req.data = w;
+        w->x = x;
+        w->kind = HC_W_END;
+        w->bufs[0] = uv_buf_init("0\r\n\r\n", 5);
+        w->nbufs = 1;
+        hc_wlist_append(x, w);
+        x->end_sent = 1;
+        hc_submit(k, x, w);
+    }
+}
+
+/* Starts the request on an ACTIVE connection. */
+static void hc_conn_send(hc_conn *k) {
+    http_exchange *x = k->x;
+    hc_wreq *w = hc_alloc(sizeof *w);
+    w->req.data = w;
+    w->x = x;
+    w->kind = HC_W_HEAD;
+    w->bufs[0] = uv_buf_init(x->head, (unsigned)x->head_len);
+    w->nbufs = 1;
+    if (x->owned_len > 0) w->bufs[w->nbufs++] = uv_buf_init((char *)x->owned_body,
+                                                            (unsigned)x->owned_len);
+    hc_wlist_prepend(x, w);
+    x->head_submitted = 1;
+    x->sent_any = 1;
+    if (hc_submit(k, x, w) == 0) hc_exchange_flush(x);
+}
+
+/* Before a retry: drops the head and the last chunk (sent again on the new connection); the
+ * queue of body writes stays (none of them was submitted, or there is no retry). */
+static void hc_exchange_drop_internal(http_exchange *x) {
+    hc_wreq *w = x->wfirst;
+    while (w) {
+        hc_wreq *next = w->next;
+        if (w->kind != HC_W_BODY) {
+            hc_wlist_unlink(x, w);
+            if (w->submitted)
+                w->x = NULL;    /* libuv still owns it */
+            else
+                free(w);
+        }
+        w = next;
+    }
+}
+
+/* Every write still listed gets UV_ECANCELED (the exchange is ending). */
+static void hc_exchange_cancel_writes(http_exchange *x) {
+    while (x->wfirst) {
+        hc_wreq *w = x->wfirst;
+        void (*cb)(http_exchange *, int, void *) = w->cb;
+        void *ud = w->ud;
+        hc_wlist_unlink(x, w);
+        if (w->submitted)
+            w->x = NULL;    /* libuv still owns it */
+        else
+            free(w);
+        if (cb) cb(x, UV_ECANCELED, ud);
+    }
+}
+
+static int hc_can_retry(const hc_conn *k, const http_exchange *x) {
+    return k->reused && !x->got_byte && !x->retried && x->body_submitted == 0 &&
+           !k->c->freeing;
+}
+
+/* The connection broke (EOF, reset, write error) before the response ended. */
+static void hc_conn_broken(hc_conn *k) {
+    http_exchange *x = k->x;
+    if (!x) {
+        hc_conn_close(k);
+        return;
+    }
+    if (x->got_byte || !hc_can_retry(k, x)) {
+        hc_exchange_finish(x, HC_ERESET);
+        return;
+    }
+    /* A pooled connection the server had closed: the request was not seen, send it again on a
+     * fresh connection. */
+    k->x = NULL;
+    x->conn = NULL;
+    hc_exchange_drop_internal(x);
+    hc_conn_close(k);
+    x->retried = 1;
+    x->sent_any = 0;
+    x->head_submitted = 0;
+    x->end_sent = 0;
+    hc_headers_reset(x);
+    hc_exchange_attach(x, 0);
+}
+
+static void hc_write_cb(uv_write_t *req, int status) {
+    hc_wreq *w = req->data;
+    hc_conn *k = w->conn;
+    http_exchange *x = w->x;
+    void (*cb)(http_exchange *, int, void *) = w->cb;
+    void *ud = w->ud;
+    int kind = w->kind;
+
+    k->inflight--;
+    if (!x) {
+        free(w);
+        return;
+    }
+    hc_wlist_unlink(x, w);
+    free(w);
+    x->holds++;
+    if (status < 0) {
+        if (cb) cb(x, status, ud);
+        if (hc_x_drop(x)) return;
+        hc_conn_broken(k);
+        return;
+    }
+    k->last_progress = uv_now(k->c->loop);
+    if (kind == HC_W_HEAD && !x->head_cb_done) {
+        x->head_cb_done = 1;
+        if (x->cbs.on_sent_head) x->cbs.on_sent_head(x, x->ud);
+    } else if (cb) {
+        cb(x, 0, ud);
+    }
+    if (hc_x_drop(x)) return;
+    hc_conn_arm(k);
+}
+
+/* ---- parsing the response ---- */
+
+static int hc_hdr_add(http_exchange *x, const char *at, size_t len) {
+    if (x->hlen + len + 1 > HC_MAX_HEADER_BYTES) return -1;
+    if (x->hlen + len + 1 > x->hcap) {
+        size_t cap = x->hcap ? x->hcap : 1024;
+        while (cap < x->hlen + len + 1) cap *= 2;
+        x->hbuf = hc_realloc(x->hbuf, cap);
+        x->hcap = cap;
+    }
+    memcpy(x->hbuf + x->hlen, at, len);
+    x->hlen += len;
+    return 0;
+}
+
+static http_exchange *hc_parser_x(llhttp_t *p) {
+    hc_conn *k = p->data;
+    return k->x;
+}
+
+static int hc_on_message_begin(llhttp_t *p) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    hc_headers_reset(x);
+    return 0;
+}
+
+static int hc_on_header_field(llhttp_t *p, const char *at, size_t len) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    if (x->headers_done) return 0;   /* trailers are ignored */
+    if (x->hstate == 2) {            /* the previous value was empty */
+        if (hc_hdr_add(x, "", 1)) return -1;
+        x->hstate = 0;
+    }
+    if (x->hstate == 0) {
+        if (x->nh == HC_MAX_HEADERS) return -1;
+        if (x->nh == x->hoff_cap) {
+            x->hoff_cap = x->hoff_cap ? x->hoff_cap * 2 : 16;
+            x->hoff = hc_realloc(x->hoff, x->hoff_cap * sizeof *x->hoff);
+        }
+        x->hoff[x->nh].name = x->hlen;
+        x->hoff[x->nh].value = 0;
+        x->nh++;
+        x->hstate = 1;
+    }
+    return hc_hdr_add(x, at, len);
+}
+
+static int hc_on_header_field_complete(llhttp_t *p) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    if (x->headers_done || x->hstate != 1) return 0;
+    if (hc_hdr_add(x, "", 1)) return -1;
+    x->hoff[x->nh - 1].value = x->hlen;
+    x->hstate = 2;
+    return 0;
+}
+
+static int hc_on_header_value(llhttp_t *p, const char *at, size_t len) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    if (x->headers_done || x->hstate != 2) return 0;
+    return hc_hdr_add(x, at, len);
+}
+
+static int hc_on_header_value_complete(llhttp_t *p) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    if (x->headers_done || x->hstate != 2) return 0;
+    if (hc_hdr_add(x, "", 1)) return -1;
+    x->hstate = 0;
+    return 0;
+}
+
+/* Makes the http_header array (pointers into hbuf, which no longer moves). */
+static int hc_headers_build(http_exchange *x) {
+    if (x->hstate == 2) {
+        if (hc_hdr_add(x, "", 1)) return -1;
+        x->hstate = 0;
+    }
+    if (x->hstate != 0) return -1;
+    x->hdrs = hc_alloc((x->nh ? x->nh : 1) * sizeof *x->hdrs);
+    for (size_t i = 0; i < x->nh; i++) {
+        char *v = x->hbuf + x->hoff[i].value;
+        size_t n = strlen(v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
+        x->hdrs[i].name = x->hbuf + x->hoff[i].name;
+        x->hdrs[i].value = v;
+    }
+    x->headers_done = 1;
+    return 0;
+}
+
+static int hc_on_headers_complete(llhttp_t *p) {
+    http_exchange *x = hc_parser_x(p);
+    int status = llhttp_get_status_code(p), r = 0;
+    if (!x) return -1;
+    if (status >= 100 && status < 200 && status != 101) {
+        x->informational = 1;        /* 100 Continue, 103 Early Hints: skipped */
+        return 0;
+    }
+    if (status == 101 || hc_headers_build(x) != 0) return -1;
+    x->status = status;
+    if (x->cbs.on_response) r = x->cbs.on_response(x, status, x->hdrs, x->nh, x->ud);
+    if (x->finished) return -1;
+    if (r != 0) {
+        hc_exchange_finish(x, HC_ECANCELED);
+        return -1;
+    }
+    if (x->is_head || status == 204 || status == 304) return 1;
+    return x->paused ? HPE_PAUSED : 0;
+}
+
+static int hc_on_body(llhttp_t *p, const char *at, size_t len) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    if (x->cbs.on_data) x->cbs.on_data(x, at, len, x->ud);
+    if (x->finished) return HPE_USER;
+    return x->paused ? HPE_PAUSED : 0;
+}
+
+static int hc_on_message_complete(llhttp_t *p) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    if (x->informational) {
+        x->informational = 0;
+        return 0;
+    }
+    x->resp_complete = 1;
+    x->keep_alive = llhttp_should_keep_alive(p);
+    return HPE_PAUSED;               /* stop here: later bytes are not ours */
+}
+
+static const llhttp_settings_t hc_settings = {
+    .on_message_begin = hc_on_message_begin,
+    .on_header_field = hc_on_header_field,
+    .on_header_field_complete = hc_on_header_field_complete,
+    .on_header_value = hc_on_header_value,
+    .on_header_value_complete = hc_on_header_value_complete,
+    .on_headers_complete = hc_on_headers_complete,
+    .on_body = hc_on_body,
+    .on_message_complete = hc_on_message_complete,
+};
+
+static int hc_conn_reusable(const hc_conn *k, const http_exchange *x) {
+    return k->state == HC_ACTIVE && x->resp_complete && x->keep_alive && !x->extra &&
+           !x->req_close && hc_req_complete(x) && k->inflight == 0 && k->pending_err == HC_OK;
+}
+
+static void hc_conn_parse(hc_conn *k, const char *data, size_t len) {
+    http_exchange *x = k->x;
+    llhttp_errno_t e;
+    x->holds++;
+    e = llhttp_execute(&k->parser, data, len);
+    if (hc_x_drop(x)) return;
+    if (x->resp_complete) {
+        x->extra = llhttp_get_error_pos(&k->parser) < data + len;
+        hc_exchange_finish(x, HC_OK);
+        return;
+    }
+    if (e == HPE_PAUSED) {           /* paused by the caller inside on_response/on_data */
+        const char *pos = llhttp_get_error_pos(&k->parser);
+        llhttp_resume(&k->parser);
+        k->parked = 1;
+        k->pend_off = (size_t)(pos - k->rbuf);
+        k->pend_len = (size_t)(data + len - pos);
+    } else if (e != HPE_OK) {
+        hc_exchange_finish(x, HC_EPROTO);
+        return;
+    }
+    hc_conn_update(k);
+}
+
+static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    hc_conn *k = s->data;
+    http_exchange *x = k->x;
+    (void)buf;
+    if (nread == 0) return;
+    if (k->state == HC_IDLE) {       /* closed by the server, or bytes nobody asked for */
+        hc_conn_close(k);
+        return;
+    }
+    if (k->state != HC_ACTIVE || !x) return;
+    if (nread < 0) {
+        if (nread == UV_EOF && x->got_byte && llhttp_message_needs_eof(&k->parser)) {
+            x->holds++;
+            llhttp_finish(&k->parser);   /* a body that ends with the connection */
+            if (hc_x_drop(x)) return;
+            x->keep_alive = 0;
+            hc_exchange_finish(x, x->resp_complete ? HC_OK : HC_EPROTO);
+            return;
+        }
+        hc_conn_broken(k);
+        return;
+    }
+    x->got_byte = 1;
+    k->last_progress = uv_now(k->c->loop);
+    hc_conn_parse(k, k->rbuf, (size_t)nread);
+}
+
+static void hc_connect_cb(uv_connect_t *req, int status) {
+    hc_conn *k = req->data;
+    if (k->state != HC_CONNECTING) return;   /* closed meanwhile */
+    if (status < 0) {
+        hc_exchange_finish(k->x, HC_ECONNECT);
+        return;
+    }
+    k->state = HC_ACTIVE;
+    uv_tcp_nodelay(&k->tcp, 1);
+    hc_conn_send(k);
+    hc_conn_update(k);
+}
+
+static void hc_timer_cb(uv_timer_t *t) {
+    hc_conn *k = t->data;
+    uint64_t due;
+    if (k->pending_err != HC_OK) {
+        hc_err e = k->pending_err;
+        k->pending_err = HC_OK;
+        if (!k->x)
+            hc_conn_close(k);
+        else if (e == HC_ERESET)
+            hc_conn_broken(k);
+        else
+            hc_exchange_finish(k->x, e);
+        return;
+    }
+    if (k->kick) {
+        k->kick = 0;
+        if (k->state == HC_ACTIVE && k->x && k->parked) {
+            /* Even with no byte left the parser must run: the message may end right here. */
+            size_t off = k->pend_off, len = k->pend_len;
+            k->parked = 0;
+            k->pend_len = 0;
+            hc_conn_parse(k, k->rbuf + off, len);
+        } else {
+            hc_conn_update(k);
+        }
+        return;
+    }
+    due = hc_conn_due(k);
+    if (due == HC_NO_TIME) return;
+    if (due > uv_now(k->c->loop)) {
+        hc_conn_arm(k);
+        return;
+    }
+    if (k->x)
+        hc_exchange_finish(k->x, HC_ETIMEOUT);
+    else
+        hc_conn_close(k);
+}
+
+/* ---- exchanges ---- */
+
+/* Puts x on a pooled connection (allow_pool) or a new one. */
+static void hc_exchange_attach(http_exchange *x, int allow_pool) {
+    http_client *c = x->c;
+    const struct sockaddr *addr = (const struct sockaddr *)&x->addr;
+    hc_conn *k = allow_pool && x->early_err == HC_OK ? hc_pool_take(c, addr) : NULL;
+    if (k) {
+        k->state = HC_ACTIVE;
+        k->x = x;
+        x->conn = k;
+        llhttp_init(&k->parser, HTTP_RESPONSE, &hc_settings);
+        k->parser.data = k;
+        hc_conn_send(k);
+        hc_conn_update(k);
+        return;
+    }
+    k = hc_conn_new(c, addr);
+    k->x = x;
+    x->conn = k;
+    llhttp_init(&k->parser, HTTP_RESPONSE, &hc_settings);
+    k->parser.data = k;
+    k->connect_deadline = uv_now(c->loop) + c->opts.connect_timeout_ms;
+    if (x->early_err != HC_OK)
+        k->pending_err = x->early_err;
+    else if (uv_tcp_connect(&k->creq, &k->tcp, addr, hc_connect_cb) != 0)
+        k->pending_err = HC_ECONNECT;
+    hc_conn_arm(k);
+}
+
+static http_exchange *hc_exchange_new(http_client *c, const struct sockaddr *addr,
+                                      const char *method, const char *target,
+                                      const http_header *headers, size_t nheaders,
+                                      int64_t body_len, const http_exchange_cbs *cbs, void *ud) {
+    http_exchange *x;
+    if (c->freeing) return NULL;
+    x = hc_alloc(sizeof *x);
+    x->c = c;
+    if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)
+        memcpy(&x->addr, addr, hc_addr_len(addr));
+    if (cbs) x->cbs = *cbs;
+    x->ud = ud;
+    x->body_len = body_len < 0 ? -1 : body_len;
+    x->chunked = body_len < 0;
+    x->body_ended = body_len == 0;
+    x->is_head = method && strcmp(method, "HEAD") == 0;
+    if (x->addr.ss_family == AF_UNSPEC)
+        x->early_err = HC_ECONNECT;
+    else if (hc_build_head(x, method, target, headers, nheaders) != 0)
+        x->early_err = HC_EPROTO;
+    return x;
+}
+
+http_exchange *http_exchange_start(http_client *c, const struct sockaddr *addr,
+                                   const char *method, const char *target,
+                                   const http_header *headers, size_t nheaders,
+                                   int64_t body_len, const http_exchange_cbs *cbs, void *ud) {
+    http_exchange *x = hc_exchange_new(c, addr, method, target, headers, nheaders, body_len,
+                                       cbs, ud);
+    if (x) hc_exchange_attach(x, 1);
+    return x;
+}
+
+static void hc_exchange_finish(http_exchange *x, hc_err err) {
+    hc_conn *k = x->conn;
+    if (x->finished) return;
+    x->finished = 1;
+    if (k) {
+        int reuse = err == HC_OK && hc_conn_reusable(k, x);
+        k->x = NULL;
+        x->conn = NULL;
+        if (reuse)
+            hc_conn_to_pool(k);
+        else
+            hc_conn_close(k);
+    }
+    x->holds++;
+    hc_exchange_cancel_writes(x);
+    if (x->cbs.on_done) x->cbs.on_done(x, err, x->ud);
+    x->holds--;
+    if (x->holds == 0) hc_exchange_free(x);
+}
+
+int http_exchange_write(http_exchange *x, const void *data, size_t len,
+                        void (*cb)(http_exchange *x, int status, void *ud), void *ud) {
+    hc_wreq *w;
+    if (x->finished || x->body_ended || len == 0) return UV_EINVAL;
+    if (x->body_len > 0 && x->body_written + len > (uint64_t)x->body_len) return UV_EINVAL;
+    w = hc_alloc(sizeof *w);
+    w->req.data = w;
+    w->x = x;
+    w->cb = cb;
+    w->ud = ud;
+    w->kind = HC_W_BODY;
+    if (x->chunked) {
+        int n = snprintf(w->line, sizeof w->line, "%zx\r\n", len);
+        w->bufs[0] = uv_buf_init(w->line, (unsigned)n);
+        w->bufs[1] = uv_buf_init((char *)data, (unsigned)len);
+        w->bufs[2] = uv_buf_init("\r\n", 2);
+        w->nbufs = 3;
+    } else {
+        w->bufs[0] = uv_buf_init((char *)data, (unsigned)len);
+        w->nbufs = 1;
+    }
+    hc_wlist_append(x, w);
+    x->body_written += len;
+    hc_exchange_flush(x);
+    if (x->conn) hc_conn_arm(x->conn);
+    return 0;
+}
+
+void http_exchange_end_body(http_exchange *x) {
+    if (x->finished || x->body_ended) return;
+    if (x->body_len > 0 && x->body_written != (uint64_t)x->body_len) {
+        hc_exchange_finish(x, HC_ECANCELED);
+        return;
+    }
+    x->body_ended = 1;
+    hc_exchange_flush(x);
+    if (x->conn) hc_conn_arm(x->conn);
+}
+
+void http_exchange_pause(http_exchange *x) {
+    if (x->finished || x->paused) return;
+    x->paused = 1;
+    if (x->conn) hc_conn_update(x->conn);
+}
+
+void http_exchange_resume(http_exchange *x) {
+    hc_conn *k = x->conn;
+    if (x->finished || !x->paused) return;
+    x->paused = 0;
+    if (!k) return;
+    if (k->parked) k->kick = 1;   /* parsed from the loop, not inside this call */
+    hc_conn_update(k);
+}
+
+void http_exchange_abort(http_exchange *x) {
+    if (!x->finished) hc_exchange_finish(x, HC_ECANCELED);
+}
+
+int http_exchange_sent_any(const http_exchange *x) {
+    return x->sent_any;
+}
+
+/* ---- buffered fetch ---- */
+
+typedef struct hc_fetch {
+    http_client *c;
+    http_fetch_fn cb;
+    void *ud;
+    char *body;
+    size_t body_len;
+    char *rbody;
+    size_t rlen, rcap;
+} hc_fetch;
+
+static int hc_fetch_on_response(http_exchange *x, int status, const http_header *h, size_t n,
+                                void *ud) {
+    hc_fetch *f = ud;
+    (void)status;
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(h[i].name, "Content-Length") != 0) continue;
+        if (strtoull(h[i].value, NULL, 10) > f->c->opts.max_response) {
+            hc_exchange_finish(x, HC_ETOOBIG);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void hc_fetch_on_data(http_exchange *x, const char *data, size_t len, void *ud) {
+    hc_fetch *f = ud;
+    if (f->rlen + len > f->c->opts.max_response) {
+        hc_exchange_finish(x, HC_ETOOBIG);
+        return;
+    }
+    if (f->rlen + len + 1 > f->rcap) {
+        size_t cap = f->rcap ? f->rcap : 4096;
+        while (cap < f->rlen + len + 1) cap *= 2;
+        f->rbody = hc_realloc(f->rbody, cap);
+        f->rcap = cap;
+    }
+    memcpy(f->rbody + f->rlen, data, len);
+    f->rlen += len;
+}
+
+static void hc_fetch_on_done(http_exchange *x, hc_err err, void *ud) {
+    hc_fetch *f = ud;
+    if (err == HC_OK) {
+        http_response r;
+        if (!f->rbody) f->rbody = hc_alloc(1);
+        f->rbody[f->rlen] = '\0';
+        r.status = x->status;
+        r.nheaders = x->nh;
+        r.headers = x->hdrs;
+        r.body = f->rbody;
+        r.body_len = f->rlen;
+        f->cb(HC_OK, &r, f->ud);
+    } else {
+        f->cb(err, NULL, f->ud);
+    }
+    free(f->rbody);
+    free(f->body);
+    free(f);
+}
+
+static const http_exchange_cbs hc_fetch_cbs = {
+    .on_response = hc_fetch_on_response,
+    .on_data = hc_fetch_on_data,
+    .on_done = hc_fetch_on_done,
+};
+
+void http_client_fetch(http_client *c, const struct sockaddr *addr, const char *method,
+                       const char *target, const http_header *headers, size_t nheaders,
+                       const void *body, size_t body_len, unsigned timeout_ms,
+                       http_fetch_fn cb, void *ud) {
+    hc_fetch *f;
+    http_exchange *x;
+    if (c->freeing) {
+        cb(HC_ECANCELED, NULL, ud);
+        return;
+    }
+    f = hc_alloc(sizeof *f);
+    f->c = c;
+    f->cb = cb;
+    f->ud = ud;
+    if (body_len > 0) {
+        f->body = hc_alloc(body_len);
+        memcpy(f->body, body, body_len);
+        f->body_len = body_len;
+    }
+    x = hc_exchange_new(c, addr, method, target, headers, nheaders, (int64_t)body_len,
+                        &hc_fetch_cbs, f);
+    x->owned_body = f->body;
+    x->owned_len = f->body_len;
+    x->body_written = f->body_len;
+    x->body_ended = 1;
+    x->deadline = uv_now(c->loop) + (timeout_ms ? timeout_ms : c->opts.read_timeout_ms);
+    hc_exchange_attach(x, 1);
+}
+
+const char *http_response_header(const http_response *r, const char *name) {
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0) return r->headers[i].value;
+    return NULL;
+}
+
+void http_client_free(http_client *c) {
+    if (!c) return;
+    c->freeing = 1;
+    while (c->conns) {
+        hc_conn *k = c->conns;
+        if (k->x)
+            hc_exchange_finish(k->x, HC_ECANCELED);   /* closes k: the client is freeing */
+        else
+            hc_conn_close(k);
+    }
+    free(c);
+}
