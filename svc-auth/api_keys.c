@@ -1,0 +1,115 @@
+/* api_keys: POST /auth/api-keys (the key is shown once and stored only as its SHA-256, looked
+ * up by that hash, never argon2) and DELETE /auth/api-keys/{id}. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "crypto.h"
+
+#define API_KEY_PREFIX "ak_"
+#define API_KEY_BYTES 32
+
+typedef struct key_ctx {
+    http_req *req;
+    json_t *body;
+    char key[64];
+} key_ctx;
+
+static void key_on_insert(pg_status st, PGresult *res, void *ud)
+{
+    key_ctx *c = ud;
+    if (st != PG_OK || PQntuples(res) != 1) {
+        service_reply_pg_error(c->req, st, res);
+    } else {
+        http_resp_header(c->req, "Cache-Control", "no-store");
+        http_reply_json(c->req, 201, json_pack("{s:s,s:s,s:s,s:s}", "id", pg_get(res, 0, "id"),
+                                               "name", pg_get(res, 0, "name"), "key", c->key,
+                                               "created_at", pg_get(res, 0, "created_at")));
+    }
+    explicit_bzero(c->key, sizeof(c->key));
+    json_decref(c->body);
+    free(c);
+}
+
+static void create_on_ident(http_req *req, auth_ident *id)
+{
+    if (!id)
+        return;
+    key_ctx *c = calloc(1, sizeof(*c));
+    c->req = req;
+    const char *name = NULL;
+    auth_field f[] = {{"name", 1, 100, &name}};
+    c->body = auth_body_fields(req, f, 1, 0);
+    if (!c->body) {
+        auth_ident_free(id);
+        free(c);
+        return;
+    }
+    if (!*name) {
+        auth_ident_free(id);
+        json_decref(c->body);
+        free(c);
+        http_reply_error(req, 400, "invalid_request", "name must not be empty.");
+        return;
+    }
+    memcpy(c->key, API_KEY_PREFIX, strlen(API_KEY_PREFIX));
+    crypto_random_token(c->key + strlen(API_KEY_PREFIX), API_KEY_BYTES);
+    char hash[65];
+    auth_sha256_hex(c->key, strlen(c->key), hash);
+    const char *params[] = {id->sub, name, hash};
+    auth_pg("INSERT INTO api_keys (user_id, name, key_hash) VALUES ($1, $2, $3)"
+            " RETURNING id, name, " AUTH_TS("created_at") " AS created_at",
+            3, params, key_on_insert, c);
+    auth_ident_free(id);
+}
+
+static void create_handler(http_req *req)
+{
+    auth_authenticate(req, 0, 0, create_on_ident);
+}
+
+static void key_on_revoke(pg_status st, PGresult *res, void *ud)
+{
+    http_req *req = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(req, st, res);
+    } else if (PQntuples(res) == 0) {
+        http_reply_error(req, 404, "not_found", "No such API key.");
+    } else {
+        /* forget it here at once; other instances trust their cache < 1 s */
+        uint8_t h[32];
+        const char *hex = pg_get(res, 0, "key_hash");
+        if (hex && crypto_unhex(hex, strlen(hex), h, 32) == 0)
+            jwt_cache_remove(auth.apikey_cache, h);
+        http_reply(req, 204, NULL, NULL, 0);
+    }
+}
+
+static void revoke_on_ident(http_req *req, auth_ident *id)
+{
+    if (!id)
+        return;
+    const char *kid = http_req_param(req, "id");
+    if (!kid || !auth_is_uuid(kid)) {
+        auth_ident_free(id);
+        http_reply_error(req, 404, "not_found", "No such API key.");
+        return;
+    }
+    const char *params[] = {kid, id->sub};
+    auth_pg("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2"
+            " AND revoked_at IS NULL RETURNING key_hash",
+            2, params, key_on_revoke, req);
+    auth_ident_free(id);
+}
+
+static void revoke_handler(http_req *req)
+{
+    auth_authenticate(req, 0, 0, revoke_on_ident);
+}
+
+void api_keys_routes(router *r)
+{
+    router_add(r, "POST", "/auth/api-keys", create_handler, 16384);
+    router_add(r, "DELETE", "/auth/api-keys/{id}", revoke_handler, 0);
+}

@@ -1,0 +1,236 @@
+/* request: svc-auth's request helpers: strict JSON bodies of string fields, the client's
+ * address, cookies, ids, roles, hashes and the 401 answers. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth.h"
+#include "crypto.h"
+
+uint64_t auth_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int64_t auth_now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+void auth_pg(const char *sql, int nparams, const char *const *params, pg_query_fn cb, void *ud)
+{
+    if (!auth.svc.pg) {
+        cb(PG_DOWN, NULL, ud);
+        return;
+    }
+    pg_query(auth.svc.pg, sql, nparams, params, cb, ud);
+}
+
+size_t auth_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+json_t *auth_body_fields(http_req *req, auth_field *fields, size_t n, int allow_empty)
+{
+    size_t len = 0;
+    const char *body = http_req_body(req, &len);
+    json_t *obj;
+    if (allow_empty && (!body || len == 0)) {
+        obj = json_object();
+    } else {
+        obj = http_req_json(req);   /* replies 400 / 415 itself */
+        if (!obj)
+            return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        *fields[i].out = NULL;
+    const char *key;
+    json_t *v;
+    char msg[160];
+    json_object_foreach(obj, key, v) {
+        size_t i;
+        for (i = 0; i < n && strcmp(fields[i].name, key) != 0; i++)
+            ;
+        if (i == n) {
+            snprintf(msg, sizeof(msg), "Unknown field \"%.60s\".", key);
+            goto bad;
+        }
+        if (!json_is_string(v)) {
+            snprintf(msg, sizeof(msg), "Field \"%s\" must be a string.", key);
+            goto bad;
+        }
+        if (strlen(json_string_value(v)) != json_string_length(v)) {
+            snprintf(msg, sizeof(msg), "Field \"%s\" must not contain NUL characters.", key);
+            goto bad;
+        }
+        if (fields[i].max_chars && auth_utf8_chars(json_string_value(v)) > fields[i].max_chars) {
+            snprintf(msg, sizeof(msg), "Field \"%s\" is longer than %zu characters.", key,
+                     fields[i].max_chars);
+            goto bad;
+        }
+        *fields[i].out = json_string_value(v);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (fields[i].required && !*fields[i].out) {
+            snprintf(msg, sizeof(msg), "Field \"%s\" is required.", fields[i].name);
+            goto bad;
+        }
+    }
+    return obj;
+bad:
+    json_decref(obj);
+    http_reply_error(req, 400, "invalid_request", msg);
+    return NULL;
+}
+
+const char *auth_client_ip(http_req *req)
+{
+    const char *ip = http_req_header(req, "X-Real-IP");
+    if (ip && *ip && strlen(ip) <= 64)
+        return ip;
+    return http_req_peer_ip(req);
+}
+
+int auth_cookie(http_req *req, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < http_req_header_count(req); i++) {
+        const char *hn, *hv;
+        http_req_header_at(req, i, &hn, &hv);
+        if (strcasecmp(hn, "Cookie") != 0)
+            continue;
+        const char *p = hv;
+        while (*p) {
+            while (*p == ' ' || *p == ';')
+                p++;
+            const char *end = strchr(p, ';');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+                size_t vl = len - nl - 1;
+                if (vl + 1 > cap)
+                    return -1;
+                memcpy(out, p + nl + 1, vl);
+                out[vl] = '\0';
+                return 0;
+            }
+            p += len;
+        }
+    }
+    return -1;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int auth_query_param(const char *query, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = query;
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '=')) {
+            const char *v = len == nl ? p + nl : p + nl + 1;
+            size_t o = 0;
+            for (; v < p + len; v++) {
+                char ch = *v;
+                if (ch == '+') {
+                    ch = ' ';
+                } else if (ch == '%' && v + 2 < p + len && hexval(v[1]) >= 0 &&
+                           hexval(v[2]) >= 0) {
+                    ch = (char)(hexval(v[1]) * 16 + hexval(v[2]));
+                    v += 2;
+                }
+                if (o + 1 >= cap)
+                    return -1;
+                out[o++] = ch;
+            }
+            out[o] = '\0';
+            return 0;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return -1;
+}
+
+int auth_is_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void auth_sha256_hex(const char *s, size_t len, char out[65])
+{
+    uint8_t d[32];
+    crypto_sha256(s, len, d);
+    crypto_hex(d, 32, out);
+}
+
+void auth_reply_unauthorized(http_req *req, const char *code, const char *message, int me)
+{
+    http_resp_header(req, "WWW-Authenticate", "Bearer realm=\"suite\"");
+    if (me) {
+        http_reply_json(req, 401, json_pack("{s:b,s:{s:s,s:s}}", "active", 0, "error", "code",
+                                            code, "message", message));
+        return;
+    }
+    http_reply_error(req, 401, code, message);
+}
+
+json_t *auth_roles(const char *stored_json, const char *email)
+{
+    json_error_t jerr;
+    json_t *roles = stored_json ? json_loads(stored_json, 0, &jerr) : NULL;
+    if (!json_is_array(roles)) {
+        json_decref(roles);
+        roles = json_pack("[s]", "user");
+    }
+    for (size_t i = 0; i < auth.n_admin_emails; i++) {
+        if (strcmp(auth.admin_emails[i], email) == 0) {
+            if (!auth_roles_has(roles, "admin"))
+                json_array_append_new(roles, json_string("admin"));
+            break;
+        }
+    }
+    return roles;
+}
+
+int auth_roles_has(json_t *roles, const char *role)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+        if (json_is_string(v) && strcmp(json_string_value(v), role) == 0)
+            return 1;
+    return 0;
+}
+
+void auth_clear_cookies(http_req *req)
+{
+    http_resp_header(req, "Set-Cookie",
+                     "access_token=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Strict");
+    http_resp_header(req, "Set-Cookie",
+                     "refresh_token=; Max-Age=0; Path=/auth; HttpOnly; Secure; SameSite=Strict");
+}

@@ -1,0 +1,419 @@
+/* sessions: POST /auth/login, POST /auth/logout, GET /auth/sessions,
+ * DELETE /auth/sessions/{sid}, and the revocation check behind every access token.
+ *
+ * Revocation: PostgreSQL is the truth. This process remembers "revoked" facts (they never
+ * change back) and "alive" facts for positive_ttl_ms (< 1 s) only; Redis holds "revoked"
+ * facts (auth:revoked:<sid>) so a revoked session costs no PostgreSQL query. An empty or
+ * unreachable Redis only means asking PostgreSQL: it can never make a revoked session alive.
+ * Concurrent checks of one session share one lookup. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "crypto.h"
+#include "log.h"
+#include "metrics.h"
+#include "passwords.h"
+#include "throttle.h"
+
+#define AUTH_REFRESH_BYTES 32
+
+/* ---- the revocation check ---- */
+typedef struct sess_waiter {
+    auth_session_fn cb;
+    void *ud;
+    struct sess_waiter *next;
+} sess_waiter;
+
+typedef struct sess_lookup {
+    char sid[40];
+    uint8_t key[32];
+    sess_waiter *waiters;
+    struct sess_lookup *next;
+} sess_lookup;
+
+static sess_lookup *sess_lookups;
+
+static void sess_finish(sess_lookup *l, auth_session_state st)
+{
+    sess_lookup **pp = &sess_lookups;
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    if (st == AUTH_SESSION_ALIVE)
+        jwt_cache_put(auth.session_cache, l->key, json_true(), auth_now_ms() + auth.positive_ttl_ms);
+    else if (st == AUTH_SESSION_REVOKED)
+        jwt_cache_put(auth.session_cache, l->key, json_false(),
+                      auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
+    sess_waiter *w = l->waiters;
+    free(l);
+    while (w) {
+        sess_waiter *next = w->next;
+        w->cb(st, w->ud);
+        free(w);
+        w = next;
+    }
+}
+
+static void sess_on_pg(pg_status st, PGresult *res, void *ud)
+{
+    sess_lookup *l = ud;
+    if (st != PG_OK) {
+        log_warn(NULL, "session check failed: %s", st == PG_ERR_SQL ? pg_sqlstate(res) : "pg down/busy");
+        sess_finish(l, AUTH_SESSION_ERROR);
+        return;
+    }
+    const char *alive = PQntuples(res) == 1 ? pg_get(res, 0, "alive") : NULL;
+    sess_finish(l, alive && strcmp(alive, "t") == 0 ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED);
+}
+
+static void sess_ask_pg(sess_lookup *l)
+{
+    const char *params[] = {l->sid};
+    auth_pg("SELECT (revoked_at IS NULL AND expires_at > now()) AS alive FROM sessions "
+            "WHERE id = $1",
+            1, params, sess_on_pg, l);
+}
+
+static void sess_on_redis(redis_status st, redisReply *reply, void *ud)
+{
+    sess_lookup *l = ud;
+    if (st == REDIS_ST_OK && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        sess_finish(l, AUTH_SESSION_REVOKED);
+        return;
+    }
+    sess_ask_pg(l);   /* not known revoked (or Redis down): PostgreSQL decides */
+}
+
+void auth_session_check(const char *sid, auth_session_fn cb, void *ud)
+{
+    if (!auth_is_uuid(sid)) {
+        cb(AUTH_SESSION_REVOKED, ud);
+        return;
+    }
+    uint8_t key[32];
+    crypto_sha256(sid, strlen(sid), key);
+    json_t *v = jwt_cache_get(auth.session_cache, key, auth_now_ms());
+    if (v) {
+        cb(json_is_true(v) ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED, ud);
+        return;
+    }
+    sess_waiter *w = calloc(1, sizeof(*w));
+    w->cb = cb;
+    w->ud = ud;
+    for (sess_lookup *l = sess_lookups; l; l = l->next) {
+        if (strcmp(l->sid, sid) == 0) {
+            w->next = l->waiters;
+            l->waiters = w;
+            return;
+        }
+    }
+    sess_lookup *l = calloc(1, sizeof(*l));
+    snprintf(l->sid, sizeof(l->sid), "%s", sid);
+    memcpy(l->key, key, 32);
+    l->waiters = w;
+    l->next = sess_lookups;
+    sess_lookups = l;
+    if (auth.svc.redis && redis_connected(auth.svc.redis))
+        redis_command(auth.svc.redis, sess_on_redis, l, "EXISTS auth:revoked:%s", sid);
+    else
+        sess_ask_pg(l);
+}
+
+void auth_session_revoked(const char *sid)
+{
+    uint8_t key[32];
+    crypto_sha256(sid, strlen(sid), key);
+    jwt_cache_put(auth.session_cache, key, json_false(),
+                  auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
+    if (auth.svc.redis)
+        redis_command(auth.svc.redis, NULL, NULL, "SET auth:revoked:%s 1 EX %ld", sid,
+                      auth.access_ttl_s + 2 * AUTH_LEEWAY_S);
+}
+
+/* ---- POST /auth/login ---- */
+static void login_count(const char *result)
+{
+    char labels[48];
+    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
+    metric_inc(metrics_counter("auth_logins_total", "login attempts by result", labels));
+}
+
+typedef struct login_ctx {
+    http_req *req;
+    json_t *body;
+    const char *password;
+    char email[256];
+    char ip[72];
+    char sub[40], org[40];
+    char *roles;
+    char refresh[64];
+} login_ctx;
+
+static void login_free(login_ctx *c)
+{
+    json_decref(c->body);
+    free(c->roles);
+    free(c);
+}
+
+static void login_on_session(pg_status st, PGresult *res, void *ud)
+{
+    login_ctx *c = ud;
+    if (st != PG_OK || PQntuples(res) != 1) {
+        service_reply_pg_error(c->req, st, res);
+        login_free(c);
+        return;
+    }
+    throttle_succeeded(c->email, c->ip);
+    login_count("ok");
+    json_t *roles = auth_roles(c->roles, c->email);
+    auth_reply_token_pair(c->req, c->sub, pg_get(res, 0, "session_id"), c->org, c->email, roles,
+                          c->refresh);
+    json_decref(roles);
+    login_free(c);
+}
+
+static void login_on_verify(int result, const char *hash, void *ud)
+{
+    login_ctx *c = ud;
+    (void)hash;
+    if (result < 0) {
+        http_resp_header(c->req, "Retry-After", "1");
+        http_reply_error(c->req, 503, "unavailable", "Cannot check the password now.");
+        login_free(c);
+        return;
+    }
+    if (result != 0 || !c->sub[0]) {
+        throttle_failed(c->email, c->ip);
+        login_count("invalid");
+        http_reply_error(c->req, 401, "invalid_credentials", "Wrong email or password.");
+        login_free(c);
+        return;
+    }
+    crypto_random_token(c->refresh, AUTH_REFRESH_BYTES);
+    char hash_hex[65], ttl[24];
+    auth_sha256_hex(c->refresh, strlen(c->refresh), hash_hex);
+    snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
+    const char *ua = http_req_header(c->req, "User-Agent");
+    char ua_short[256];
+    snprintf(ua_short, sizeof(ua_short), "%s", ua ? ua : "");
+    const char *params[] = {c->sub, ttl, ua ? ua_short : NULL, c->ip, hash_hex};
+    auth_pg("WITH s AS (INSERT INTO sessions (user_id, expires_at, user_agent, ip)"
+            " VALUES ($1, now() + $2::int * interval '1 second', $3, $4) RETURNING id, expires_at)"
+            " INSERT INTO refresh_tokens (token_hash, session_id, expires_at)"
+            " SELECT $5, id, expires_at FROM s RETURNING session_id",
+            5, params, login_on_session, c);
+}
+
+static void login_on_user(pg_status st, PGresult *res, void *ud)
+{
+    login_ctx *c = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(c->req, st, res);
+        login_free(c);
+        return;
+    }
+    const char *phc = NULL;
+    if (PQntuples(res) == 1) {
+        snprintf(c->sub, sizeof(c->sub), "%s", pg_get(res, 0, "id"));
+        snprintf(c->org, sizeof(c->org), "%s", pg_get(res, 0, "org_id"));
+        c->roles = strdup(pg_get(res, 0, "roles"));
+        phc = pg_get(res, 0, "password_hash");
+    }
+    /* An unknown email costs the same hash as a wrong password. */
+    if (passwords_verify(phc, c->password, strlen(c->password), login_on_verify, c) != 0) {
+        http_resp_header(c->req, "Retry-After", "1");
+        http_reply_error(c->req, 503, "overloaded", "Too many logins in progress; retry shortly.");
+        login_free(c);
+    }
+}
+
+static void login_on_throttle(long retry_after_s, void *ud)
+{
+    login_ctx *c = ud;
+    if (retry_after_s > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%ld", retry_after_s);
+        http_resp_header(c->req, "Retry-After", ra);
+        login_count("throttled");
+        http_reply_error(c->req, 429, "too_many_attempts",
+                         "Too many failed logins for this account; retry later.");
+        login_free(c);
+        return;
+    }
+    const char *params[] = {c->email};
+    auth_pg("SELECT id, org_id, password_hash, array_to_json(roles)::text AS roles "
+            "FROM users WHERE email = $1",
+            1, params, login_on_user, c);
+}
+
+static void login_handler(http_req *req)
+{
+    const char *email = NULL, *password = NULL;
+    auth_field f[] = {{"email", 1, 254, &email}, {"password", 1, 1024, &password}};
+    json_t *body = auth_body_fields(req, f, 2, 0);
+    if (!body)
+        return;
+    login_ctx *c = calloc(1, sizeof(*c));
+    c->req = req;
+    c->body = body;
+    c->password = password;
+    size_t i;
+    for (i = 0; email[i] && i + 1 < sizeof(c->email); i++)
+        c->email[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+    c->email[i] = '\0';
+    snprintf(c->ip, sizeof(c->ip), "%s", auth_client_ip(req));
+    throttle_check(c->email, c->ip, login_on_throttle, c);
+}
+
+/* ---- POST /auth/logout ---- */
+static void logout_on_update(pg_status st, PGresult *res, void *ud)
+{
+    http_req *req = ud;
+    const char *sid = http_req_data(req);
+    if (st != PG_OK) {
+        service_reply_pg_error(req, st, res);
+    } else {
+        auth_session_revoked(sid);
+        auth_clear_cookies(req);
+        http_reply(req, 204, NULL, NULL, 0);
+    }
+    free((void *)sid);
+    http_req_set_data(req, NULL);
+}
+
+static void logout_on_ident(http_req *req, auth_ident *id)
+{
+    if (!id)
+        return;
+    char *sid = strdup(id->sid);
+    auth_ident_free(id);
+    http_req_set_data(req, sid);
+    const char *params[] = {sid};
+    auth_pg( "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+             1, params, logout_on_update, req);
+}
+
+static void logout_handler(http_req *req)
+{
+    auth_authenticate(req, 0, 0, logout_on_ident);
+}
+
+/* ---- GET /auth/sessions ---- */
+typedef struct list_ctx {
+    http_req *req;
+    char sid[40];
+    long limit;
+} list_ctx;
+
+static void sessions_on_list(pg_status st, PGresult *res, void *ud)
+{
+    list_ctx *c = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(c->req, st, res);
+        free(c);
+        return;
+    }
+    int n = PQntuples(res);
+    json_t *data = json_array();
+    for (int i = 0; i < n && i < c->limit; i++) {
+        const char *id = pg_get(res, i, "id");
+        const char *ua = pg_get(res, i, "user_agent"), *ip = pg_get(res, i, "ip");
+        json_array_append_new(data, json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:b}", "id", id,
+            "created_at", pg_get(res, i, "created_at"), "last_used_at",
+            pg_get(res, i, "last_used_at"), "expires_at", pg_get(res, i, "expires_at"),
+            "user_agent", ua ? json_string(ua) : json_null(), "ip", ip ? json_string(ip) : json_null(),
+            "current", strcmp(id, c->sid) == 0));
+    }
+    http_reply_json(c->req, 200, json_pack("{s:o,s:b}", "data", data, "has_more", n > c->limit));
+    free(c);
+}
+
+static void sessions_on_ident(http_req *req, auth_ident *id)
+{
+    if (!id)
+        return;
+    char limit_s[16] = "20", after[64] = "";
+    const char *q = http_req_query(req);
+    long limit = 20;
+    if (auth_query_param(q, "limit", limit_s, sizeof(limit_s)) == 0) {
+        char *end;
+        limit = strtol(limit_s, &end, 10);
+        if (*end || end == limit_s || limit < 1 || limit > 100) {
+            auth_ident_free(id);
+            http_reply_error(req, 400, "invalid_request", "limit must be an integer from 1 to 100.");
+            return;
+        }
+    }
+    if (auth_query_param(q, "starting_after", after, sizeof(after)) == 0 && !auth_is_uuid(after)) {
+        auth_ident_free(id);
+        http_reply_error(req, 400, "invalid_request", "starting_after must be a session id.");
+        return;
+    }
+    list_ctx *c = calloc(1, sizeof(*c));
+    c->req = req;
+    c->limit = limit;
+    snprintf(c->sid, sizeof(c->sid), "%s", id->sid);
+    char lim1[16];
+    snprintf(lim1, sizeof(lim1), "%ld", limit + 1);
+    const char *params[] = {id->sub, after[0] ? after : NULL, lim1};
+    auth_pg("SELECT id, " AUTH_TS("created_at") " AS created_at, " AUTH_TS("last_used_at")
+            " AS last_used_at, " AUTH_TS("expires_at") " AS expires_at, user_agent, ip"
+            " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+            " AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM sessions"
+            " WHERE id = $2::uuid AND user_id = $1))"
+            " ORDER BY created_at DESC, id DESC LIMIT $3::int",
+            3, params, sessions_on_list, c);
+    auth_ident_free(id);
+}
+
+static void sessions_list_handler(http_req *req)
+{
+    auth_authenticate(req, 0, 0, sessions_on_ident);
+}
+
+/* ---- DELETE /auth/sessions/{sid} ---- */
+static void session_on_revoke(pg_status st, PGresult *res, void *ud)
+{
+    http_req *req = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(req, st, res);
+    } else if (PQntuples(res) == 0) {
+        http_reply_error(req, 404, "not_found", "No such live session.");
+    } else {
+        auth_session_revoked(pg_get(res, 0, "id"));
+        http_reply(req, 204, NULL, NULL, 0);
+    }
+}
+
+static void session_revoke_on_ident(http_req *req, auth_ident *id)
+{
+    if (!id)
+        return;
+    const char *sid = http_req_param(req, "sid");
+    if (!sid || !auth_is_uuid(sid)) {
+        auth_ident_free(id);
+        http_reply_error(req, 404, "not_found", "No such live session.");
+        return;
+    }
+    const char *params[] = {sid, id->sub};
+    auth_pg("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2"
+            " AND revoked_at IS NULL RETURNING id",
+            2, params, session_on_revoke, req);
+    auth_ident_free(id);
+}
+
+static void session_revoke_handler(http_req *req)
+{
+    auth_authenticate(req, 0, 0, session_revoke_on_ident);
+}
+
+void sessions_routes(router *r)
+{
+    router_add(r, "POST", "/auth/login", login_handler, 16384);
+    router_add(r, "POST", "/auth/logout", logout_handler, 16384);
+    router_add(r, "GET", "/auth/sessions", sessions_list_handler, 0);
+    router_add(r, "DELETE", "/auth/sessions/{sid}", session_revoke_handler, 0);
+}

@@ -1,0 +1,431 @@
+/* tokens: who is calling (access tokens with the verified-token cache and the session
+ * check, API keys by SHA-256), issuing access tokens and token pairs, POST /auth/refresh
+ * (rotation with reuse detection) and POST /internal/service-token. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+#include "crypto.h"
+#include "log.h"
+#include "metrics.h"
+
+#define AUTH_REFRESH_BYTES 32
+#define AUTH_MAX_CREDENTIAL 4096
+
+void auth_ident_free(auth_ident *id)
+{
+    if (!id)
+        return;
+    json_decref(id->roles);
+    free(id);
+}
+
+static void auth_copy(char *dst, size_t cap, json_t *v)
+{
+    const char *s = json_string_value(v);
+    snprintf(dst, cap, "%s", s ? s : "");
+}
+
+/* ---- access tokens ---- */
+typedef struct authn {
+    http_req *req;
+    auth_ident_fn cb;
+    int me;
+    auth_ident *id;
+} authn;
+
+static void authn_on_session(auth_session_state st, void *ud)
+{
+    authn *a = ud;
+    http_req *req = a->req;
+    auth_ident_fn cb = a->cb;
+    auth_ident *id = a->id;
+    int me = a->me;
+    free(a);
+    if (st == AUTH_SESSION_ALIVE) {
+        cb(req, id);
+        return;
+    }
+    auth_ident_free(id);
+    if (st == AUTH_SESSION_REVOKED) {
+        auth_reply_unauthorized(req, "token_revoked", "The session of this token was revoked.", me);
+    } else {
+        http_resp_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "unavailable", "Cannot check the session now; retry shortly.");
+    }
+    cb(req, NULL);
+}
+
+static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb)
+{
+    size_t len = strlen(token);
+    uint8_t key[32];
+    crypto_sha256(token, len, key);
+    jwt_expect ex = {.typ = AUTH_TOKEN_TYP, .iss = auth.issuer, .aud = auth.audience,
+                     .now = auth_now_s(), .leeway = AUTH_LEEWAY_S};
+    static metric *m_hit, *m_verify;
+    if (!m_hit) {
+        m_hit = metrics_counter("auth_token_cache_hits_total",
+                                "access tokens found in the verified-token cache", NULL);
+        m_verify = metrics_counter("auth_token_verifications_total",
+                                   "ES256 signature checks of access tokens", NULL);
+    }
+    json_t *claims = jwt_cache_get(auth.token_cache, key, auth_now_ms());
+    jwt_err err;
+    if (claims) {
+        metric_inc(m_hit);
+        err = jwt_check_time(claims, &ex);
+        json_incref(claims);
+    } else {
+        metric_inc(m_verify);
+        err = jwt_verify(auth.keys, token, len, &ex, &claims);
+        if (err == JWT_OK) {
+            int64_t exp = json_integer_value(json_object_get(claims, "exp"));
+            jwt_cache_put(auth.token_cache, key, claims, (uint64_t)(exp + AUTH_LEEWAY_S) * 1000u);
+        }
+    }
+    if (err != JWT_OK) {
+        if (claims)
+            json_decref(claims);
+        auth_reply_unauthorized(req, err == JWT_EEXPIRED ? "token_expired" : "invalid_token",
+                                jwt_strerror(err), me);
+        cb(req, NULL);
+        return;
+    }
+    json_t *sid = json_object_get(claims, "sid"), *sub = json_object_get(claims, "sub");
+    json_t *roles = json_object_get(claims, "roles");
+    if (!json_is_string(sid) || !json_is_string(sub) || !json_is_array(roles)) {
+        json_decref(claims);
+        auth_reply_unauthorized(req, "invalid_token", "The token lacks its claims.", me);
+        cb(req, NULL);
+        return;
+    }
+    auth_ident *id = calloc(1, sizeof(*id));
+    id->kind = AUTH_KIND_TOKEN;
+    auth_copy(id->sub, sizeof(id->sub), sub);
+    auth_copy(id->sid, sizeof(id->sid), sid);
+    auth_copy(id->org, sizeof(id->org), json_object_get(claims, "org"));
+    auth_copy(id->email, sizeof(id->email), json_object_get(claims, "email"));
+    id->roles = json_deep_copy(roles);
+    id->exp = json_integer_value(json_object_get(claims, "exp"));
+    json_decref(claims);
+    authn *a = calloc(1, sizeof(*a));
+    a->req = req;
+    a->cb = cb;
+    a->me = me;
+    a->id = id;
+    auth_session_check(id->sid, authn_on_session, a);
+}
+
+/* ---- API keys ---- */
+typedef struct authk {
+    http_req *req;
+    auth_ident_fn cb;
+    int me;
+    uint8_t key[32];
+} authk;
+
+static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb)
+{
+    if (!json_is_object(v)) {
+        auth_reply_unauthorized(req, "invalid_api_key", "The API key is unknown or revoked.", me);
+        cb(req, NULL);
+        return;
+    }
+    auth_ident *id = calloc(1, sizeof(*id));
+    id->kind = AUTH_KIND_API_KEY;
+    auth_copy(id->sub, sizeof(id->sub), json_object_get(v, "sub"));
+    auth_copy(id->org, sizeof(id->org), json_object_get(v, "org"));
+    auth_copy(id->email, sizeof(id->email), json_object_get(v, "email"));
+    auth_copy(id->key_id, sizeof(id->key_id), json_object_get(v, "key_id"));
+    id->roles = auth_roles(json_string_value(json_object_get(v, "roles")), id->email);
+    cb(req, id);
+}
+
+static void authk_on_row(pg_status st, PGresult *res, void *ud)
+{
+    authk *k = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(k->req, st, res);
+        k->cb(k->req, NULL);
+        free(k);
+        return;
+    }
+    json_t *v;
+    if (PQntuples(res) == 1)
+        v = json_pack("{s:s,s:s,s:s,s:s,s:s}", "key_id", pg_get(res, 0, "id"), "sub",
+                      pg_get(res, 0, "sub"), "org", pg_get(res, 0, "org_id"), "email",
+                      pg_get(res, 0, "email"), "roles", pg_get(res, 0, "roles"));
+    else
+        v = json_null();
+    jwt_cache_put(auth.apikey_cache, k->key, v, auth_now_ms() + auth.positive_ttl_ms);
+    authk_answer(k->req, v, k->me, k->cb);
+    json_decref(v);
+    free(k);
+}
+
+static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn cb)
+{
+    authk *k = calloc(1, sizeof(*k));
+    k->req = req;
+    k->cb = cb;
+    k->me = me;
+    crypto_sha256(key, strlen(key), k->key);
+    json_t *v = jwt_cache_get(auth.apikey_cache, k->key, auth_now_ms());
+    if (v) {
+        free(k);
+        authk_answer(req, v, me, cb);
+        return;
+    }
+    char hex[65];
+    crypto_hex(k->key, 32, hex);
+    const char *params[] = {hex};
+    auth_pg("SELECT k.id, u.id AS sub, u.email, u.org_id, array_to_json(u.roles)::text AS roles "
+            "FROM api_keys k JOIN users u ON u.id = k.user_id "
+            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+            1, params, authk_on_row, k);
+}
+
+void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb)
+{
+    const char *h = http_req_header(req, "Authorization");
+    char cookie[AUTH_MAX_CREDENTIAL];
+    if (h) {
+        if (strlen(h) > AUTH_MAX_CREDENTIAL) {
+            auth_reply_unauthorized(req, "invalid_token", "The credential is too long.", me);
+            cb(req, NULL);
+            return;
+        }
+        const char *sp = strchr(h, ' ');
+        const char *cred = sp;
+        while (cred && *cred == ' ')
+            cred++;
+        if (sp && (size_t)(sp - h) == 6 && strncasecmp(h, "Bearer", 6) == 0 && *cred) {
+            authn_token(req, cred, me, cb);
+            return;
+        }
+        if (sp && (size_t)(sp - h) == 6 && strncasecmp(h, "ApiKey", 6) == 0 && *cred) {
+            if (allow_api_key) {
+                authn_api_key(req, cred, me, cb);
+                return;
+            }
+            auth_reply_unauthorized(req, "invalid_authorization",
+                                    "This endpoint needs a Bearer access token.", me);
+            cb(req, NULL);
+            return;
+        }
+        auth_reply_unauthorized(req, "invalid_authorization",
+                                "Authorization must be \"Bearer <token>\" or \"ApiKey <key>\".", me);
+        cb(req, NULL);
+        return;
+    }
+    if (auth_cookie(req, "access_token", cookie, sizeof(cookie)) == 0 && cookie[0]) {
+        authn_token(req, cookie, me, cb);
+        return;
+    }
+    auth_reply_unauthorized(req, "missing_credentials", "An Authorization header is required.", me);
+    cb(req, NULL);
+}
+
+/* ---- issuing ---- */
+char *auth_issue_access(const char *sub, const char *sid, const char *org, const char *email,
+                        json_t *roles)
+{
+    int64_t now = auth_now_s();
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:I,s:I}", "iss", auth.issuer,
+                               "aud", auth.audience, "sub", sub, "sid", sid, "org", org,
+                               "email", email, "roles", roles, "iat", (json_int_t)now,
+                               "exp", (json_int_t)(now + auth.access_ttl_s));
+    char *tok = claims ? jwt_sign(auth.keys, AUTH_TOKEN_TYP, claims) : NULL;
+    json_decref(claims);
+    return tok;
+}
+
+void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, const char *org,
+                           const char *email, json_t *roles, const char *refresh_token)
+{
+    char *access = auth_issue_access(sub, sid, org, email, roles);
+    if (!access) {
+        log_error(http_req_id(req), "cannot sign an access token");
+        http_reply_error(req, 500, "internal_error", "Cannot issue a token.");
+        return;
+    }
+    char cookie[JWT_MAX_LEN + 128];
+    snprintf(cookie, sizeof(cookie),
+             "access_token=%s; Max-Age=%ld; Path=/; HttpOnly; Secure; SameSite=Strict", access,
+             auth.access_ttl_s);
+    http_resp_header(req, "Set-Cookie", cookie);
+    snprintf(cookie, sizeof(cookie),
+             "refresh_token=%s; Max-Age=%ld; Path=/auth; HttpOnly; Secure; SameSite=Strict",
+             refresh_token, auth.refresh_ttl_s);
+    http_resp_header(req, "Set-Cookie", cookie);
+    http_resp_header(req, "Cache-Control", "no-store");
+    http_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:I}", "access_token", access,
+                                        "refresh_token", refresh_token, "token_type", "Bearer",
+                                        "expires_in", (json_int_t)auth.access_ttl_s));
+    free(access);
+}
+
+/* ---- POST /auth/refresh ---- */
+typedef struct refresh_ctx {
+    http_req *req;
+    char old_hash[65];
+    char new_token[64];
+} refresh_ctx;
+
+static void refresh_on_reuse(pg_status st, PGresult *res, void *ud)
+{
+    refresh_ctx *c = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(c->req, st, res);
+    } else if (PQntuples(res) > 0) {
+        const char *sid = pg_get(res, 0, "id");
+        log_emit(LOG_WARN, http_req_id(c->req), json_pack("{s:s}", "sid", sid),
+                 "refresh token reused: session revoked");
+        auth_session_revoked(sid);
+        auth_clear_cookies(c->req);
+        auth_reply_unauthorized(c->req, "refresh_token_reused",
+                                "This refresh token was already used; the session is revoked.", 0);
+    } else {
+        auth_reply_unauthorized(c->req, "invalid_refresh_token",
+                                "The refresh token is unknown, expired or revoked.", 0);
+    }
+    free(c);
+}
+
+static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
+{
+    refresh_ctx *c = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(c->req, st, res);
+        free(c);
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        const char *email = pg_get(res, 0, "email");
+        json_t *roles = auth_roles(pg_get(res, 0, "roles"), email);
+        auth_reply_token_pair(c->req, pg_get(res, 0, "sub"), pg_get(res, 0, "sid"),
+                              pg_get(res, 0, "org_id"), email, roles, c->new_token);
+        json_decref(roles);
+        free(c);
+        return;
+    }
+    /* Not rotatable: a token already rotated out (outside the grace period) revokes its
+     * session (RFC 9700 reuse detection); anything else is just invalid. */
+    const char *params[] = {c->old_hash};
+    auth_pg("UPDATE sessions SET revoked_at = now() WHERE id = (SELECT session_id FROM "
+            "refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL) "
+            "AND revoked_at IS NULL RETURNING id",
+            1, params, refresh_on_reuse, c);
+}
+
+static void refresh_handler(http_req *req)
+{
+    const char *token = NULL;
+    auth_field f[] = {{"refresh_token", 0, 256, &token}};
+    json_t *body = auth_body_fields(req, f, 1, 1);
+    if (!body)
+        return;
+    char cookie[512];
+    if (!token && auth_cookie(req, "refresh_token", cookie, sizeof(cookie)) == 0 && cookie[0])
+        token = cookie;
+    if (!token || !*token) {
+        json_decref(body);
+        http_reply_error(req, 400, "invalid_request",
+                         "A refresh_token (field or cookie) is required.");
+        return;
+    }
+    refresh_ctx *c = calloc(1, sizeof(*c));
+    c->req = req;
+    auth_sha256_hex(token, strlen(token), c->old_hash);
+    json_decref(body);
+    crypto_random_token(c->new_token, AUTH_REFRESH_BYTES);
+    char new_hash[65], grace[24], ttl[24];
+    auth_sha256_hex(c->new_token, strlen(c->new_token), new_hash);
+    snprintf(grace, sizeof(grace), "%ld", auth.refresh_grace_s);
+    snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
+    const char *params[] = {c->old_hash, new_hash, grace, ttl};
+    auth_pg("WITH old AS ("
+            " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, now())"
+            " FROM sessions s WHERE r.token_hash = $1 AND r.session_id = s.id"
+            " AND s.revoked_at IS NULL AND r.expires_at > now()"
+            " AND (r.used_at IS NULL OR r.used_at > now() - $3::int * interval '1 second')"
+            " RETURNING r.session_id),"
+            " sess AS (UPDATE sessions SET last_used_at = now(),"
+            " expires_at = now() + $4::int * interval '1 second'"
+            " WHERE id IN (SELECT session_id FROM old) RETURNING id, user_id),"
+            " ins AS (INSERT INTO refresh_tokens (token_hash, session_id, expires_at)"
+            " SELECT $2, id, now() + $4::int * interval '1 second' FROM sess"
+            " RETURNING session_id)"
+            " SELECT sess.id AS sid, u.id AS sub, u.email, u.org_id,"
+            " array_to_json(u.roles)::text AS roles"
+            " FROM sess JOIN ins ON ins.session_id = sess.id JOIN users u ON u.id = sess.user_id",
+            4, params, refresh_on_rotate, c);
+}
+
+/* ---- POST /internal/service-token ---- */
+static int service_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+              ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static void service_token_handler(http_req *req)
+{
+    const char *name = NULL, *secret = NULL, *audience = NULL;
+    auth_field f[] = {{"service", 1, 64, &name}, {"secret", 1, 1024, &secret},
+                      {"audience", 1, 64, &audience}};
+    json_t *body = auth_body_fields(req, f, 3, 0);
+    if (!body)
+        return;
+    if (!service_name_ok(audience)) {
+        json_decref(body);
+        http_reply_error(req, 400, "invalid_request",
+                         "audience must be a service name (a-z, 0-9, '-', '_', '.').");
+        return;
+    }
+    uint8_t h[32];
+    crypto_sha256(secret, strlen(secret), h);
+    int ok = 0;
+    for (size_t i = 0; i < auth.n_services; i++)
+        if (strcmp(auth.services[i].name, name) == 0)
+            ok = crypto_ct_equal(auth.services[i].secret_hash, h, 32);
+    if (!ok) {
+        log_emit(LOG_WARN, http_req_id(req), json_pack("{s:s}", "service", name),
+                 "service token refused");
+        json_decref(body);
+        http_reply_error(req, 401, "invalid_credentials", "Unknown service or wrong secret.");
+        return;
+    }
+    int64_t now = auth_now_s();
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", auth.issuer, "aud", audience,
+                               "sub", name, "iat", (json_int_t)now,
+                               "exp", (json_int_t)(now + auth.service_ttl_s));
+    json_decref(body);
+    char *tok = jwt_sign(auth.keys, AUTH_SERVICE_TYP, claims);
+    json_decref(claims);
+    if (!tok) {
+        http_reply_error(req, 500, "internal_error", "Cannot issue a token.");
+        return;
+    }
+    http_resp_header(req, "Cache-Control", "no-store");
+    http_reply_json(req, 200, json_pack("{s:s,s:s,s:I}", "access_token", tok, "token_type",
+                                        "Bearer", "expires_in", (json_int_t)auth.service_ttl_s));
+    free(tok);
+}
+
+void tokens_routes(router *r)
+{
+    router_add(r, "POST", "/auth/refresh", refresh_handler, 16384);
+    router_add(r, "POST", "/internal/service-token", service_token_handler, 16384);
+}
