@@ -113,6 +113,13 @@ void http_req_resume(http_req *req);
 /* Called once if the connection closes before the reply ended (client gone, timeout). */
 void http_req_on_close(http_req *req, http_req_fn on_close);
 int http_req_closed(const http_req *req);
+/* Observer of the request's end, for metrics and access logs (one per request): fn runs once,
+ * when the reply ended (the server's own 408/413 included), with the status and the seconds
+ * since the request's head was complete. */
+typedef void (*http_done_fn)(http_req *req, int status, double seconds, void *ud);
+void http_req_on_done(http_req *req, http_done_fn fn, void *ud);
+/* The response's status once its head is composed, else 0. */
+int http_resp_status(const http_req *req);
 
 /* ---- the response ---- */
 /* Adds a response header (copied). Date, Content-Length / Transfer-Encoding, Connection and

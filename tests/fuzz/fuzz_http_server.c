@@ -1,0 +1,282 @@
+/* fuzz_http_server: libFuzzer target driving the real connection code of http_server.c (read
+ * path, parser callbacks and strict checks, pipelining, body modes, pauses, responses,
+ * timeouts, close) through a loopback TCP connection in one libuv loop.
+ *
+ * Input: byte 0 chooses how the rest is cut into writes (1, 2, 3, 7, 16, 64, 512 bytes or
+ * all at once); the server reads each write separately (the loop runs between writes), so
+ * read boundaries are reproducible. Then the client half-closes, and the loop runs until
+ * the server closed the connection and every handler finished: each input leaves no state. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "http_server.h"
+#include "router.h"
+
+static uv_loop_t *loop;
+static http_server *srv;
+static router *routes;
+static int port;
+static int pending_work; /* handler timers not fired yet */
+
+/* ---- handlers of every kind: sync, async, buffered, streamed with pauses, refused */
+
+static void h_hello(http_req *req)
+{
+    http_reply(req, 200, "text/plain", "hello", 5);
+}
+
+static void h_echo(http_req *req)
+{
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    http_reply(req, 200, "application/octet-stream", body, len);
+}
+
+static void h_json(http_req *req)
+{
+    json_t *j = http_req_json(req);
+    if (j)
+        http_reply_json(req, 200, j);
+}
+
+static void h_refuse(http_req *req)
+{
+    http_reply_error(req, 403, "forbidden", "no");
+}
+
+typedef struct later {
+    uv_timer_t timer;
+    http_req *req;
+    int kind;
+    size_t bytes;
+} later;
+
+static void later_closed(uv_handle_t *h)
+{
+    free(h->data);
+    pending_work--;
+}
+
+static void later_fire(uv_timer_t *t)
+{
+    later *l = t->data;
+    if (l->kind == 0) {
+        http_reply(l->req, 200, "text/plain", "slow", 4);
+        uv_close((uv_handle_t *)t, later_closed);
+    } else {
+        http_req_resume(l->req); /* a stream consumer's pause ends */
+    }
+}
+
+static later *later_new(http_req *req, int kind)
+{
+    later *l = calloc(1, sizeof *l);
+    l->req = req;
+    l->kind = kind;
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    pending_work++;
+    return l;
+}
+
+static void h_slow(http_req *req)
+{
+    later *l = later_new(req, 0);
+    uv_timer_start(&l->timer, later_fire, 1, 0);
+}
+
+static void stream_data(http_req *req, const char *data, size_t len)
+{
+    later *l = http_req_data(req);
+    (void)data;
+    l->bytes += len;
+    if (len & 1) {
+        http_req_pause(req);
+        uv_timer_start(&l->timer, later_fire, 0, 0);
+    }
+}
+
+static void stream_done(later *l)
+{
+    uv_timer_stop(&l->timer);
+    uv_close((uv_handle_t *)&l->timer, later_closed);
+}
+
+static void stream_end(http_req *req)
+{
+    later *l = http_req_data(req);
+    char n[32];
+    int len = snprintf(n, sizeof n, "%zu", l->bytes);
+    http_resp_start(req, 200, -1);
+    http_resp_write(req, n, (size_t)len, NULL, NULL);
+    http_resp_write(req, "", 0, NULL, NULL);
+    http_resp_end(req);
+    stream_done(l);
+}
+
+static void stream_gone(http_req *req)
+{
+    later *l = http_req_data(req);
+    stream_done(l);
+    http_resp_end(req);
+}
+
+static void h_stream(http_req *req)
+{
+    later *l = later_new(req, 1);
+    http_req_set_data(req, l);
+    http_req_on_close(req, stream_gone);
+    http_req_stream_body(req, stream_data, stream_end);
+}
+
+static void big_next(http_req *req, int status, void *ud)
+{
+    uintptr_t left = (uintptr_t)ud;
+    if (status < 0 || left == 0) {
+        http_resp_end(req);
+        return;
+    }
+    static char chunk[3000];
+    http_resp_write(req, chunk, sizeof chunk, big_next, (void *)(left - 1));
+}
+
+static void h_big(http_req *req)
+{
+    http_resp_header(req, "X-Big", "1");
+    http_resp_start(req, 200, http_req_version_minor(req) ? -1 : 9000);
+    big_next(req, 0, (void *)(uintptr_t)3);
+}
+
+/* ---- set-up */
+
+static int fuzz_listen_socket(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sl) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("fuzz_http_server: listen");
+        abort();
+    }
+    port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    crypto_init();
+    loop = uv_default_loop();
+    routes = router_new();
+    router_add(routes, "GET", "/a", h_hello, 0);
+    router_add(routes, "POST", "/echo", h_echo, 0);
+    router_add(routes, "POST", "/small", h_echo, 8);
+    router_add(routes, "POST", "/json", h_json, 0);
+    router_add(routes, "GET", "/slow", h_slow, 0);
+    router_add(routes, "GET", "/big", h_big, 0);
+    router_add(routes, "GET", "/items/{id}", h_hello, 0);
+    router_add_stream(routes, "POST", "/stream", h_stream);
+    router_add_stream(routes, "POST", "/refuse", h_refuse);
+
+    http_server_opts o = {0};
+    http_limits_default(&o.limits);
+    o.limits.max_request_line = 256;
+    o.limits.max_header_line = 256;
+    o.limits.max_headers_size = 1024;
+    o.limits.max_headers = 16;
+    o.limits.max_body = 4096;
+    o.limits.header_timeout_ms = 20;
+    o.limits.body_timeout_ms = 20;
+    o.limits.idle_timeout_ms = 20;
+    o.limits.send_timeout_ms = 50;
+    o.limits.max_pipeline = 4;
+    o.handler = router_dispatch;
+    o.handler_ud = routes;
+    srv = http_server_new(loop, &o);
+    if (!srv || http_server_listen_fd(srv, fuzz_listen_socket()) != 0) {
+        fprintf(stderr, "fuzz_http_server: cannot serve\n");
+        abort();
+    }
+    return 0;
+}
+
+static void client_drain(int fd)
+{
+    char buf[16384];
+    while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+        ;
+}
+
+static void client_send(int fd, const uint8_t *p, size_t n)
+{
+    int spins = 0;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return; /* the server closed: the rest is not wanted */
+        if (++spins > 1000)
+            return;
+        uv_run(loop, UV_RUN_NOWAIT);
+        client_drain(fd);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const size_t cuts[8] = {1, 2, 3, 7, 16, 64, 512, (size_t)-1};
+    if (size == 0)
+        return 0;
+    size_t cut = cuts[data[0] & 7];
+    data++;
+    size--;
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        perror("fuzz_http_server: connect");
+        abort();
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    while (http_server_connections(srv) == 0)
+        uv_run(loop, UV_RUN_ONCE); /* the accept */
+
+    for (size_t off = 0; off < size;) {
+        size_t n = size - off < cut ? size - off : cut;
+        client_send(fd, data + off, n);
+        off += n;
+        uv_run(loop, UV_RUN_NOWAIT);
+        client_drain(fd);
+    }
+    shutdown(fd, SHUT_WR);
+    /* the server answers what it can and closes; timers bound every wait */
+    while (http_server_connections(srv) > 0 || pending_work > 0) {
+        uv_run(loop, UV_RUN_ONCE);
+        client_drain(fd);
+    }
+    client_drain(fd);
+    close(fd);
+    uv_run(loop, UV_RUN_NOWAIT); /* close callbacks */
+    return 0;
+}
