@@ -55,8 +55,9 @@ def free_port(exclude=()):
 
 
 def driver_env(db, port=None):
+    # the migration tests count the "migration applied" lines: info level whatever tests/run sets
     env = dict(os.environ, PGHOST=PGHOST, PGPORT=str(port or PGPORT), PGUSER=PGUSER,
-               PGDATABASE=db)
+               PGDATABASE=db, LOG_LEVEL="info")
     env.pop("PGPASSWORD", None)
     return env
 
