@@ -6,6 +6,11 @@
  * strict base64url encoding, the expected "typ" header, and checks iss, aud, exp (and nbf)
  * with a small leeway.
  *
+ * Threads: jwt_sign, jwt_decode and jwt_verify only read the key set, so several threadpool
+ * threads may sign and verify with one set at once (crypto.c makes ECDSA with a shared key
+ * safe), as long as no key is added meanwhile; the claims they are given or return belong
+ * to the calling thread (jansson objects are not shared between threads).
+ *
  * jwt_cache is a bounded map from a SHA-256 key (of a token, of a credential) to a JSON
  * value with an expiry time: the verified-token cache of svc-auth and the answer cache of
  * auth_client. Single-threaded (event loop only). */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "cidr.h"
 #include "jwt.h"
 #include "service.h"
 
@@ -33,6 +34,7 @@ typedef struct auth_state {
     jwt_cache *session_cache;   /* SHA-256(sid) -> true (alive, < 1 s) / false (revoked) */
     jwt_cache *apikey_cache;    /* SHA-256(key) -> identity object or null, < 1 s */
     unsigned positive_ttl_ms;   /* how long an "alive" fact is trusted without PostgreSQL */
+    cidr_list *trusted_proxies; /* peers whose X-Real-IP is believed (TRUSTED_PROXIES) */
 } auth_state;
 
 extern auth_state auth;
@@ -55,7 +57,8 @@ typedef struct auth_field {
  * (invalid_json / invalid_request naming the field) and returns NULL; else the object (the
  * caller decrefs; the strings point into it). An empty body counts as {} when allow_empty. */
 json_t *auth_body_fields(http_req *req, auth_field *fields, size_t n, int allow_empty);
-/* The client's address: X-Real-IP (set by the gateway) else the TCP peer. */
+/* The client's address: X-Real-IP (set by the gateway) when the TCP peer is a trusted proxy
+ * (TRUSTED_PROXIES) and the header is an IP address; else the TCP peer itself. */
 const char *auth_client_ip(http_req *req);
 /* Value of cookie name (copied into out), 0 when found. */
 int auth_cookie(http_req *req, const char *name, char *out, size_t cap);
@@ -89,10 +92,9 @@ typedef void (*auth_ident_fn)(http_req *req, auth_ident *id);
 /* Authenticates Authorization: Bearer (or the access_token cookie) and, when allow_api_key,
  * Authorization: ApiKey. me selects the /auth/me error body ({"active":false,...}). */
 void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb);
-/* Signs an access token for a session. Returns malloc'd text or NULL. */
-char *auth_issue_access(const char *sub, const char *sid, const char *org, const char *email,
-                        json_t *roles);
-/* Issues a new pair for the session in a login/refresh answer (200 + cookies). */
+/* Issues a new pair for the session in a login/refresh answer (200 + cookies, or 500). The
+ * access token is signed on the threadpool (es256.h) in a place the caller reserved with
+ * es256_reserve(): this call consumes it, whatever happens. */
 void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, const char *org,
                            const char *email, json_t *roles, const char *refresh_token);
 

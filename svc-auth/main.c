@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "config.h"
 #include "crypto.h"
+#include "es256.h"
 #include "log.h"
 #include "passwords.h"
 #include "throttle.h"
@@ -15,6 +16,8 @@
 #ifndef AUTH_MIGRATIONS_DIR
 #define AUTH_MIGRATIONS_DIR "svc-auth/migrations"
 #endif
+
+#define AUTH_TRUSTED_DEFAULT "127.0.0.0/8,::1/128"
 
 auth_state auth;
 
@@ -129,12 +132,23 @@ static int load_config(void)
     auth.token_cache = jwt_cache_new((size_t)cache);
     auth.session_cache = jwt_cache_new((size_t)cache);
     auth.apikey_cache = jwt_cache_new((size_t)cache);
+    /* Only these peers may say who the client is (X-Real-IP): the gateway. Locally it talks
+     * over loopback; in containers, set the internal network the gateway is on. */
+    char err[160];
+    auth.trusted_proxies = cidr_list_parse(config_str("TRUSTED_PROXIES", AUTH_TRUSTED_DEFAULT),
+                                           err, sizeof(err));
+    if (!auth.trusted_proxies) {
+        log_error(NULL, "TRUSTED_PROXIES: %s (comma-separated CIDRs)", err);
+        return -1;
+    }
     return load_services();
 }
 
 static void free_state(void)
 {
     passwords_shutdown();
+    es256_shutdown();
+    cidr_list_free(auth.trusted_proxies);
     jwt_cache_free(auth.token_cache);
     jwt_cache_free(auth.session_cache);
     jwt_cache_free(auth.apikey_cache);
@@ -153,14 +167,17 @@ int main(void)
     long cores = (long)uv_available_parallelism();
     long conc = config_int("AUTH_HASH_CONCURRENCY", cores > 1 ? cores - 1 : 1);
     long queue = config_int("AUTH_HASH_QUEUE", 64);
-    if (conc < 1 || queue < 0) {
-        fprintf(stderr, "AUTH_HASH_CONCURRENCY must be >= 1 and AUTH_HASH_QUEUE >= 0\n");
+    long jconc = config_int("AUTH_JWT_CONCURRENCY", cores > 0 ? cores : 1);
+    long jqueue = config_int("AUTH_JWT_QUEUE", 512);
+    if (conc < 1 || queue < 0 || jconc < 1 || jqueue < 0) {
+        fprintf(stderr, "AUTH_HASH_CONCURRENCY and AUTH_JWT_CONCURRENCY must be >= 1, "
+                        "AUTH_HASH_QUEUE and AUTH_JWT_QUEUE >= 0\n");
         return 2;
     }
-    /* the threadpool must hold the hashes and still serve DNS lookups */
-    if (!getenv("UV_THREADPOOL_SIZE") && conc + 2 > 4) {
+    /* the threadpool must hold the hashes and the ES256 jobs and still serve DNS lookups */
+    if (!getenv("UV_THREADPOOL_SIZE") && conc + jconc + 1 > 4) {
         char n[24];
-        snprintf(n, sizeof(n), "%ld", conc + 2);
+        snprintf(n, sizeof(n), "%ld", conc + jconc + 1);
         setenv("UV_THREADPOOL_SIZE", n, 1);
     }
 
@@ -175,8 +192,9 @@ int main(void)
         free_state();
         return 1;
     }
-    if (passwords_init(auth.svc.loop, (unsigned)conc, (unsigned)queue) != 0) {
-        log_error(NULL, "cannot prepare password hashing");
+    if (passwords_init(auth.svc.loop, (unsigned)conc, (unsigned)queue) != 0 ||
+        es256_init(auth.svc.loop, (unsigned)jconc, (unsigned)jqueue) != 0) {
+        log_error(NULL, "cannot prepare password hashing and token signing");
         free_state();
         return 1;
     }

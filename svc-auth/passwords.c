@@ -1,18 +1,17 @@
-/* passwords: argon2id on the libuv threadpool with a concurrency cap and a bounded queue of
- * waiting jobs (see passwords.h). */
+/* passwords: argon2id on the libuv threadpool, in a workq lane of its own (a concurrency cap
+ * and a bounded queue of waiting jobs, see passwords.h). */
 #include "passwords.h"
 
 #include <argon2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
 #include "metrics.h"
+#include "workq.h"
 
 #define PW_T_COST 2
 #define PW_M_COST 19456
@@ -20,10 +19,9 @@
 #define PW_SALT_LEN 16
 #define PW_HASH_LEN 32
 #define PW_ENCODED_MAX 128
-#define PW_NICE 19
 
 typedef struct pw_job {
-    uv_work_t work;
+    workq_job base;             /* first: the lane's part */
     int verify;                 /* 1: verify against phc, 0: hash */
     char *password;
     size_t len;
@@ -32,15 +30,12 @@ typedef struct pw_job {
     double seconds;             /* time the hash took on its thread */
     passwords_fn cb;
     void *ud;
-    struct pw_job *next;
 } pw_job;
 
 static struct {
-    uv_loop_t *loop;
-    unsigned concurrency, queue_max, running, waiting;
-    pw_job *head, *tail;        /* waiting jobs, FIFO */
+    workq *q;
     char dummy[PW_ENCODED_MAX];
-    metric *m_running, *m_waiting, *m_rejected, *m_seconds;
+    metric *m_seconds;
 } pw;
 
 static int pw_hash_now(const char *password, size_t len, char *out)
@@ -56,13 +51,13 @@ static int pw_hash_now(const char *password, size_t len, char *out)
 int passwords_init(uv_loop_t *loop, unsigned concurrency, unsigned queue_max)
 {
     memset(&pw, 0, sizeof(pw));
-    pw.loop = loop;
-    pw.concurrency = concurrency ? concurrency : 1;
-    pw.queue_max = queue_max;
-    pw.m_running = metrics_gauge("auth_password_hashes_running", "argon2 hashes in progress", NULL);
-    pw.m_waiting = metrics_gauge("auth_password_hashes_waiting", "argon2 hashes queued", NULL);
-    pw.m_rejected = metrics_counter("auth_password_queue_full_total",
-                                    "requests refused because the hash queue was full", NULL);
+    pw.q = workq_new(loop, concurrency, queue_max,
+                     metrics_gauge("auth_password_hashes_running", "argon2 hashes in progress", NULL),
+                     metrics_gauge("auth_password_hashes_waiting", "argon2 hashes queued", NULL),
+                     metrics_counter("auth_password_queue_full_total",
+                                     "requests refused because the hash queue was full", NULL));
+    if (!pw.q)
+        return -1;
     pw.m_seconds = metrics_histogram("auth_password_hash_seconds",
                                      "time of one argon2id hash or verification", NULL);
     uint8_t rnd[24];
@@ -80,17 +75,9 @@ static double pw_clock(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A threadpool thread that hashes runs at the lowest priority (Linux: nice is per thread),
- * so under a login storm the event loop keeps its core and /auth/me stays fast. */
-static __thread int pw_thread_niced;
-
-static void pw_work(uv_work_t *w)
+static void pw_run(workq_job *w)
 {
-    pw_job *j = w->data;
-    if (!pw_thread_niced) {
-        pw_thread_niced = 1;
-        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PW_NICE);
-    }
+    pw_job *j = (pw_job *)w;
     double t0 = pw_clock();
     if (j->verify) {
         int rc = argon2id_verify(j->phc, j->password, j->len);
@@ -104,53 +91,28 @@ static void pw_work(uv_work_t *w)
     j->seconds = pw_clock() - t0;
 }
 
-static void pw_start_next(void);
-
-static void pw_after(uv_work_t *w, int status)
+static void pw_job_free(pw_job *j)
 {
-    pw_job *j = w->data;
-    pw.running--;
-    metric_set(pw.m_running, pw.running);
-    if (status != 0)
+    explicit_bzero(j->password, j->len);
+    free(j->password);
+    explicit_bzero(j->phc, sizeof(j->phc));
+    free(j);
+}
+
+static void pw_done(workq_job *w, int ran)
+{
+    pw_job *j = (pw_job *)w;
+    if (!ran)
         j->result = -1;
     else
         metric_observe(pw.m_seconds, j->seconds);
-    explicit_bzero(j->password, j->len);
-    free(j->password);
     j->cb(j->result, j->verify || j->result != 0 ? NULL : j->phc, j->ud);
-    explicit_bzero(j->phc, sizeof(j->phc));
-    free(j);
-    pw_start_next();
-}
-
-static void pw_start_next(void)
-{
-    while (pw.running < pw.concurrency && pw.head) {
-        pw_job *j = pw.head;
-        pw.head = j->next;
-        if (!pw.head)
-            pw.tail = NULL;
-        pw.waiting--;
-        pw.running++;
-        j->work.data = j;
-        if (uv_queue_work(pw.loop, &j->work, pw_work, pw_after) != 0) {
-            pw.running--;
-            free(j->password);
-            j->cb(-1, NULL, j->ud);
-            free(j);
-        }
-    }
-    metric_set(pw.m_running, pw.running);
-    metric_set(pw.m_waiting, pw.waiting);
+    pw_job_free(j);
 }
 
 static int pw_submit(int verify, const char *phc, const char *password, size_t len,
                      passwords_fn cb, void *ud)
 {
-    if (pw.running >= pw.concurrency && pw.waiting >= pw.queue_max) {
-        metric_inc(pw.m_rejected);
-        return -1;
-    }
     pw_job *j = calloc(1, sizeof(*j));
     if (!j)
         return -1;
@@ -167,13 +129,10 @@ static int pw_submit(int verify, const char *phc, const char *password, size_t l
         snprintf(j->phc, sizeof(j->phc), "%s", phc && strlen(phc) < PW_ENCODED_MAX ? phc : pw.dummy);
     j->cb = cb;
     j->ud = ud;
-    if (pw.tail)
-        pw.tail->next = j;
-    else
-        pw.head = j;
-    pw.tail = j;
-    pw.waiting++;
-    pw_start_next();
+    if (workq_submit(pw.q, &j->base, pw_run, pw_done) != 0) {
+        pw_job_free(j);
+        return -1;
+    }
     return 0;
 }
 
@@ -191,25 +150,23 @@ int passwords_verify(const char *phc, const char *password, size_t len, password
 
 unsigned passwords_running(void)
 {
-    return pw.running;
+    return pw.q ? workq_running(pw.q) : 0;
 }
 
 unsigned passwords_waiting(void)
 {
-    return pw.waiting;
+    return pw.q ? workq_waiting(pw.q) : 0;
+}
+
+static void pw_drop(workq_job *w)
+{
+    pw_job_free((pw_job *)w);
 }
 
 void passwords_shutdown(void)
 {
     /* At exit, after the server is gone: waiting jobs are dropped without their callbacks
-     * (their requests no longer exist); running ones finish on their threads. */
-    while (pw.head) {
-        pw_job *j = pw.head;
-        pw.head = j->next;
-        pw.waiting--;
-        explicit_bzero(j->password, j->len);
-        free(j->password);
-        free(j);
-    }
-    pw.tail = NULL;
+     * (their requests no longer exist). */
+    workq_free(pw.q, pw_drop);
+    pw.q = NULL;
 }

@@ -95,10 +95,14 @@ bad:
 
 const char *auth_client_ip(http_req *req)
 {
+    const char *peer = http_req_peer_ip(req);
+    if (!cidr_list_match(auth.trusted_proxies, peer))
+        return peer;   /* anyone else could write any X-Real-IP: the peer is the client */
+    uint8_t addr[16];
     const char *ip = http_req_header(req, "X-Real-IP");
-    if (ip && *ip && strlen(ip) <= 64)
+    if (ip && cidr_parse_addr(ip, addr) == 0)
         return ip;
-    return http_req_peer_ip(req);
+    return peer;
 }
 
 int auth_cookie(http_req *req, const char *name, char *out, size_t cap)

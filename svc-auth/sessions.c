@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "crypto.h"
+#include "es256.h"
 #include "log.h"
 #include "metrics.h"
 #include "passwords.h"
@@ -149,10 +150,13 @@ typedef struct login_ctx {
     char sub[40], org[40];
     char *roles;
     char refresh[64];
+    int reserved;       /* a place in the ES256 lane for the access token */
 } login_ctx;
 
 static void login_free(login_ctx *c)
 {
+    if (c->reserved)
+        es256_release();
     json_decref(c->body);
     free(c->roles);
     free(c);
@@ -169,6 +173,7 @@ static void login_on_session(pg_status st, PGresult *res, void *ud)
     throttle_succeeded(c->email, c->ip);
     login_count("ok");
     json_t *roles = auth_roles(c->roles, c->email);
+    c->reserved = 0;   /* the pair's signature takes the place */
     auth_reply_token_pair(c->req, c->sub, pg_get(res, 0, "session_id"), c->org, c->email, roles,
                           c->refresh);
     json_decref(roles);
@@ -243,6 +248,14 @@ static void login_on_throttle(long retry_after_s, void *ud)
         login_free(c);
         return;
     }
+    /* the access token will be signed on the threadpool: hold its place before hashing */
+    if (es256_reserve() != 0) {
+        http_resp_header(c->req, "Retry-After", "1");
+        http_reply_error(c->req, 503, "overloaded", "Too many logins in progress; retry shortly.");
+        login_free(c);
+        return;
+    }
+    c->reserved = 1;
     const char *params[] = {c->email};
     auth_pg("SELECT id, org_id, password_hash, array_to_json(roles)::text AS roles "
             "FROM users WHERE email = $1",

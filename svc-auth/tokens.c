@@ -1,6 +1,6 @@
-/* tokens: who is calling (access tokens with the verified-token cache and the session
- * check, API keys by SHA-256), issuing access tokens and token pairs, POST /auth/refresh
- * (rotation with reuse detection) and POST /internal/service-token. */
+/* tokens: who is calling (access tokens checked by es256.c, off the loop unless cached, then
+ * the session check; API keys by SHA-256), issuing token pairs (signed off the loop),
+ * POST /auth/refresh (rotation with reuse detection) and POST /internal/service-token. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "crypto.h"
+#include "es256.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -58,37 +59,26 @@ static void authn_on_session(auth_session_state st, void *ud)
     cb(req, NULL);
 }
 
-static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb)
+static void reply_es256_full(http_req *req)
 {
-    size_t len = strlen(token);
-    uint8_t key[32];
-    crypto_sha256(token, len, key);
-    jwt_expect ex = {.typ = AUTH_TOKEN_TYP, .iss = auth.issuer, .aud = auth.audience,
-                     .now = auth_now_s(), .leeway = AUTH_LEEWAY_S};
-    static metric *m_hit, *m_verify;
-    if (!m_hit) {
-        m_hit = metrics_counter("auth_token_cache_hits_total",
-                                "access tokens found in the verified-token cache", NULL);
-        m_verify = metrics_counter("auth_token_verifications_total",
-                                   "ES256 signature checks of access tokens", NULL);
-    }
-    json_t *claims = jwt_cache_get(auth.token_cache, key, auth_now_ms());
-    jwt_err err;
-    if (claims) {
-        metric_inc(m_hit);
-        err = jwt_check_time(claims, &ex);
-        json_incref(claims);
-    } else {
-        metric_inc(m_verify);
-        err = jwt_verify(auth.keys, token, len, &ex, &claims);
-        if (err == JWT_OK) {
-            int64_t exp = json_integer_value(json_object_get(claims, "exp"));
-            jwt_cache_put(auth.token_cache, key, claims, (uint64_t)(exp + AUTH_LEEWAY_S) * 1000u);
-        }
+    http_resp_header(req, "Retry-After", "1");
+    http_reply_error(req, 503, "overloaded", "Too many token operations in progress; retry shortly.");
+}
+
+static void authn_on_claims(int checked, jwt_err err, json_t *claims, void *ud)
+{
+    authn *a = ud;
+    http_req *req = a->req;
+    auth_ident_fn cb = a->cb;
+    int me = a->me;
+    if (!checked) {
+        free(a);
+        reply_es256_full(req);
+        cb(req, NULL);
+        return;
     }
     if (err != JWT_OK) {
-        if (claims)
-            json_decref(claims);
+        free(a);
         auth_reply_unauthorized(req, err == JWT_EEXPIRED ? "token_expired" : "invalid_token",
                                 jwt_strerror(err), me);
         cb(req, NULL);
@@ -97,7 +87,7 @@ static void authn_token(http_req *req, const char *token, int me, auth_ident_fn 
     json_t *sid = json_object_get(claims, "sid"), *sub = json_object_get(claims, "sub");
     json_t *roles = json_object_get(claims, "roles");
     if (!json_is_string(sid) || !json_is_string(sub) || !json_is_array(roles)) {
-        json_decref(claims);
+        free(a);
         auth_reply_unauthorized(req, "invalid_token", "The token lacks its claims.", me);
         cb(req, NULL);
         return;
@@ -110,13 +100,21 @@ static void authn_token(http_req *req, const char *token, int me, auth_ident_fn 
     auth_copy(id->email, sizeof(id->email), json_object_get(claims, "email"));
     id->roles = json_deep_copy(roles);
     id->exp = json_integer_value(json_object_get(claims, "exp"));
-    json_decref(claims);
+    a->id = id;
+    auth_session_check(id->sid, authn_on_session, a);
+}
+
+static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb)
+{
     authn *a = calloc(1, sizeof(*a));
     a->req = req;
     a->cb = cb;
     a->me = me;
-    a->id = id;
-    auth_session_check(id->sid, authn_on_session, a);
+    if (es256_verify_access(token, strlen(token), authn_on_claims, a) != 0) {
+        free(a);
+        reply_es256_full(req);
+        cb(req, NULL);
+    }
 }
 
 /* ---- API keys ---- */
@@ -230,24 +228,18 @@ void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn c
 }
 
 /* ---- issuing ---- */
-char *auth_issue_access(const char *sub, const char *sid, const char *org, const char *email,
-                        json_t *roles)
-{
-    int64_t now = auth_now_s();
-    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:I,s:I}", "iss", auth.issuer,
-                               "aud", auth.audience, "sub", sub, "sid", sid, "org", org,
-                               "email", email, "roles", roles, "iat", (json_int_t)now,
-                               "exp", (json_int_t)(now + auth.access_ttl_s));
-    char *tok = claims ? jwt_sign(auth.keys, AUTH_TOKEN_TYP, claims) : NULL;
-    json_decref(claims);
-    return tok;
-}
+typedef struct pair_ctx {
+    http_req *req;
+    char refresh[128];
+} pair_ctx;
 
-void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, const char *org,
-                           const char *email, json_t *roles, const char *refresh_token)
+static void pair_on_signed(char *access, void *ud)
 {
-    char *access = auth_issue_access(sub, sid, org, email, roles);
+    pair_ctx *p = ud;
+    http_req *req = p->req;
     if (!access) {
+        explicit_bzero(p->refresh, sizeof(p->refresh));
+        free(p);
         log_error(http_req_id(req), "cannot sign an access token");
         http_reply_error(req, 500, "internal_error", "Cannot issue a token.");
         return;
@@ -259,13 +251,41 @@ void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, cons
     http_resp_header(req, "Set-Cookie", cookie);
     snprintf(cookie, sizeof(cookie),
              "refresh_token=%s; Max-Age=%ld; Path=/auth; HttpOnly; Secure; SameSite=Strict",
-             refresh_token, auth.refresh_ttl_s);
+             p->refresh, auth.refresh_ttl_s);
     http_resp_header(req, "Set-Cookie", cookie);
     http_resp_header(req, "Cache-Control", "no-store");
     http_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:I}", "access_token", access,
-                                        "refresh_token", refresh_token, "token_type", "Bearer",
+                                        "refresh_token", p->refresh, "token_type", "Bearer",
                                         "expires_in", (json_int_t)auth.access_ttl_s));
+    explicit_bzero(p->refresh, sizeof(p->refresh));
+    free(p);
     free(access);
+}
+
+void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, const char *org,
+                           const char *email, json_t *roles, const char *refresh_token)
+{
+    int64_t now = auth_now_s();
+    /* the claims go to another thread: they share nothing with the caller's objects */
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:I}", "iss", auth.issuer,
+                               "aud", auth.audience, "sub", sub, "sid", sid, "org", org,
+                               "email", email, "roles", json_deep_copy(roles),
+                               "iat", (json_int_t)now,
+                               "exp", (json_int_t)(now + auth.access_ttl_s));
+    pair_ctx *p = calloc(1, sizeof(*p));
+    if (!p || strlen(refresh_token) >= sizeof(p->refresh)) {
+        free(p);
+        json_decref(claims);
+        es256_release();
+        http_reply_error(req, 500, "internal_error", "Cannot issue a token.");
+        return;
+    }
+    p->req = req;
+    snprintf(p->refresh, sizeof(p->refresh), "%s", refresh_token);
+    if (es256_sign(AUTH_TOKEN_TYP, claims, 1, pair_on_signed, p) != 0) {
+        free(p);
+        http_reply_error(req, 500, "internal_error", "Cannot issue a token.");
+    }
 }
 
 /* ---- POST /auth/refresh ---- */
@@ -273,7 +293,16 @@ typedef struct refresh_ctx {
     http_req *req;
     char old_hash[65];
     char new_token[64];
+    int reserved;       /* a place in the ES256 lane for the new access token */
 } refresh_ctx;
+
+static void refresh_free(refresh_ctx *c)
+{
+    if (c->reserved)
+        es256_release();
+    explicit_bzero(c->new_token, sizeof(c->new_token));
+    free(c);
+}
 
 static void refresh_on_reuse(pg_status st, PGresult *res, void *ud)
 {
@@ -292,7 +321,7 @@ static void refresh_on_reuse(pg_status st, PGresult *res, void *ud)
         auth_reply_unauthorized(c->req, "invalid_refresh_token",
                                 "The refresh token is unknown, expired or revoked.", 0);
     }
-    free(c);
+    refresh_free(c);
 }
 
 static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
@@ -300,16 +329,17 @@ static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
     refresh_ctx *c = ud;
     if (st != PG_OK) {
         service_reply_pg_error(c->req, st, res);
-        free(c);
+        refresh_free(c);
         return;
     }
     if (PQntuples(res) == 1) {
         const char *email = pg_get(res, 0, "email");
         json_t *roles = auth_roles(pg_get(res, 0, "roles"), email);
+        c->reserved = 0;   /* the pair's signature takes the place */
         auth_reply_token_pair(c->req, pg_get(res, 0, "sub"), pg_get(res, 0, "sid"),
                               pg_get(res, 0, "org_id"), email, roles, c->new_token);
         json_decref(roles);
-        free(c);
+        refresh_free(c);
         return;
     }
     /* Not rotatable: a token already rotated out (outside the grace period) revokes its
@@ -337,8 +367,16 @@ static void refresh_handler(http_req *req)
                          "A refresh_token (field or cookie) is required.");
         return;
     }
+    /* a place for the new access token's signature before rotating anything: a refresh
+     * token rotated without its answer would kill the session on the client's retry */
+    if (es256_reserve() != 0) {
+        json_decref(body);
+        reply_es256_full(req);
+        return;
+    }
     refresh_ctx *c = calloc(1, sizeof(*c));
     c->req = req;
+    c->reserved = 1;
     auth_sha256_hex(token, strlen(token), c->old_hash);
     json_decref(body);
     crypto_random_token(c->new_token, AUTH_REFRESH_BYTES);
@@ -380,6 +418,8 @@ static int service_name_ok(const char *s)
     return 1;
 }
 
+static void service_token_on_signed(char *tok, void *ud);
+
 static void service_token_handler(http_req *req)
 {
     const char *name = NULL, *secret = NULL, *audience = NULL;
@@ -412,8 +452,13 @@ static void service_token_handler(http_req *req)
                                "sub", name, "iat", (json_int_t)now,
                                "exp", (json_int_t)(now + auth.service_ttl_s));
     json_decref(body);
-    char *tok = jwt_sign(auth.keys, AUTH_SERVICE_TYP, claims);
-    json_decref(claims);
+    if (es256_sign(AUTH_SERVICE_TYP, claims, 0, service_token_on_signed, req) != 0)
+        reply_es256_full(req);
+}
+
+static void service_token_on_signed(char *tok, void *ud)
+{
+    http_req *req = ud;
     if (!tok) {
         http_reply_error(req, 500, "internal_error", "Cannot issue a token.");
         return;

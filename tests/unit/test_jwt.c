@@ -1,6 +1,8 @@
 /* test_jwt: ES256 signing and strict verification (common/jwt.c): RFC 7638 kids, a token
  * signed by the openssl CLI, forgeries (none, HS256, other kid, changed payload, bad base64,
- * expired), claims checks, the JWKS round trip and the bounded cache. */
+ * expired), claims checks, the JWKS round trip, the bounded cache, and signing and
+ * verifying with one key set from several threads at once. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -314,6 +316,58 @@ static void cache_bounded_and_expiring(void)
     json_decref(v);
 }
 
+/* svc-auth signs and verifies on threadpool threads with one shared key set: every result
+ * must be the one a single thread gets (crypto.c warms the key tables at load). */
+#define MT_THREADS 4
+#define MT_ROUNDS 40
+
+typedef struct mt_arg {
+    jwt_keyset *ks;
+    int bad;
+} mt_arg;
+
+static void *mt_worker(void *p)
+{
+    mt_arg *a = p;
+    for (int i = 0; i < MT_ROUNDS; i++) {
+        json_t *c = claims_valid();
+        char *tok = jwt_sign(a->ks, "at+jwt", c);
+        json_decref(c);
+        if (!tok) {
+            a->bad++;
+            continue;
+        }
+        jwt_expect ex = expect_now();
+        json_t *out = NULL;
+        if (jwt_verify(a->ks, tok, strlen(tok), &ex, &out) != JWT_OK)
+            a->bad++;
+        json_decref(out);
+        size_t n = strlen(tok);
+        tok[n - 3] = tok[n - 3] == 'A' ? 'B' : 'A';   /* another signature: must fail */
+        if (jwt_verify(a->ks, tok, n, &ex, NULL) == JWT_OK)
+            a->bad++;
+        free(tok);
+    }
+    return NULL;
+}
+
+static void shared_keys_across_threads(void)
+{
+    jwt_keyset *ks = keys_k1();
+    pthread_t th[MT_THREADS];
+    mt_arg args[MT_THREADS];
+    for (int i = 0; i < MT_THREADS; i++) {
+        args[i].ks = ks;
+        args[i].bad = 0;
+        CHECK_INT(pthread_create(&th[i], NULL, mt_worker, &args[i]), 0);
+    }
+    for (int i = 0; i < MT_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_INT(args[i].bad, 0);
+    }
+    jwt_keyset_free(ks);
+}
+
 int main(void)
 {
     test_suite = "jwt";
@@ -331,5 +385,6 @@ int main(void)
     RUN(claims_checked);
     RUN(jwks_round_trip);
     RUN(cache_bounded_and_expiring);
+    RUN(shared_keys_across_threads);
     return TEST_EXIT();
 }
