@@ -8,11 +8,6 @@
 
 #define CIDR_ITEM_MAX 64   /* longest item: an IPv6 address with a prefix fits easily */
 
-typedef struct cidr_net {
-    uint8_t addr[16];
-    unsigned bits;   /* prefix length over the 16 bytes (IPv4 /n is 96 + n) */
-} cidr_net;
-
 struct cidr_list {
     cidr_net *nets;
     size_t n;
@@ -59,8 +54,7 @@ static int cidr_net_has(const cidr_net *net, const uint8_t addr[16])
     return (net->addr[full] & mask) == (addr[full] & mask);
 }
 
-/* Parses one item "address[/prefix]" into net. 0 or -1 with a reason in why. */
-static int cidr_item(const char *item, cidr_net *net, const char **why)
+int cidr_net_parse(const char *item, cidr_net *net, const char **why)
 {
     char buf[CIDR_ITEM_MAX];
     if (strlen(item) >= sizeof(buf)) {
@@ -139,7 +133,7 @@ cidr_list *cidr_list_parse(const char *text, char *err, size_t errcap)
             l->nets = nets;
         }
         const char *why = NULL;
-        if (cidr_item(tok, &l->nets[l->n], &why) != 0) {
+        if (cidr_net_parse(tok, &l->nets[l->n], &why) != 0) {
             if (err && errcap)
                 snprintf(err, errcap, "\"%.64s\": %s", tok, why);
             goto fail;
@@ -167,13 +161,18 @@ size_t cidr_list_count(const cidr_list *l)
     return l ? l->n : 0;
 }
 
-int cidr_list_match(const cidr_list *l, const char *addr)
+int cidr_nets_match(const cidr_net *nets, size_t n, const char *addr)
 {
     uint8_t a[16];
-    if (!l || cidr_parse_addr(addr, a) != 0)
+    if (n == 0 || cidr_parse_addr(addr, a) != 0)
         return 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (cidr_net_has(&l->nets[i], a))
+    for (size_t i = 0; i < n; i++)
+        if (cidr_net_has(&nets[i], a))
             return 1;
     return 0;
+}
+
+int cidr_list_match(const cidr_list *l, const char *addr)
+{
+    return l ? cidr_nets_match(l->nets, l->n, addr) : 0;
 }

@@ -12,6 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* One network: 16 bytes, prefix length over them (IPv4 /n is 96 + n). A plain value. */
+typedef struct cidr_net {
+    uint8_t addr[16];
+    unsigned bits;
+} cidr_net;
+
+/* Parses one "address[/prefix]"; 0, or -1 with a reason in *why. */
+int cidr_net_parse(const char *item, cidr_net *net, const char **why);
+/* 1 when addr (text) is in one of the n networks. */
+int cidr_nets_match(const cidr_net *nets, size_t n, const char *addr);
+
 typedef struct cidr_list cidr_list;
 
 /* Parses a comma-separated list; blanks around items are ignored, an empty text is an empty

@@ -248,3 +248,34 @@ long config_ms(const char *name, long def) {
         config_fail(name, s, "not a duration (a number followed by ms, s, m, h or d)");
     return v;
 }
+
+size_t config_list(const char *s, char ***items)
+{
+    size_t n = 0;
+    const char *p = s ? s : "";
+    char **v = calloc(strlen(p) / 2 + 2, sizeof *v); /* at most one item per two bytes + 1 */
+    if (!v)
+        abort();
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *b = p, *e = p + len;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > b && !(v[n++] = strndup(b, (size_t)(e - b))))
+            abort();
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    *items = v;
+    return n;
+}
+
+void config_list_free(char **items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
+    free(items);
+}

@@ -23,6 +23,11 @@ int config_parse_size(const char *s, size_t *out);
 int config_parse_ms(const char *s, long *out);
 int config_parse_bool(const char *s, int *out);
 
+/* Splits a comma-separated list into its items, blanks around each trimmed, empty items
+ * dropped. Returns the count; *items (and each item) is malloc'd: config_list_free. */
+size_t config_list(const char *s, char ***items);
+void config_list_free(char **items, size_t n);
+
 /* "host:port" split into host (no brackets for IPv6) and port. Returns 0 on success. */
 int config_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
 

@@ -3,8 +3,10 @@
  * Structure:
  *   - http_server: the listener, the list of connections, drain and free.
  *   - http_conn: one TCP connection. Bytes come in through conn_on_read() into a 64 KiB read
- *     buffer and are parsed by conn_process(); bytes go out through conn_write_raw() only, so
- *     that a TLS layer can sit between the socket and the parser later. When parsing must
+ *     buffer and are parsed by conn_process(); bytes go out through conn_write_raw() only.
+ *     On a TLS listener (opts.tls, common/tls.c) the socket's bytes are fed to the connection's
+ *     tls_conn and conn_tls_pull() decrypts them into the read buffer when it is empty;
+ *     conn_write_raw() encrypts; handshake output is sent by conn_tls_flush(). When parsing must
  *     stop (a handler paused, has not asked for the body yet, too many requests in flight),
  *     the unparsed rest stays in the read buffer and reading stops: that is the backpressure.
  *   - http_req: one request and its response. Requests of a connection form a queue in
@@ -23,6 +25,7 @@
  * can continue after a user call (resume, read_body, a response that ended) is restarted
  * from an idle handle ("kick"), never re-entrantly. */
 #include "http_server.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +42,7 @@
 
 #include "crypto.h"
 
+#define HTTP_WRITE_BATCH 16     /* response pieces handed to one uv_write */
 #define HTTP_READ_SIZE 65536    /* one read; also the largest body piece given to a handler */
 #define HTTP_DISCARD_MAX 65536  /* unread request body still swallowed to keep the connection */
 #define HTTP_LINGER_MS 2000     /* reading (and dropping) after our last response, before close */
@@ -62,6 +66,7 @@ struct http_out {
     http_write_fn cb;
     void *ud;
     size_t len;
+    char *tls_data;          /* the ciphertext of data on a TLS connection, freed after */
     char data[];
 };
 
@@ -193,6 +198,10 @@ struct http_conn {
 
     int err_status;          /* set by a parser callback that rejects the request */
     const char *err_msg;
+
+    tls_conn *tls;           /* TLS between the socket and the parser (https listeners) */
+    int tls_closed;          /* the peer sent close_notify */
+    int hooked;              /* conn_hook accepted it: told again at close */
 };
 
 struct http_server {
@@ -213,6 +222,10 @@ struct http_server {
     int draining, drain_fired, freeing;
     void (*drain_done)(http_server *, void *);
     void *drain_ud;
+    struct tls_server *tls;
+    int (*conn_hook)(void *ud, const char *peer_ip, int open);
+    const char *const *error_headers;
+    char *tls_rbuf;          /* ciphertext read buffer, shared (fed to TLS at once) */
 };
 
 static llhttp_settings_t http_parser_settings;
@@ -229,6 +242,18 @@ static void req_error_reply(http_req *r, int status, const char *msg);
 static void srv_check_done(http_server *srv);
 
 /* ---------------------------------------------------------------- small helpers */
+
+/* The read buffer: not zeroed (only the rlen bytes read into it are ever looked at), as it
+ * is taken again for each request of a keep-alive connection. */
+static void *http_alloc_rbuf(void)
+{
+    void *p = malloc(HTTP_READ_SIZE);
+    if (!p) {
+        fprintf(stderr, "http_server: out of memory\n");
+        abort();
+    }
+    return p;
+}
 
 static void *http_alloc(size_t n)
 {
@@ -557,42 +582,99 @@ static void conn_send_arm(http_conn *c)
     uv_timer_start(&c->send_timer, conn_send_timer_cb, c->srv->limits.send_timeout_ms, 0);
 }
 
+/* One write carries a batch of outputs of one request, linked by next (see conn_flush). */
 static void conn_on_write(uv_write_t *wr, int status)
 {
     http_out *o = wr->data;
     http_conn *c = o->conn;
-    http_req *r = o->req;
-    c->writes_inflight--;
-    r->writes_inflight--;
-    if (!c->closing) {
-        if (c->writes_inflight)
-            conn_send_arm(c);
-        else
-            uv_timer_stop(&c->send_timer);
+    while (o) {
+        http_out *next = o->next;
+        http_req *r = o->req;
+        c->writes_inflight--;
+        r->writes_inflight--;
+        if (!c->closing) {
+            if (c->writes_inflight)
+                conn_send_arm(c);
+            else
+                uv_timer_stop(&c->send_timer);
+        }
+        r->pins++;
+        if (o->cb)
+            o->cb(r, status, o->ud);
+        r->pins--;
+        free(o->tls_data);
+        free(o);
+        if (status < 0)
+            conn_close(c);
+        req_maybe_free(r);
+        o = next;
     }
-    r->pins++;
-    if (o->cb)
-        o->cb(r, status, o->ud);
-    r->pins--;
-    free(o);
-    if (status < 0)
-        conn_close(c);
-    req_maybe_free(r);
     if (!c->closing)
         conn_update(c);
 }
 
-/* The one place bytes go to the socket (a TLS layer would encrypt here). 0 or a uv error. */
-static int conn_write_raw(http_conn *c, http_out *o)
+/* TLS output not tied to a response (handshake, alerts, close_notify). */
+typedef struct tls_write {
+    uv_write_t wr;
+    char *data;
+} tls_write;
+
+static void conn_tls_on_write(uv_write_t *wr, int status)
 {
-    o->conn = c;
-    o->wr.data = o;
-    uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
-    int rc = uv_write(&o->wr, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write);
+    tls_write *w = wr->data;
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+/* Sends what TLS produced on its own. 0 or a uv error. */
+static int conn_tls_flush(http_conn *c)
+{
+    char *out;
+    size_t n = tls_conn_take_out(c->tls, &out);
+    if (n == 0)
+        return 0;
+    tls_write *w = http_alloc(sizeof *w);
+    w->data = out;
+    w->wr.data = w;
+    uv_buf_t b = uv_buf_init(out, (unsigned)n);
+    int rc = uv_write(&w->wr, (uv_stream_t *)&c->tcp, &b, 1, conn_tls_on_write);
+    if (rc != 0) {
+        free(out);
+        free(w);
+    }
+    return rc;
+}
+
+/* The one place bytes go to the socket (encrypted first on a TLS connection). 0 or a uv
+ * error. */
+static int conn_write_raw(http_conn *c, http_out *first)
+{
+    uv_buf_t bufs[HTTP_WRITE_BATCH];
+    unsigned nb = 0;
+    http_out *o;
+    if (c->tls) {
+        /* the whole batch in one run of records, one write */
+        if (conn_tls_flush(c) != 0)
+            return UV_EPROTO;
+        for (o = first; o; o = o->next)
+            if (tls_conn_write(c->tls, o->data, o->len) != 0)
+                return UV_EPROTO;
+        size_t n = tls_conn_take_out(c->tls, &first->tls_data);
+        bufs[nb++] = uv_buf_init(first->tls_data ? first->tls_data : first->data, (unsigned)n);
+    } else {
+        for (o = first; o; o = o->next)
+            bufs[nb++] = uv_buf_init(o->data, (unsigned)o->len);
+    }
+    first->wr.data = first;
+    int rc = uv_write(&first->wr, (uv_stream_t *)&c->tcp, bufs, nb, conn_on_write);
     if (rc != 0)
         return rc;
-    c->writes_inflight++;
-    o->req->writes_inflight++;
+    for (o = first; o; o = o->next) {
+        o->conn = c;
+        c->writes_inflight++;
+        o->req->writes_inflight++;
+    }
     if (!uv_is_active((uv_handle_t *)&c->send_timer))
         conn_send_arm(c);
     return 0;
@@ -604,15 +686,21 @@ static void conn_flush(http_conn *c)
     http_req *r;
     while (!c->closing && !c->shutting && (r = c->head) != NULL) {
         while (r->out) {
-            http_out *o = r->out;
-            if (conn_write_raw(c, o) != 0) {
+            /* up to HTTP_WRITE_BATCH pieces in one write: a response head and its body
+             * queued in the same loop iteration leave together */
+            http_out *first = r->out, *last = first;
+            for (unsigned k = 1; last->next && k < HTTP_WRITE_BATCH; k++)
+                last = last->next;
+            http_out *rest = last->next;
+            last->next = NULL;
+            if (conn_write_raw(c, first) != 0) {
+                last->next = rest;
                 conn_close(c);
                 return;
             }
-            r->out = o->next;
-            if (!r->out)
+            r->out = rest;
+            if (!rest)
                 r->out_tail = NULL;
-            o->next = NULL;
         }
         if (!r->resp_ended)
             break;
@@ -747,6 +835,9 @@ static void req_error_reply(http_req *r, int status, const char *msg)
         r->handler_owes = 0; /* done is never called: the server owns the reply */
     if (!r->body_done)
         r->body_mode = BODY_ABANDON;
+    if (r->srv && r->srv->error_headers)
+        for (const char *const *h = r->srv->error_headers; h[0] && h[1]; h += 2)
+            http_resp_header(r, h[0], h[1]);
     r->srv_replied = 1;
     size_t len;
     char *body = error_body(http_error_code(status), msg, &len);
@@ -843,7 +934,7 @@ void http_resp_start(http_req *r, int status, int64_t content_length)
     memcpy(o->data, b.p, b.len);
     buf_free(&b);
     req_enqueue(r, o);
-    conn_update(r->conn);
+    conn_kick(r->conn); /* the head leaves with the first body piece */
 }
 
 int http_resp_write(http_req *r, const void *data, size_t len, http_write_fn cb, void *ud)
@@ -874,7 +965,7 @@ int http_resp_write(http_req *r, const void *data, size_t len, http_write_fn cb,
     o->ud = ud;
     r->resp_sent += len;
     req_enqueue(r, o);
-    conn_flush(r->conn);
+    conn_kick(r->conn); /* flushed from the loop: pieces queued together leave together */
     return 0;
 }
 
@@ -926,7 +1017,7 @@ int http_req_version_minor(const http_req *r) { return r->version_minor; }
 int64_t http_req_content_length(const http_req *r) { return r->content_length; }
 const char *http_req_peer_ip(const http_req *r) { return r->peer; }
 const char *http_req_id(const http_req *r) { return r->id; }
-int http_req_is_tls(const http_req *r) { (void)r; return 0; }
+int http_req_is_tls(const http_req *r) { return r->srv && r->srv->tls != NULL; }
 http_server *http_req_server(const http_req *r) { return r->srv; }
 uv_loop_t *http_req_loop(const http_req *r) { return r->loop; }
 void http_req_set_data(http_req *r, void *data) { r->data = data; }
@@ -1606,6 +1697,41 @@ static long conn_parse(http_conn *c, const char *data, size_t len)
     return (long)used;
 }
 
+static void conn_input_end(http_conn *c, ssize_t nread);
+
+/* TLS: decrypts what was fed into the empty read buffer (and runs the handshake), sends what
+ * TLS has to send. Returns 0, or -1 when the connection was closed or ended. */
+static int conn_tls_pull(http_conn *c)
+{
+    if (c->tls_closed || c->lingering)
+        return 0;
+    if (!c->rbuf)
+        c->rbuf = http_alloc_rbuf();
+    c->roff = 0;
+    int n = TLS_AGAIN;
+    while (c->rlen < HTTP_READ_SIZE) {
+        n = tls_conn_read(c->tls, c->rbuf + c->rlen, HTTP_READ_SIZE - c->rlen);
+        if (n <= 0)
+            break;
+        c->rlen += (size_t)n;
+    }
+    if (conn_tls_flush(c) != 0 || n == TLS_ERROR) {
+        conn_close(c);
+        return -1;
+    }
+    if (n == TLS_CLOSED) {
+        c->tls_closed = 1;
+        if (c->rlen == 0) {
+            int was = c->in_feed;
+            c->in_feed = 0;
+            conn_input_end(c, UV_EOF);
+            c->in_feed = was;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Parses the kept input as far as allowed, then reads more (or not). */
 static void conn_process(http_conn *c)
 {
@@ -1613,6 +1739,10 @@ static void conn_process(http_conn *c)
     if (c->in_feed)
         return; /* already parsing further up the stack */
     c->in_feed = 1;
+    if (c->tls && c->rlen == 0 && conn_tls_pull(c) < 0) {
+        c->in_feed = 0;
+        return;
+    }
     /* a paused parser may have callbacks to run without any new byte (the end of a
      * Content-Length body reached in the piece that paused): it is resumed even when empty */
     while (!c->closing && !conn_blocked(c) && (c->rlen > 0 || c->llhttp_paused)) {
@@ -1624,6 +1754,11 @@ static void conn_process(http_conn *c)
         }
         c->roff += (size_t)used;
         c->rlen -= (size_t)used;
+        if (c->tls && c->rlen == 0 && !conn_blocked(c)) {
+            c->roff = 0;
+            if (conn_tls_pull(c) < 0)
+                break;
+        }
         if (used == 0 && (was_empty || conn_blocked(c)))
             break;
     }
@@ -1683,35 +1818,53 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     http_conn *c = h->data;
     (void)suggested;
+    if (c->tls) {
+        if (!c->srv->tls_rbuf)
+            c->srv->tls_rbuf = http_alloc_rbuf();
+        *buf = uv_buf_init(c->srv->tls_rbuf, HTTP_READ_SIZE);
+        return;
+    }
     if (!c->rbuf)
-        c->rbuf = http_alloc(HTTP_READ_SIZE);
+        c->rbuf = http_alloc_rbuf();
     *buf = uv_buf_init(c->rbuf, HTTP_READ_SIZE);
+}
+
+/* The end of the input (EOF or an error). */
+static void conn_input_end(http_conn *c, ssize_t nread)
+{
+    int working = 0;
+    for (http_req *r = c->head; r; r = r->next)
+        working |= r->handler_owes && !r->srv_replied;
+    if (nread == UV_EOF && !c->lingering && !c->cur && c->nreqs > 0 && !working) {
+        /* every answer is ready: let them go out, then close */
+        c->eof = 1;
+        c->no_more = 1;
+        conn_update(c);
+        return;
+    }
+    /* idle, a request cut short, or the client left while handlers work (as nginx, an
+     * end of input then is the client going away: handlers are told by on_close) */
+    conn_close(c);
 }
 
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     http_conn *c = s->data;
-    (void)buf;
     if (nread == 0)
         return;
     if (nread < 0) {
-        int working = 0;
-        for (http_req *r = c->head; r; r = r->next)
-            working |= r->handler_owes && !r->srv_replied;
-        if (nread == UV_EOF && !c->lingering && !c->cur && c->nreqs > 0 && !working) {
-            /* every answer is ready: let them go out, then close */
-            c->eof = 1;
-            c->no_more = 1;
-            conn_update(c);
-            return;
-        }
-        /* idle, a request cut short, or the client left while handlers work (as nginx, an
-         * end of input then is the client going away: handlers are told by on_close) */
-        conn_close(c);
+        conn_input_end(c, nread);
         return;
     }
     if (c->lingering)
         return; /* our last response went out: what follows is dropped */
+    if (c->tls) {
+        tls_conn_feed(c->tls, buf->base, (size_t)nread);
+        if (c->tkind == TIMER_BODY)
+            conn_arm(c, TIMER_BODY, c->srv->limits.body_timeout_ms);
+        conn_process(c);
+        return;
+    }
     c->roff = 0;
     c->rlen = (size_t)nread;
     if (c->tkind == TIMER_BODY)
@@ -1723,7 +1876,9 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
  * the most kept (backpressure), and an end of input (client gone) is seen meanwhile. */
 static void conn_update_reading(http_conn *c)
 {
-    int want = !c->closing && !c->eof && (c->lingering || (!c->shutting && c->rlen == 0));
+    int want = !c->closing && !c->eof &&
+               (c->lingering || (!c->shutting && c->rlen == 0 &&
+                                 !(c->tls && tls_conn_pending(c->tls))));
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_on_read) == 0)
             c->reading = 1;
@@ -1760,10 +1915,14 @@ static void conn_update(http_conn *c)
     if (c->closing)
         return;
     int idle = c->nreqs == 0 && !c->cur;
-    if (idle && (c->eof || c->no_more || srv->draining))
+    if (idle && (c->eof || c->no_more || (srv->draining && c->served > 0)))
         c->shutting = 1; /* nothing more will be answered here: close once the output left */
     if (c->shutting) {
         if (c->writes_inflight == 0 && !c->lingering && !c->shutdown_req.data) {
+            if (c->tls && tls_conn_handshake_done(c->tls) && !c->tls_closed) {
+                tls_conn_close_notify(c->tls);
+                conn_tls_flush(c);
+            }
             c->shutdown_req.data = c;
             if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) != 0) {
                 conn_close(c);
@@ -1773,7 +1932,8 @@ static void conn_update(http_conn *c)
         conn_update_reading(c);
         return;
     }
-    if (!c->in_feed && (c->rlen > 0 || c->llhttp_paused) && !conn_blocked(c))
+    if (!c->in_feed && (c->rlen > 0 || c->llhttp_paused || (c->tls && tls_conn_pending(c->tls))) &&
+        !conn_blocked(c))
         conn_kick(c);
     conn_update_reading(c);
 
@@ -1810,6 +1970,7 @@ static void conn_free(http_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     free(c->rbuf);
+    tls_conn_free(c->tls);
     free(c);
     srv->nalive--;
     srv_check_done(srv);
@@ -1830,6 +1991,8 @@ static void conn_close(http_conn *c)
         return;
     c->closing = 1;
     c->srv->nconns--;
+    if (c->hooked)
+        c->srv->conn_hook(c->srv->handler_ud, c->peer, 0);
     conn_unkick(c);
     if (c->reading)
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1895,14 +2058,6 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         uv_close((uv_handle_t *)&c->tcp, conn_free_unaccepted);
         return;
     }
-    uv_timer_init(srv->loop, &c->timer);
-    uv_timer_init(srv->loop, &c->send_timer);
-    c->timer.data = c->send_timer.data = c;
-    c->handles_open = 3;
-    llhttp_init(&c->parser, HTTP_REQUEST, &http_parser_settings);
-    c->parser.data = c;
-    uv_tcp_nodelay(&c->tcp, 1);
-
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
@@ -1917,6 +2072,27 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         }
     }
 
+    if (srv->conn_hook) {
+        if (srv->conn_hook(srv->handler_ud, c->peer, 1) != 0) {
+            uv_close((uv_handle_t *)&c->tcp, conn_free_unaccepted);
+            return;
+        }
+        c->hooked = 1;
+    }
+    if (srv->tls && !(c->tls = tls_conn_new(srv->tls))) {
+        if (c->hooked)
+            srv->conn_hook(srv->handler_ud, c->peer, 0);
+        uv_close((uv_handle_t *)&c->tcp, conn_free_unaccepted);
+        return;
+    }
+    uv_timer_init(srv->loop, &c->timer);
+    uv_timer_init(srv->loop, &c->send_timer);
+    c->timer.data = c->send_timer.data = c;
+    c->handles_open = 3;
+    llhttp_init(&c->parser, HTTP_REQUEST, &http_parser_settings);
+    c->parser.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -1930,8 +2106,6 @@ static void srv_on_connection(uv_stream_t *ls, int status)
 
 http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
 {
-    if (opts->tls)
-        return NULL; /* TLS is slotted in by the gateway's layer; not wired yet */
     http_settings_init();
     http_server *srv = http_alloc(sizeof *srv);
     srv->loop = loop;
@@ -1954,6 +2128,9 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
 #undef HTTP_DEFAULT
     srv->handler = opts->handler;
     srv->handler_ud = opts->handler_ud;
+    srv->tls = opts->tls;
+    srv->conn_hook = opts->conn_hook;
+    srv->error_headers = opts->error_headers;
     if (opts->server_name)
         srv->server_name = http_strndup(opts->server_name, strlen(opts->server_name));
     uv_idle_init(loop, &srv->kick);
@@ -2052,6 +2229,7 @@ static void srv_check_done(http_server *srv)
     if (srv->freeing) {
         if (srv->handles_open == 0 && srv->nalive == 0) {
             free(srv->server_name);
+            free(srv->tls_rbuf);
             free(srv);
         }
         return;
@@ -2093,8 +2271,11 @@ void http_server_drain(http_server *srv, unsigned timeout_ms,
             int dispatched = 0;
             for (http_req *r = c->head; r; r = r->next)
                 dispatched |= r->headers_done;
-            if (!dispatched && c->writes_inflight == 0) {
-                conn_close(c); /* idle, or a head still arriving */
+            if (c->served == 0 && !c->cur) {
+                /* just accepted (maybe in its TLS handshake): its first request is still
+                 * served, with Connection: close; the header timeout bounds the wait */
+            } else if (!dispatched && !c->cur && c->writes_inflight == 0) {
+                conn_close(c); /* idle between keep-alive requests */
             } else {
                 c->no_more = 1;
                 conn_update(c);

@@ -61,6 +61,14 @@ typedef struct http_server_opts {
     void *handler_ud;
     const char *server_name;    /* "Server" header; NULL: none */
     struct tls_server *tls;     /* NULL: plain HTTP (the gateway sets this, see tls.h) */
+    /* Told of each accepted connection with the peer address (open 1: nonzero refuses it,
+     * closed at once) and again when an admitted one closes (open 0); ud is handler_ud.
+     * NULL: none. The gateway caps connections per client address with it. */
+    int (*conn_hook)(void *ud, const char *peer_ip, int open);
+    /* NULL-terminated name, value pairs added to the responses the server makes itself
+     * (framing errors, limits, timeouts), e.g. the gateway's security headers. NULL: none.
+     * The strings must outlive the server. */
+    const char *const *error_headers;
 } http_server_opts;
 
 http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts);

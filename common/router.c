@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "query.h"
 
 #define ROUTER_MAX_SEGS 64
 
@@ -157,42 +158,16 @@ void router_add_stream(router *r, const char *method, const char *pattern, http_
     router_add_route(r, method, pattern, fn, 0, 1);
 }
 
-static int router_hex(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [s, s+n) into a new string; NULL when malformed or when it decodes to
  * '/' or NUL. */
 static char *router_decode(const char *s, size_t n)
 {
     char *out = router_alloc(n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            int hi = i + 2 < n ? router_hex(s[i + 1]) : -1;
-            int lo = i + 2 < n ? router_hex(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                free(out);
-                return NULL;
-            }
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (ch == '/' || ch == '\0') {
-            free(out);
-            return NULL;
-        }
-        out[o++] = ch;
+    long len = query_unescape(s, n, out, n + 1, 0);
+    if (len < 0 || memchr(out, '/', (size_t)len) != NULL) {
+        free(out);
+        return NULL;
     }
-    out[o] = '\0';
     return out;
 }
 

@@ -21,43 +21,11 @@
 
 auth_state auth;
 
-/* Splits a comma-separated list into trimmed, non-empty items (malloc'd). */
-static size_t split_list(const char *s, char ***out)
-{
-    size_t n = 0, cap = 0;
-    char **items = NULL;
-    char *copy = strdup(s ? s : ""), *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t len = strlen(tok);
-        while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
-            tok[--len] = '\0';
-        if (!len)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4;
-            items = realloc(items, cap * sizeof(*items));
-        }
-        items[n++] = strdup(tok);
-    }
-    free(copy);
-    *out = items;
-    return n;
-}
-
-static void free_list(char **items, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(items[i]);
-    free(items);
-}
-
 static int load_keys(void)
 {
     const char *paths = config_str("AUTH_SIGNING_KEYS", NULL);
     char **files;
-    size_t n = split_list(paths, &files);
+    size_t n = config_list(paths, &files);
     if (n == 0) {
         log_error(NULL, "AUTH_SIGNING_KEYS must list the PEM files of the signing keys");
         return -1;
@@ -70,7 +38,7 @@ static int load_keys(void)
             rc = -1;
         }
     }
-    free_list(files, n);
+    config_list_free(files, n);
     if (rc == 0 && !jwt_keyset_signing_kid(auth.keys)) {
         log_error(NULL, "AUTH_SIGNING_KEYS: no private key to sign with");
         rc = -1;
@@ -85,7 +53,7 @@ static int load_keys(void)
 static int load_services(void)
 {
     char **items;
-    size_t n = split_list(config_str("AUTH_SERVICE_SECRETS", ""), &items);
+    size_t n = config_list(config_str("AUTH_SERVICE_SECRETS", ""), &items);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char *eq = strchr(items[i], '=');
@@ -99,7 +67,7 @@ static int load_services(void)
         s->name = strdup(items[i]);
         crypto_sha256(eq + 1, strlen(eq + 1), s->secret_hash);
     }
-    free_list(items, n);
+    config_list_free(items, n);
     return rc;
 }
 
@@ -118,7 +86,7 @@ static int load_config(void)
         return -1;
     }
     char **admins;
-    auth.n_admin_emails = split_list(config_str("AUTH_ADMIN_EMAILS", ""), &admins);
+    auth.n_admin_emails = config_list(config_str("AUTH_ADMIN_EMAILS", ""), &admins);
     for (size_t i = 0; i < auth.n_admin_emails; i++)
         for (char *p = admins[i]; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
@@ -153,7 +121,7 @@ static void free_state(void)
     jwt_cache_free(auth.session_cache);
     jwt_cache_free(auth.apikey_cache);
     jwt_keyset_free(auth.keys);
-    free_list(auth.admin_emails, auth.n_admin_emails);
+    config_list_free(auth.admin_emails, auth.n_admin_emails);
     for (size_t i = 0; i < auth.n_services; i++)
         free(auth.services[i].name);
 }

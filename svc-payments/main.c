@@ -35,32 +35,9 @@ static void payments_purge(uv_timer_t *t)
         idem_purge(payments.svc.pg);
 }
 
-/* Splits "a, b,c" into an array of the non-empty items, blanks around them dropped. */
-static size_t payments_split_secrets(const char *list, char ***out)
-{
-    size_t n = 0;
-    char **v = calloc(strlen(list) / 2 + 2, sizeof *v);
-    char *copy = strdup(list);
-    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
-            tok[--len] = '\0';
-        if (len > 0)
-            v[n++] = strdup(tok);
-    }
-    free(copy);
-    *out = v;
-    return n;
-}
-
 static void payments_free_config(void)
 {
-    for (size_t i = 0; i < payments.nwebhook_secrets; i++)
-        free(payments.webhook_secrets[i]);
-    free(payments.webhook_secrets);
+    config_list_free(payments.webhook_secrets, payments.nwebhook_secrets);
 }
 
 static void payments_stop(service *s)
@@ -76,7 +53,7 @@ int main(void)
         return 1;
     const char *secrets = config_str("PAYMENTS_WEBHOOK_SECRETS",
                                      config_str("PAYMENTS_WEBHOOK_SECRET", ""));
-    payments.nwebhook_secrets = payments_split_secrets(secrets, &payments.webhook_secrets);
+    payments.nwebhook_secrets = config_list(secrets, &payments.webhook_secrets);
     if (payments.nwebhook_secrets == 0) {
         log_error(NULL, "PAYMENTS_WEBHOOK_SECRETS must name at least one webhook secret");
         payments_free_config();

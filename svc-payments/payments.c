@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "state.h"
+#include "query.h"
 
 #define PAYMENTS_MAX_BODY (64 * 1024)
 #define PAYMENTS_AMOUNT_MAX 99999999LL
@@ -398,55 +399,6 @@ static void payments_get(http_req *req, caller *who)
 
 /* ---- GET /payments ---- */
 
-static int payments_hex(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* The percent-decoded value of name in a query string; 1 when present, 0 when absent, -1
- * when malformed or longer than cap - 1. */
-static int payments_query_param(const char *q, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    const char *p = q;
-    while (*p) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-            size_t o = 0;
-            for (size_t i = nl + 1; i < len; i++) {
-                char ch = p[i];
-                if (ch == '+') {
-                    ch = ' ';
-                } else if (ch == '%') {
-                    if (i + 2 >= len)
-                        return -1;
-                    int hi = payments_hex(p[i + 1]), lo = payments_hex(p[i + 2]);
-                    if (hi < 0 || lo < 0)
-                        return -1;
-                    ch = (char)(hi * 16 + lo);
-                    i += 2;
-                }
-                if (o + 1 >= cap || ch == '\0')
-                    return -1;
-                out[o++] = ch;
-            }
-            out[o] = '\0';
-            return 1;
-        }
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return 0;
-}
-
 static void payments_listed(pg_status st, PGresult *res, void *ud)
 {
     pay_ctx *c = ud;
@@ -498,7 +450,7 @@ static void payments_list(http_req *req, caller *who)
     const char *q = http_req_query(req);
     char buf[128];
     c->limit = PAYMENTS_LIST_DEFAULT;
-    int has = payments_query_param(q, "limit", buf, sizeof buf);
+    int has = query_param(q, "limit", buf, sizeof buf);
     if (has != 0) {
         char *end;
         errno = 0;
@@ -508,7 +460,7 @@ static void payments_list(http_req *req, caller *who)
                                    "\"limit\" must be an integer from 1 to 100.");
         c->limit = (int)v;
     }
-    has = payments_query_param(q, "starting_after", c->reference, sizeof c->reference);
+    has = query_param(q, "starting_after", c->reference, sizeof c->reference);
     if (has < 0)
         return pay_reply_error(c, 400, "invalid_request", "\"starting_after\" is malformed.");
     if (has == 0)

@@ -194,8 +194,8 @@ static void listen_errors_and_reuseport(void)
     http_server_free(a);
     http_server_free(b);
 
-    o.tls = (struct tls_server *)&o; /* not wired yet: refused, not ignored */
-    CHECK(http_server_new(loop, &o) == NULL);
+    /* TLS listeners (opts.tls) are tested with the gateway: tests/unit/test_tls.c and
+     * tests/integration/test_gateway.py. */
     run_until_closed();
 }
 

@@ -1,0 +1,747 @@
+/* proxy: the gateway's request handler (see proxy.h). One gw_px per proxied request holds
+ * the exchange with the upstream; bodies stream both ways with at most PX_HIGH bytes queued
+ * on either side before the other side is paused. */
+#include "proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "access_log.h"
+#include "gzip.h"
+#include "headers.h"
+#include "log.h"
+#include "ratelimit.h"
+
+#define PX_HIGH (256 * 1024)   /* queued bytes that pause the sender */
+#define PX_LOW (64 * 1024)     /* and resume it */
+#define PX_MAX_TRIES 3
+
+typedef struct gw_px {
+    gw_worker *w;
+    http_req *req;
+    const gw_route_conf *route;
+    int route_idx;
+    upstream *up;
+    upstream_peer *peer;
+    http_exchange *x;
+    char client_ip[64];
+    char peer_text[64];
+    char *path;              /* normalized */
+    char *target;            /* path and query, as sent upstream */
+    char *xff;               /* X-Forwarded-For sent upstream */
+    http_header *hdrs;       /* the request headers sent upstream (values borrowed) */
+    size_t nhdrs;
+    int64_t body_len;        /* as for http_exchange_start */
+    int64_t body_seen;
+    int body_started, too_big;
+    size_t up_pending, cl_pending;
+    unsigned up_writes, cl_writes;   /* write callbacks still to come */
+    int req_paused, x_paused;
+    int resp_started, resp_ended, client_closed;
+    int tries;
+    int status;
+    gw_gzip *gz;
+    int64_t bytes_out;
+    uint64_t t0, t_up;
+    double upstream_ms;
+} gw_px;
+
+typedef struct px_write {
+    gw_px *px;
+    char *buf;
+    size_t len;
+} px_write;
+
+static void px_try(gw_px *px, const upstream_peer *avoid);
+
+/* ---- paths and routes ---- */
+
+static int seg_is(const char *s, size_t n, int dots)
+{
+    /* "." or ".." with any dot possibly written %2e / %2E. */
+    int count = 0;
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] == '.') {
+            i++;
+        } else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E')) {
+            i += 3;
+        } else {
+            return 0;
+        }
+        count++;
+    }
+    return count == dots;
+}
+
+int gw_path_normalize(const char *raw, char *out, size_t cap)
+{
+    const char *p = raw;
+    if (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) {
+        p = strchr(strchr(p, ':') + 3, '/');
+        if (!p)
+            p = "/";
+    }
+    if (*p != '/' || cap < 2)
+        return -1;
+    size_t n = 0;
+    size_t stack[512];
+    size_t depth = 0;
+    int trailing = 0;
+    out[n++] = '/';
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *seg = p;
+        while (*p && *p != '/')
+            p++;
+        size_t len = (size_t)(p - seg);
+        trailing = (*p == '/');
+        if (memchr(seg, '\0', len) || (len >= 3 && strstr(seg, "%00") && strstr(seg, "%00") < p))
+            return -1;
+        if (seg_is(seg, len, 1)) {
+            trailing = 1;
+            continue;
+        }
+        if (seg_is(seg, len, 2)) {
+            if (depth == 0)
+                return -1;
+            n = stack[--depth];
+            trailing = 1;
+            continue;
+        }
+        if (depth == sizeof stack / sizeof stack[0] || n + len + 2 >= cap)
+            return -1;
+        stack[depth++] = n;
+        memcpy(out + n, seg, len);
+        n += len;
+        out[n++] = '/';
+    }
+    /* out ends with '/' here; drop it unless the path ended with one. */
+    if (n > 1 && !trailing)
+        n--;
+    out[n] = '\0';
+    return 0;
+}
+
+int gw_path_blocked(const char *path)
+{
+    static const char *blocked[] = { "/internal", "/livez", "/metrics", NULL };
+    for (int i = 0; blocked[i]; i++) {
+        size_t n = strlen(blocked[i]);
+        if (strncmp(path, blocked[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+const gw_route_conf *gw_route_match(const gw_config *c, const char *path)
+{
+    const gw_route_conf *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const char *pre = c->routes[i].prefix;
+        size_t n = strlen(pre);
+        if (strncmp(path, pre, n) != 0)
+            continue;
+        if (pre[n - 1] != '/' && path[n] != '\0' && path[n] != '/')
+            continue;
+        if (!best || n > best_len) {
+            best = &c->routes[i];
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+/* ---- small replies ---- */
+
+static double ms_since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e6;
+}
+
+static void log_reply(gw_worker *w, http_req *req, const char *path, const char *client,
+                      const char *route, int status, uint64_t t0)
+{
+    if (!w->cfg->access_log)
+        return;
+    gw_access a = { http_req_id(req), client, http_req_method(req), path, route, NULL, status,
+                    http_req_is_tls(req), 0, 0, 0, ms_since(t0), -1 };
+    gw_access_log(&a);
+}
+
+/* The access log of an ACME challenge, once the file was read. */
+typedef struct acme_log {
+    gw_worker *w;
+    uint64_t t0;
+    char client[64];
+    char path[];
+} acme_log;
+
+static void acme_logged(http_req *req, int status, void *ud)
+{
+    acme_log *al = ud;
+    if (al) {
+        log_reply(al->w, req, al->path, al->client, "acme", status, al->t0);
+        free(al);
+    }
+}
+
+static void prep(http_req *req, const char *csp)
+{
+    if (http_req_is_tls(req))
+        gw_headers_security(req, csp);
+}
+
+static int reply_health(gw_worker *w, http_req *req)
+{
+    json_t *ups = json_object();
+    int ok = 1;
+    for (size_t i = 0; i < w->cfg->nupstreams; i++) {
+        unsigned healthy = 0, total = 0;
+        const char *name = w->cfg->upstreams[i].name;
+        if (gw_shm_upstream_counts(w->shm, name, &healthy, &total) != 0)
+            upstream_counts(w->ups[i], &healthy, &total);
+        if (healthy == 0)
+            ok = 0;
+        json_object_set_new(ups, name, json_pack("{s:i,s:i}", "healthy", healthy, "total", total));
+    }
+    json_t *body = json_pack("{s:s,s:o}", "status", ok ? "ok" : "unavailable", "upstreams", ups);
+    http_resp_header(req, "Cache-Control", "no-store");
+    http_reply_json(req, ok ? 200 : 503, body);
+    return ok ? 200 : 503;
+}
+
+static void reply_redirect(gw_worker *w, http_req *req)
+{
+    const char *host = http_req_header(req, "Host");
+    char name[256];
+    if (!host || !*host) {
+        http_reply_error(req, 400, "bad_request", "A Host header is required.");
+        return;
+    }
+    /* The host name without its port ("[v6]:port" keeps the brackets). */
+    snprintf(name, sizeof name, "%s", host);
+    char *colon = strrchr(name, ':');
+    if (colon && (name[0] != '[' || (colon > name && colon[-1] == ']')))
+        *colon = '\0';
+    for (char *c = name; *c; c++) {
+        if (*c == '/' || *c == '\\' || *c == '@' || (unsigned char)*c <= ' ') {
+            http_reply_error(req, 400, "bad_request", "Invalid Host header.");
+            return;
+        }
+    }
+    char loc[12288];
+    int port = w->cfg->https_port;
+    if (port == 443 || port == 0)
+        snprintf(loc, sizeof loc, "https://%s%s", name, http_req_target(req));
+    else
+        snprintf(loc, sizeof loc, "https://%s:%d%s", name, port, http_req_target(req));
+    http_resp_header(req, "Location", loc);
+    http_resp_close_after(req);
+    http_reply(req, 301, NULL, NULL, 0);
+}
+
+/* ---- the proxied request's end ---- */
+
+static void px_maybe_free(gw_px *px)
+{
+    if (!px->resp_ended || px->x || px->cl_writes || px->up_writes)
+        return;
+    if (px->peer)
+        upstream_peer_release(px->peer);
+    gw_gzip_free(px->gz);
+    free(px->path);
+    free(px->target);
+    free(px->xff);
+    free(px->hdrs);
+    free(px);
+}
+
+static void px_finish_log(gw_px *px)
+{
+    if (!px->w->cfg->access_log)
+        return;
+    gw_access a = { http_req_id(px->req), px->client_ip, http_req_method(px->req), px->path,
+                    px->route->prefix, px->peer_text[0] ? px->peer_text : NULL, px->status,
+                    http_req_is_tls(px->req), px->tries, px->body_seen, px->bytes_out,
+                    ms_since(px->t0), px->upstream_ms };
+    gw_access_log(&a);
+}
+
+static void px_error(gw_px *px, int status, const char *code, const char *msg)
+{
+    px->status = status;
+    prep(px->req, px->route->csp);
+    if (status == 502 || status == 503)
+        http_resp_header(px->req, "Retry-After", "1");
+    http_reply_error(px->req, status, code, msg);
+    px->resp_ended = 1;
+    px_finish_log(px);
+}
+
+/* ---- client -> upstream ---- */
+
+static void up_written(http_exchange *x, int status, void *ud)
+{
+    (void)x;
+    (void)status;
+    px_write *wr = ud;
+    gw_px *px = wr->px;
+    px->up_pending -= wr->len;
+    px->up_writes--;
+    free(wr->buf);
+    free(wr);
+    if (px->req_paused && px->up_pending < PX_LOW && !px->resp_ended) {
+        px->req_paused = 0;
+        http_req_resume(px->req);
+    }
+    px_maybe_free(px);
+}
+
+static void on_req_data(http_req *req, const char *data, size_t len)
+{
+    gw_px *px = http_req_data(req);
+    px->body_seen += (int64_t)len;
+    if (!px->x || px->too_big)
+        return;
+    if ((size_t)px->body_seen > px->route->max_body) {
+        px->too_big = 1;
+        http_exchange_abort(px->x);
+        return;
+    }
+    px_write *wr = malloc(sizeof *wr);
+    char *buf = malloc(len);
+    if (!wr || !buf) {
+        free(wr);
+        free(buf);
+        http_exchange_abort(px->x);
+        return;
+    }
+    memcpy(buf, data, len);   /* the client does not copy: kept until written */
+    *wr = (px_write){ px, buf, len };
+    px->up_pending += len;
+    px->up_writes++;
+    if (http_exchange_write(px->x, buf, len, up_written, wr) != 0) {
+        px->up_pending -= len;
+        px->up_writes--;
+        free(buf);
+        free(wr);
+        return;
+    }
+    if (px->up_pending >= PX_HIGH && !px->req_paused) {
+        px->req_paused = 1;
+        http_req_pause(req);
+    }
+}
+
+static void on_req_end(http_req *req)
+{
+    gw_px *px = http_req_data(req);
+    if (px->x && !px->too_big)
+        http_exchange_end_body(px->x);
+}
+
+static void on_sent_head(http_exchange *x, void *ud)
+{
+    gw_px *px = ud;
+    (void)x;
+    if (px->body_len != 0 && !px->body_started) {
+        px->body_started = 1;
+        http_req_stream_body(px->req, on_req_data, on_req_end);
+    }
+}
+
+/* ---- upstream -> client ---- */
+
+static const char *find_header(const http_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(h[i].name, name) == 0)
+            return h[i].value;
+    return NULL;
+}
+
+static int on_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud)
+{
+    gw_px *px = ud;
+    (void)x;
+    http_req *req = px->req;
+    const gw_config *c = px->w->cfg;
+    px->upstream_ms = ms_since(px->t_up);
+    px->status = status;
+    const char *conn = find_header(h, n, "Connection");
+    const char *cl_text = find_header(h, n, "Content-Length");
+    const char *ct = find_header(h, n, "Content-Type");
+    const char *ce = find_header(h, n, "Content-Encoding");
+    int64_t cl = cl_text ? strtoll(cl_text, NULL, 10) : -1;
+    int head = strcmp(http_req_method(req), "HEAD") == 0;
+    int bodyless = head || status == 204 || status == 304 || status < 200;
+    int type_ok = px->route->gzip && gw_gzip_type_ok(ct) && !ce;
+    int compress = type_ok && !bodyless && (cl < 0 || (size_t)cl >= c->gzip_min_length) &&
+                   gw_gzip_accepted(http_req_header(req, "Accept-Encoding"));
+    int tls = http_req_is_tls(req);
+    const char *vary = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = h[i].name;
+        if (gw_headers_hop(name, conn) || (tls && gw_headers_security_name(name)))
+            continue;
+        if (strcasecmp(name, "Vary") == 0 && type_ok) {
+            vary = h[i].value;
+            continue;
+        }
+        if (compress && strcasecmp(name, "ETag") == 0 && strncmp(h[i].value, "W/", 2) != 0) {
+            char weak[512];
+            snprintf(weak, sizeof weak, "W/%s", h[i].value);
+            http_resp_header(req, name, weak);
+            continue;
+        }
+        http_resp_header(req, name, h[i].value);
+    }
+    if (type_ok) {
+        char v[512];
+        if (vary && strcasestr(vary, "accept-encoding"))
+            snprintf(v, sizeof v, "%s", vary);
+        else if (vary)
+            snprintf(v, sizeof v, "%s, Accept-Encoding", vary);
+        else
+            snprintf(v, sizeof v, "Accept-Encoding");
+        http_resp_header(req, "Vary", v);
+    }
+    if (compress) {
+        px->gz = gw_gzip_new(1);
+        if (px->gz)
+            http_resp_header(req, "Content-Encoding", "gzip");
+    }
+    prep(req, px->route->csp);
+    int64_t len = cl;
+    if (px->gz)
+        len = -1;
+    else if (bodyless && !head)
+        len = 0;
+    http_resp_start(req, status, len);
+    px->resp_started = 1;
+    return 0;
+}
+
+static void cl_written(http_req *req, int status, void *ud)
+{
+    (void)req;
+    px_write *wr = ud;
+    gw_px *px = wr->px;
+    px->cl_pending -= wr->len;
+    px->cl_writes--;
+    free(wr);
+    if (status < 0 && px->x) {
+        http_exchange_abort(px->x);
+    } else if (px->x_paused && px->cl_pending < PX_LOW && px->x) {
+        px->x_paused = 0;
+        http_exchange_resume(px->x);
+    }
+    px_maybe_free(px);
+}
+
+/* http_resp_write copies the data; the callback only paces the upstream. */
+static void px_send(gw_px *px, const char *buf, size_t len)
+{
+    px_write *wr = malloc(sizeof *wr);
+    if (!wr)
+        return;
+    *wr = (px_write){ px, NULL, len };
+    px->cl_pending += len;
+    px->cl_writes++;
+    px->bytes_out += (int64_t)len;
+    http_resp_write(px->req, buf, len, cl_written, wr);
+}
+
+static void on_data(http_exchange *x, const char *data, size_t len, void *ud)
+{
+    gw_px *px = ud;
+    if (px->gz) {
+        char *buf;
+        size_t n;
+        if (gw_gzip_push(px->gz, data, len, 0, &buf, &n) != 0) {
+            http_exchange_abort(x);
+            return;
+        }
+        if (n)
+            px_send(px, buf, n);
+        free(buf);
+    } else {
+        px_send(px, data, len);
+    }
+    if (px->cl_pending >= PX_HIGH && !px->x_paused) {
+        px->x_paused = 1;
+        http_exchange_pause(x);
+    }
+}
+
+static int idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
+           !strcmp(m, "OPTIONS") || !strcmp(m, "TRACE");
+}
+
+static void on_done(http_exchange *x, hc_err err, void *ud)
+{
+    gw_px *px = ud;
+    int sent = http_exchange_sent_any(x);
+    px->x = NULL;
+    if (err == HC_OK) {
+        upstream_peer_succeeded(px->up, px->peer);
+        if (px->gz) {
+            char *buf = NULL;
+            size_t n;
+            if (gw_gzip_push(px->gz, NULL, 0, 1, &buf, &n) == 0 && n)
+                px_send(px, buf, n);
+            free(buf);
+        }
+        http_resp_end(px->req);
+        px->resp_ended = 1;
+        px_finish_log(px);
+        px_maybe_free(px);
+        return;
+    }
+    int transport = err == HC_ECONNECT || err == HC_ETIMEOUT || err == HC_ERESET;
+    if (transport)
+        upstream_peer_failed(px->up, px->peer);
+    if (px->resp_started) {
+        /* Cut short after the head went out: the client must see a broken response. */
+        http_resp_close_after(px->req);
+        http_resp_end(px->req);
+        px->resp_ended = 1;
+        px_finish_log(px);
+        px_maybe_free(px);
+        return;
+    }
+    if (px->too_big) {
+        http_resp_close_after(px->req);
+        px_error(px, 413, "payload_too_large", "The request body is over this route's limit.");
+        px_maybe_free(px);
+        return;
+    }
+    int retry = transport && !px->client_closed && px->tries < PX_MAX_TRIES && !px->body_started &&
+                (!sent || err == HC_ECONNECT ||
+                 (idempotent(http_req_method(px->req)) && px->body_len == 0));
+    if (retry) {
+        upstream_peer *old = px->peer;
+        px->peer = NULL;
+        px_try(px, old);
+        upstream_peer_release(old);
+        return;
+    }
+    if (err == HC_ETIMEOUT)
+        px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
+    else
+        px_error(px, 502, "bad_gateway", "The service is unavailable.");
+    px_maybe_free(px);
+}
+
+static const http_exchange_cbs px_cbs = { on_sent_head, on_response, on_data, on_done };
+
+/* Picks a live instance: round-robin by the upstream pool, skipping what the master's
+ * active checks published as down. */
+static upstream_peer *px_pick(gw_px *px, const upstream_peer *avoid)
+{
+    unsigned healthy, total;
+    upstream_counts(px->up, &healthy, &total);
+    const char *name = upstream_name(px->up);
+    for (unsigned i = 0; i <= total; i++) {
+        upstream_peer *p = upstream_pick(px->up, avoid);
+        if (!p)
+            return NULL;
+        if (!gw_shm_peer_down(px->w->shm, name, upstream_peer_text(p)))
+            return p;
+        upstream_peer_release(p);
+    }
+    return NULL;
+}
+
+static void px_try(gw_px *px, const upstream_peer *avoid)
+{
+    px->peer = px_pick(px, avoid);
+    if (!px->peer) {
+        px_error(px, 502, "bad_gateway", "No instance of the service is available.");
+        px_maybe_free(px);
+        return;
+    }
+    px->tries++;
+    snprintf(px->peer_text, sizeof px->peer_text, "%s", upstream_peer_text(px->peer));
+    px->t_up = uv_hrtime();
+    px->x = http_exchange_start(px->w->client, upstream_peer_addr(px->peer), http_req_method(px->req),
+                                px->target, px->hdrs, px->nhdrs, px->body_len, &px_cbs, px);
+    if (!px->x) {
+        px_error(px, 502, "bad_gateway", "Cannot reach the service.");
+        px_maybe_free(px);
+    }
+}
+
+static void on_client_close(http_req *req)
+{
+    gw_px *px = http_req_data(req);
+    px->client_closed = 1;
+    if (px->x)
+        http_exchange_abort(px->x);
+}
+
+/* The headers sent upstream: the client's, less hop-by-hop and forwarding ones, plus ours.
+ * Returns 0, or -1 out of memory. */
+static int px_headers(gw_px *px)
+{
+    http_req *req = px->req;
+    const char *conn = http_req_header(req, "Connection");
+    size_t n = http_req_header_count(req);
+    px->hdrs = malloc(sizeof(http_header) * (n + 8));
+    if (!px->hdrs)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        http_req_header_at(req, i, &name, &value);
+        if (gw_headers_hop(name, conn) || !strcasecmp(name, "X-Forwarded-For") ||
+            !strcasecmp(name, "X-Forwarded-Proto") || !strcasecmp(name, "X-Real-IP") ||
+            !strcasecmp(name, "X-Forwarded-Host") || !strcasecmp(name, "Forwarded"))
+            continue;
+        px->hdrs[px->nhdrs++] = (http_header){ name, value };
+    }
+    const char *host = http_req_header(req, "Host");
+    if (host) {
+        px->hdrs[px->nhdrs++] = (http_header){ "Host", host };
+        px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-Host", host };
+    }
+    const char *peer = http_req_peer_ip(req);
+    const char *xff = http_req_header(req, "X-Forwarded-For");
+    const gw_config *c = px->w->cfg;
+    int trusted = xff && c->ntrusted && cidr_nets_match(c->trusted, c->ntrusted, peer);
+    size_t xlen = (trusted ? strlen(xff) + 2 : 0) + strlen(peer) + 1;
+    px->xff = malloc(xlen);
+    if (!px->xff)
+        return -1;
+    if (trusted)
+        snprintf(px->xff, xlen, "%s, %s", xff, peer);
+    else
+        snprintf(px->xff, xlen, "%s", peer);
+    px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-For", px->xff };
+    px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http" };
+    px->hdrs[px->nhdrs++] = (http_header){ "X-Real-IP", px->client_ip };
+    px->hdrs[px->nhdrs++] = (http_header){ "X-Request-ID", http_req_id(req) };
+    return 0;
+}
+
+/* ---- the handler ---- */
+
+void gw_proxy_handle(http_req *req, void *ud)
+{
+    gw_worker *w = ud;
+    const gw_config *c = w->cfg;
+    uint64_t t0 = uv_hrtime();
+    char client[64];
+    gw_headers_client_ip(c, req, client, sizeof client);
+    int tls = http_req_is_tls(req);
+    const char *raw = http_req_path(req);
+    static const char acme[] = "/.well-known/acme-challenge/";
+
+    char path[4096];
+    if (gw_path_normalize(raw, path, sizeof path) != 0) {
+        prep(req, GW_CSP_API);
+        http_reply_error(req, 400, "bad_request", "Invalid request path.");
+        log_reply(w, req, "-", client, NULL, 400, t0);
+        return;
+    }
+    if (strncmp(path, acme, sizeof acme - 1) == 0 && c->acme_webroot[0]) {
+        prep(req, GW_CSP_API);
+        acme_log *al = NULL;
+        if (c->access_log && (al = malloc(sizeof *al + strlen(path) + 1)) != NULL) {
+            al->w = w;
+            al->t0 = t0;
+            snprintf(al->client, sizeof al->client, "%s", client);
+            strcpy(al->path, path);
+        }
+        gw_static_acme(w->statics, req, path + sizeof acme - 1, acme_logged, al);
+        return;
+    }
+    if (!tls && c->http_redirect && c->https_port) {
+        reply_redirect(w, req);
+        log_reply(w, req, path, client, "redirect", 301, t0);
+        return;
+    }
+    if (gw_path_blocked(path)) {
+        prep(req, GW_CSP_API);
+        http_reply_error(req, 404, "not_found", "Not found.");
+        log_reply(w, req, path, client, NULL, 404, t0);
+        return;
+    }
+    if (strcmp(path, "/health") == 0) {
+        prep(req, GW_CSP_API);
+        int status = reply_health(w, req);
+        log_reply(w, req, path, client, "health", status, t0);
+        return;
+    }
+    if (strcmp(path, "/docs") == 0 || strncmp(path, "/docs/", 6) == 0) {
+        prep(req, GW_CSP_DOCS);
+        int status = gw_static_docs(w->statics, req, path);
+        log_reply(w, req, path, client, "docs", status, t0);
+        return;
+    }
+    const gw_route_conf *route = gw_route_match(c, path);
+    if (!route) {
+        prep(req, GW_CSP_API);
+        http_reply_error(req, 404, "not_found", "No route for this path.");
+        log_reply(w, req, path, client, NULL, 404, t0);
+        return;
+    }
+    int route_idx = (int)(route - c->routes);
+    if (!route->rate_off) {
+        unsigned retry = gw_ratelimit_check(w->shm, route_idx, client, route->rate_per_s, route->burst);
+        if (retry) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%u", retry);
+            prep(req, route->csp);
+            http_resp_header(req, "Retry-After", ra);
+            http_reply_error(req, 429, "rate_limited", "Too many requests: slow down.");
+            log_reply(w, req, path, client, route->prefix, 429, t0);
+            return;
+        }
+    }
+    int64_t clen = http_req_content_length(req);
+    if (clen > 0 && (uint64_t)clen > route->max_body) {
+        prep(req, route->csp);
+        http_resp_close_after(req);
+        http_reply_error(req, 413, "payload_too_large", "The request body is over this route's limit.");
+        log_reply(w, req, path, client, route->prefix, 413, t0);
+        return;
+    }
+
+    gw_px *px = calloc(1, sizeof *px);
+    if (!px) {
+        http_reply_error(req, 503, "unavailable", "Out of memory.");
+        return;
+    }
+    px->w = w;
+    px->req = req;
+    px->route = route;
+    px->route_idx = route_idx;
+    px->up = w->ups[route->upstream_idx];
+    px->t0 = t0;
+    px->upstream_ms = -1;
+    px->body_len = clen;
+    snprintf(px->client_ip, sizeof px->client_ip, "%s", client);
+    const char *q = http_req_query(req);
+    size_t plen = strlen(path), tlen = plen + 1 + strlen(q) + 1;
+    px->path = strdup(path);
+    px->target = malloc(tlen);
+    if (!px->path || !px->target || px_headers(px) != 0) {
+        px->resp_ended = 1;
+        px_maybe_free(px);
+        http_reply_error(req, 503, "unavailable", "Out of memory.");
+        return;
+    }
+    snprintf(px->target, tlen, "%s%s%s", path, *q ? "?" : "", q);
+    http_req_set_data(req, px);
+    http_req_on_close(req, on_client_close);
+    px_try(px, NULL);
+}
