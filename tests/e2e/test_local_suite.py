@@ -1,5 +1,5 @@
 """The whole suite as a user runs it: deploy/local/run -d, then curl and openssl against
-https://localhost:8443 through the gateway, then deploy/local/run stop. Uses the build in
+https://localhost through the gateway, then deploy/local/run stop. Uses the build in
 SUITE_BUILD and a state directory of its own."""
 import hashlib
 import hmac
@@ -16,8 +16,12 @@ from check import eq, main, test, true  # noqa: E402
 
 VAR = os.path.join(procs.ROOT, "var", "test", "e2e-" + os.path.basename(procs.BUILD))
 RUN = os.path.join(procs.ROOT, "deploy", "local", "run")
-ENV = dict(os.environ, LOCAL_VAR=VAR, LOCAL_BUILD=procs.BUILD, LOG_LEVEL="warn")
-BASE = "https://localhost:8443"
+# ports of its own, so that a suite a developer runs on the default ones is left alone
+HTTPS, HTTP = 18443, 18080
+ENV = dict(os.environ, LOCAL_VAR=VAR, LOCAL_BUILD=procs.BUILD, LOG_LEVEL="warn",
+           LOCAL_HTTPS_PORT=str(HTTPS), LOCAL_HTTP_PORT=str(HTTP), LOCAL_PORT_BASE="13000",
+           LOCAL_PG_PORT="15532", LOCAL_REDIS_PORT="16479")
+BASE = f"https://localhost:{HTTPS}"
 
 
 def curl(*args, data=None, headers=(), method=None):
@@ -89,9 +93,9 @@ def health_lists_every_upstream(ctx):
 
 @test
 def http_redirects_to_https(ctx):
-    s, h, _ = curl("http://localhost:8080/payments?x=1")
+    s, h, _ = curl(f"http://localhost:{HTTP}/payments?x=1")
     eq(s, 301)
-    eq(h.get("location"), "https://localhost:8443/payments?x=1")
+    eq(h.get("location"), f"https://localhost:{HTTPS}/payments?x=1")
 
 
 @test
@@ -117,14 +121,14 @@ def internal_paths_are_never_routed(ctx):
 
 @test
 def tls_is_1_2_with_aead_and_alpn(ctx):
-    r = subprocess.run(["openssl", "s_client", "-connect", "localhost:8443", "-servername",
+    r = subprocess.run(["openssl", "s_client", "-connect", f"localhost:{HTTPS}", "-servername",
                         "localhost", "-alpn", "http/1.1"],
                        input=b"", capture_output=True, timeout=20)
     out = (r.stdout + r.stderr).decode()
     true("Protocol  : TLSv1.2" in out, f"protocol: {out[-1500:]}")
     true("ECDHE-" in out and ("GCM" in out or "CHACHA20" in out), f"cipher: {out[-1500:]}")
     true("ALPN protocol: http/1.1" in out, "ALPN http/1.1")
-    r = subprocess.run(["openssl", "s_client", "-connect", "localhost:8443", "-tls1_2",
+    r = subprocess.run(["openssl", "s_client", "-connect", f"localhost:{HTTPS}", "-tls1_2",
                         "-cipher", "AES128-SHA"], input=b"", capture_output=True, timeout=20)
     true(r.returncode != 0, "a non-AEAD, non-ECDHE cipher is refused")
 
