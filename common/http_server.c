@@ -139,6 +139,7 @@ struct http_req {
     int64_t resp_cl;     /* -1: chunked or close-delimited */
     uint64_t resp_sent;
     int close_after;
+    int truncated;          /* http_resp_abort: no last chunk, the close tells the client */
     http_out *out, *out_tail; /* queued, not yet handed to the socket */
     unsigned writes_inflight;
 
@@ -983,7 +984,7 @@ void http_resp_end(http_req *r)
     }
     if (!r->head_composed)
         http_resp_start(r, 200, 0);
-    if (r->chunked && !r->no_body) {
+    if (r->chunked && !r->no_body && !r->truncated) {
         http_out *o = out_new(r, 5);
         memcpy(o->data, "0\r\n\r\n", 5);
         req_enqueue(r, o);
@@ -998,6 +999,13 @@ void http_resp_end(http_req *r)
     conn_update(r->conn);
     r->pins--;
     req_maybe_free(r);
+}
+
+void http_resp_abort(http_req *r)
+{
+    r->truncated = 1;
+    r->close_after = 1;
+    http_resp_end(r);
 }
 
 void http_resp_close_after(http_req *r)

@@ -145,6 +145,10 @@ void http_resp_start(http_req *req, int status, int64_t content_length);
 /* Queues data; cb (may be NULL) fires when it has been handed to the socket. Returns 0. */
 int http_resp_write(http_req *req, const void *data, size_t len, http_write_fn cb, void *ud);
 void http_resp_end(http_req *req);
+/* Ends a streamed response that broke midway (its source failed): no terminating chunk is
+ * written and the connection closes after what was queued, so the client sees a truncated
+ * response rather than a complete one. */
+void http_resp_abort(http_req *req);
 /* Closes the connection after this response instead of keeping it alive. */
 void http_resp_close_after(http_req *req);
 

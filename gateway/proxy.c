@@ -512,8 +512,7 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
         upstream_peer_failed(px->up, px->peer);
     if (px->resp_started) {
         /* Cut short after the head went out: the client must see a broken response. */
-        http_resp_close_after(px->req);
-        http_resp_end(px->req);
+        http_resp_abort(px->req);
         px->resp_ended = 1;
         px_finish_log(px);
         px_maybe_free(px);

@@ -7,6 +7,7 @@
  *   /echo                    streams the request body back (Content-Type kept)
  *   GET /big?n=BYTES         a text/plain body of n bytes, streamed
  *   GET /json?n=BYTES        an application/json body of about n bytes
+ *   GET /cut?n=BYTES         a chunked text/plain body that breaks off after n bytes
  *   GET /slow?ms=N           answers after N ms
  *   GET /status?code=N       answers with that status
  *   GET /hello               "hello" (text/plain, 5 bytes: the benchmark's request)
@@ -103,6 +104,13 @@ static void big_more(http_req *req, int status, void *ud)
     http_resp_write(req, chunk, n, big_more, s);
 }
 
+static void cut_written(http_req *req, int status, void *ud)
+{
+    (void)status;
+    (void)ud;
+    http_resp_abort(req); /* the source fails midway: no last chunk, the connection closes */
+}
+
 static void slow_fire(uv_timer_t *t)
 {
     http_req *req = t->data;
@@ -138,6 +146,14 @@ static void handle(http_req *req, void *ud)
         http_resp_header(req, "Content-Type", "text/plain");
         http_resp_start(req, 200, s->left);
         big_more(req, 0, s);
+    } else if (strcmp(path, "/cut") == 0) {
+        size_t n = (size_t)query_num(req, "n", 1000);
+        if (n > sizeof chunk)
+            n = sizeof chunk;
+        memset(chunk, 'x', n);
+        http_resp_header(req, "Content-Type", "text/plain");
+        http_resp_start(req, 200, -1);
+        http_resp_write(req, chunk, n, cut_written, NULL);
     } else if (strcmp(path, "/json") == 0) {
         long n = query_num(req, "n", 4096);
         json_t *items = json_array();

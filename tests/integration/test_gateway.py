@@ -496,6 +496,28 @@ def killed_instance_no_failed_get_then_taken_back(_):
 
 
 @test
+def upstream_breaking_midway_is_a_broken_response(_):
+    # the upstream sends a chunked head and 1000 bytes, then its connection drops
+    out = raw(b"GET /api/cut?n=1000 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n",
+              tls=True, timeout=10)
+    eq(out.split(b"\r\n", 1)[0], b"HTTP/1.1 200 OK", "the head went out")
+    true(b"x" * 100 in out, "part of the body arrived")
+    true(not out.endswith(b"0\r\n\r\n"), "no terminating chunk: the client sees a truncation")
+    true(b"<timeout-or-reset>" not in out, "the gateway closed the connection at once")
+    conn = http.client.HTTPSConnection("127.0.0.1", HTTPS, context=tls_ctx(), timeout=10)
+    try:
+        conn.request("GET", "/api/cut?n=1000", headers={"Accept-Encoding": "identity"})
+        r = conn.getresponse()
+        try:
+            r.read()
+            raise AssertionError("http.client read a complete body")
+        except http.client.IncompleteRead:
+            pass
+    finally:
+        conn.close()
+
+
+@test
 def health_aggregated_same_on_every_worker(_):
     bodies = set()
     for _ in range(16):
