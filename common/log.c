@@ -80,32 +80,8 @@ static void log_write(const char *buf, size_t len) {
     }
 }
 
-void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...) {
-    if (level < LOG_DEBUG || level > LOG_ERROR) level = LOG_ERROR;
-    if (!log_enabled(level)) {
-        json_decref(fields);
-        return;
-    }
-
-    char msgbuf[512];
-    char *msg = msgbuf;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
-    va_end(ap);
-    if (n >= (int)sizeof msgbuf) {
-        msg = malloc((size_t)n + 1);
-        if (msg) {
-            va_start(ap, fmt);
-            vsnprintf(msg, (size_t)n + 1, fmt, ap);
-            va_end(ap);
-        } else {
-            msg = msgbuf; /* truncated rather than lost */
-        }
-    } else if (n < 0) {
-        msgbuf[0] = '\0';
-    }
-
+/* Composes and writes one line; steals fields. */
+static void log_line(log_level level, const char *request_id, json_t *fields, const char *msg) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -147,6 +123,39 @@ void log_emit(log_level level, const char *request_id, json_t *fields, const cha
     }
 
 out:
-    if (msg != msgbuf) free(msg);
     json_decref(fields);
+}
+
+void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...) {
+    if (level < LOG_DEBUG || level > LOG_ERROR) level = LOG_ERROR;
+    if (!log_enabled(level)) {
+        json_decref(fields);
+        return;
+    }
+
+    char msgbuf[512];
+    char *msg = msgbuf;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
+    va_end(ap);
+    if (n >= (int)sizeof msgbuf) {
+        msg = malloc((size_t)n + 1);
+        if (msg) {
+            va_start(ap, fmt);
+            vsnprintf(msg, (size_t)n + 1, fmt, ap);
+            va_end(ap);
+        } else {
+            msg = msgbuf; /* truncated rather than lost */
+        }
+    } else if (n < 0) {
+        msgbuf[0] = '\0';
+    }
+
+    log_line(level, request_id, fields, msg);
+    if (msg != msgbuf) free(msg);
+}
+
+void log_access(const char *request_id, json_t *fields) {
+    log_line(LOG_INFO, request_id, fields, "access");
 }

@@ -17,6 +17,10 @@ int log_enabled(log_level level);
 void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* An access log line (msg "access", level info) written whatever LOG_LEVEL says: access logs
+ * are switched by their own setting. fields is stolen. */
+void log_access(const char *request_id, json_t *fields);
+
 #define log_debug(rid, ...) log_emit(LOG_DEBUG, (rid), NULL, __VA_ARGS__)
 #define log_info(rid, ...) log_emit(LOG_INFO, (rid), NULL, __VA_ARGS__)
 #define log_warn(rid, ...) log_emit(LOG_WARN, (rid), NULL, __VA_ARGS__)

@@ -26,5 +26,5 @@ void gw_access_log(const gw_access *a)
     json_object_set_new(f, "bytes_in", json_integer(a->bytes_in));
     json_object_set_new(f, "bytes_out", json_integer(a->bytes_out));
     json_object_set_new(f, "worker", json_integer(getpid()));
-    log_emit(LOG_INFO, a->request_id, f, "access");
+    log_access(a->request_id, f);
 }
