@@ -6,4 +6,5 @@
 #   bench/auth.sh [seconds per phase, default 10]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+"$here/../deploy/install-deps" wrk >/dev/null
 exec python3 "$here/auth_bench.py" "$@"

@@ -8,6 +8,7 @@
 # Usage: bench/gateway.sh [DURATION_S] (default 10). Needs wrk, nginx, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+deploy/install-deps wrk nginx-light >/dev/null
 root=$(pwd)
 build=${SUITE_BUILD:-$root/build}
 dur=${1:-10}

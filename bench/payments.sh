@@ -12,6 +12,7 @@
 # instances use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+deploy/install-deps wrk nginx-light >/dev/null
 command -v wrk >/dev/null || { echo "bench/payments.sh needs wrk (apt-get install wrk)"; exit 1; }
 command -v pgbench >/dev/null || { echo "bench/payments.sh needs pgbench (postgresql-client)"; exit 1; }
 exec python3 tests/integration/payments_bench.py "$@"
