@@ -106,6 +106,11 @@ void auth_session_check(const char *sid, auth_session_fn cb, void *ud);
 /* Records locally and in Redis that a session was revoked (already so in PostgreSQL). */
 void auth_session_revoked(const char *sid);
 
+/* ---- settings.c: the configuration from the environment ---- */
+/* Fills auth from the environment and loads the signing keys; logs what is wrong. 0 or -1. */
+int auth_settings_load(void);
+void auth_settings_free(void);
+
 /* ---- routes of each resource ---- */
 void users_routes(router *r);
 void sessions_routes(router *r);
