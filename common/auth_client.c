@@ -35,6 +35,7 @@ struct auth_client {
     uint64_t jwks_fetched_ms;  /* 0: never */
     int jwks_inflight;
     ac_waiter *jwks_waiters;
+    struct ac_fetch *fetches;  /* POST /auth/me in flight: one per credential (single flight) */
     int refs;                  /* 1 for the owner + 1 per request in flight */
     int closing;
 };
@@ -157,12 +158,45 @@ static void ac_answer(json_t *ans, auth_client_fn cb, void *ud)
 }
 
 /* ---- POST /auth/me ---- */
+/* Requests that present a credential whose lookup is already in flight wait for its answer
+ * instead of asking auth again (when a cached answer expires under load, one call, not one
+ * per request in flight). */
+typedef struct ac_cb {
+    auth_client_fn cb;
+    void *ud;
+    struct ac_cb *next;
+} ac_cb;
+
 typedef struct ac_fetch {
     auth_client *c;
     uint8_t key[32];
-    auth_client_fn cb;
-    void *ud;
+    ac_cb *first, *last;       /* the callers waiting for this answer, in arrival order */
+    struct ac_fetch *next;     /* in c->fetches */
 } ac_fetch;
+
+static void ac_fetch_wait(ac_fetch *f, auth_client_fn cb, void *ud)
+{
+    ac_cb *w = calloc(1, sizeof(*w));
+    if (!w)
+        abort();
+    w->cb = cb;
+    w->ud = ud;
+    if (f->last)
+        f->last->next = w;
+    else
+        f->first = w;
+    f->last = w;
+}
+
+static void ac_fetch_unlink(auth_client *c, ac_fetch *f)
+{
+    for (ac_fetch **pp = &c->fetches; *pp; pp = &(*pp)->next) {
+        if (*pp == f) {
+            *pp = f->next;
+            return;
+        }
+    }
+}
 
 static void ac_on_me(hc_err err, const http_response *resp, void *ud)
 {
@@ -181,16 +215,21 @@ static void ac_on_me(hc_err err, const http_response *resp, void *ud)
     } else if (!c->closing && err == HC_OK && resp->status == 401) {
         ans = json_pack("{s:i}", "status", 401);
     }
-    if (ans) {
+    if (ans)
         jwt_cache_put(c->answers, f->key, ans, ac_now_ms() + c->o.cache_ttl_ms);
-        ac_answer(ans, f->cb, f->ud);
-        json_decref(ans);
-    } else {
-        if (!c->closing)
-            log_warn(NULL, "auth /auth/me failed: %s (status %d)", hc_strerror(err),
-                     err == HC_OK ? resp->status : 0);
-        f->cb(503, NULL, f->ud);
+    else if (!c->closing)
+        log_warn(NULL, "auth /auth/me failed: %s (status %d)", hc_strerror(err),
+                 err == HC_OK ? resp->status : 0);
+    ac_fetch_unlink(c, f); /* before the callbacks: they may ask again */
+    for (ac_cb *w = f->first, *next; w; w = next) {
+        next = w->next;
+        if (ans)
+            ac_answer(ans, w->cb, w->ud);
+        else
+            w->cb(503, NULL, w->ud);
+        free(w);
     }
+    json_decref(ans);
     free(f);
     ac_unref(c);
 }
@@ -237,11 +276,20 @@ void auth_client_check(auth_client *c, http_req *req, auth_client_fn cb, void *u
         ac_answer(ans, cb, ud);
         return;
     }
+    for (ac_fetch *f = c->fetches; f; f = f->next) {
+        if (memcmp(f->key, key, 32) == 0) {
+            ac_fetch_wait(f, cb, ud);
+            return;
+        }
+    }
     ac_fetch *f = calloc(1, sizeof(*f));
+    if (!f)
+        abort();
     f->c = c;
     memcpy(f->key, key, 32);
-    f->cb = cb;
-    f->ud = ud;
+    ac_fetch_wait(f, cb, ud);
+    f->next = c->fetches;
+    c->fetches = f;
     c->refs++;
     http_header h[] = {{"Authorization", cred}, {"X-Request-ID", http_req_id(req)}};
     upstream_fetch(c->up, "POST", "/auth/me", h, 2, NULL, 0, c->o.timeout_ms, ac_on_me, f);

@@ -972,6 +972,44 @@ def auth_client_validates_callers_and_sees_logout(ctx):
         demo.stop()
 
 
+def me_calls(ctx):
+    """POST /auth/me answered by both auth instances so far (their request counters)."""
+    n = 0
+    for port in (A(ctx), B(ctx)):
+        text = U.request(port, "GET", "/metrics").body.decode()
+        for line in text.splitlines():
+            if line.startswith("http_requests_total{") and 'method="POST"' in line \
+                    and 'route="/auth/me"' in line:
+                n += int(float(line.rsplit(" ", 1)[1]))
+    return n
+
+
+@test
+def auth_client_asks_auth_once_for_concurrent_callers(ctx):
+    import threading
+    demo = Demo(demo_port(ctx), f"127.0.0.1:{A(ctx)},127.0.0.1:{B(ctx)}")
+    try:
+        _, t = new_user(ctx)
+        results = []
+        barrier = threading.Barrier(16)
+
+        def one():
+            barrier.wait()
+            results.append(demo.get("/whoami", U.bearer(t["access_token"])).status)
+
+        before = me_calls(ctx)
+        threads = [threading.Thread(target=one) for _ in range(16)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        eq(results, [200] * 16, "every caller validated")
+        calls = me_calls(ctx) - before
+        true(1 <= calls <= 3, f"16 concurrent callers with one token: {calls} calls to /auth/me")
+    finally:
+        demo.stop()
+
+
 @test
 def auth_client_answers_503_when_auth_is_down(ctx):
     demo = Demo(demo_port(ctx), "127.0.0.1:%d" % (U.BASE_PORT + 501))
