@@ -842,6 +842,7 @@ static int hc_on_headers_complete(llhttp_t *p) {
     http_exchange *x = hc_parser_x(p);
     int status = llhttp_get_status_code(p), r = 0;
     if (!x) return -1;
+    if (status < 100 || status > 599) return -1; /* not a status of RFC 9110: EPROTO */
     if (status >= 100 && status < 200 && status != 101) {
         x->informational = 1;        /* 100 Continue, 103 Early Hints: skipped */
         return 0;
