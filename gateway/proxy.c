@@ -40,6 +40,7 @@ typedef struct gw_px {
     unsigned up_writes, cl_writes;   /* write callbacks still to come */
     int req_paused, x_paused;
     int resp_started, resp_ended, client_closed;
+    int last_timeout;            /* the previous try timed out: no instance left -> 504 */
     int tries;
     int status;
     gw_gzip *gz;
@@ -528,6 +529,7 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
                 (!sent || err == HC_ECONNECT ||
                  (idempotent(http_req_method(px->req)) && px->body_len == 0));
     if (retry) {
+        px->last_timeout = err == HC_ETIMEOUT;
         upstream_peer *old = px->peer;
         px->peer = NULL;
         px_try(px, old);
@@ -565,7 +567,10 @@ static void px_try(gw_px *px, const upstream_peer *avoid)
 {
     px->peer = px_pick(px, avoid);
     if (!px->peer) {
-        px_error(px, 502, "bad_gateway", "No instance of the service is available.");
+        if (px->last_timeout)
+            px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
+        else
+            px_error(px, 502, "bad_gateway", "No instance of the service is available.");
         px_maybe_free(px);
         return;
     }

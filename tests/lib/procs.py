@@ -117,51 +117,40 @@ def free_port():
         return s.getsockname()[1]
 
 
-class PgCluster:
-    """A PostgreSQL cluster of the test's own (for outage tests), via tests/fixtures/pg."""
+class _Fixture:
+    """A server of the test's own (for outage tests), via tests/fixtures/NAME start|stop."""
+
+    fixture = ""
 
     def __init__(self, port):
         self.port = port
-        self.dir = tempfile.mkdtemp(prefix="suite-pg-")
+        self.dir = tempfile.mkdtemp(prefix=f"suite-{self.fixture}-")
         os.chmod(self.dir, 0o755)
         self.start()
 
-    def _fixture(self, cmd):
-        subprocess.run([os.path.join(ROOT, "tests/fixtures/pg"), cmd, self.dir, str(self.port)],
-                       check=True, stdout=subprocess.DEVNULL)
+    def _run(self, cmd):
+        subprocess.run([os.path.join(ROOT, "tests/fixtures", self.fixture), cmd, self.dir,
+                        str(self.port)], check=True, stdout=subprocess.DEVNULL)
 
     def start(self):
-        self._fixture("start")
+        self._run("start")
 
     def stop(self):
-        self._fixture("stop")
+        self._run("stop")
 
     def remove(self):
-        self._fixture("stop")
+        self._run("stop")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class RedisServer:
-    """A Redis of the test's own (for outage tests), via tests/fixtures/redis."""
+class PgCluster(_Fixture):
+    """A PostgreSQL cluster of the test's own."""
+    fixture = "pg"
 
-    def __init__(self, port):
-        self.port = port
-        self.dir = tempfile.mkdtemp(prefix="suite-redis-")
-        self.start()
 
-    def _fixture(self, cmd):
-        subprocess.run([os.path.join(ROOT, "tests/fixtures/redis"), cmd, self.dir, str(self.port)],
-                       check=True, stdout=subprocess.DEVNULL)
-
-    def start(self):
-        self._fixture("start")
-
-    def stop(self):
-        self._fixture("stop")
-
-    def remove(self):
-        self._fixture("stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
+class RedisServer(_Fixture):
+    """A Redis of the test's own."""
+    fixture = "redis"
 
 
 def psql(sql, db="postgres", port=None):
