@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "http_server.h"
 
 typedef struct parse_ctx {
     gw_config *c;
@@ -259,10 +260,12 @@ static void config_defaults(gw_config *c)
     c->access_log = 1;
     c->max_conns_per_ip = 256;
     c->gzip_min_length = 1024;
-    c->header_timeout_ms = 60000;
-    c->body_timeout_ms = 60000;
-    c->keepalive_timeout_ms = 75000;
-    c->send_timeout_ms = 60000;
+    http_limits l; /* the client-side timeouts: the HTTP server's nginx-like defaults */
+    http_limits_default(&l);
+    c->header_timeout_ms = l.header_timeout_ms;
+    c->body_timeout_ms = l.body_timeout_ms;
+    c->keepalive_timeout_ms = l.idle_timeout_ms;
+    c->send_timeout_ms = l.send_timeout_ms;
     c->proxy_connect_timeout_ms = 60000;
     c->proxy_read_timeout_ms = 60000;
     c->drain_timeout_ms = 30000;
