@@ -270,7 +270,7 @@ static void config_defaults(gw_config *c)
     c->proxy_read_timeout_ms = 60000;
     c->drain_timeout_ms = 30000;
     c->ticket_rotate_ms = 12L * 3600 * 1000;
-    strcpy(c->docs_dir, "node_modules/swagger-ui-dist");
+    strcpy(c->docs_dir, "var/swagger-ui");
     strcpy(c->openapi, "docs/openapi.yaml");
 }
 

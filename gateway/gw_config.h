@@ -47,7 +47,7 @@ typedef struct gw_config {
     char cert[1024], key[1024];     /* first certificate (ECDSA or RSA) */
     char cert2[1024], key2[1024];   /* optional second one (the other key type) */
     char acme_webroot[1024];
-    char docs_dir[1024];     /* swagger-ui-dist directory */
+    char docs_dir[1024];     /* Swagger UI files (deploy/python-deps) */
     char openapi[1024];      /* docs/openapi.yaml */
     int access_log;          /* 1: stdout */
     cidr_net trusted[GW_MAX_PROXIES];

@@ -102,7 +102,7 @@ gw_static *gw_static_new(const gw_config *c)
         size_t len;
         char *data = read_file(path, &len);
         if (!data) {
-            log_warn(NULL, "docs: cannot read %s (run gateway/fetch-swagger-ui)", path);
+            log_warn(NULL, "docs: cannot read %s (run deploy/python-deps)", path);
             continue;
         }
         add_file(s, dist[i].name, dist[i].type,

@@ -1,5 +1,5 @@
-/* static: the files the gateway serves itself: /docs (Swagger UI from the npm package
- * swagger-ui-dist, over docs/openapi.yaml), kept in memory with gzip copies and validators,
+/* static: the files the gateway serves itself: /docs (Swagger UI's files from the PyPI package
+ * swagger-ui-bundle-v2, over docs/openapi.yaml), kept in memory with gzip copies and validators,
  * and the ACME HTTP-01 challenges from the webroot (read off the loop). */
 #ifndef GW_STATIC_H
 #define GW_STATIC_H
