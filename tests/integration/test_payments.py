@@ -451,10 +451,28 @@ def owner_may_only_cancel(env):
     eq(patch(env, "alice", ref, "cancelled").status, 409, "a processing payment")
     eq(patch(env, "alice", ref, "succeeded").status, 403, "owner -> succeeded")
     eq(patch(env, "bob", ref, "succeeded").status, 404, "a stranger: 404 before 403")
-    # the organization's admin may cancel a member's payment
+
+
+@test
+def org_admin_may_not_move_a_members_payment(env):
+    # the organization's admin sees a member's payment but is not its owner: no move at all,
+    # not even a cancellation, and not even one the machine would refuse
     ref = created(env, "carol")
-    eq(patch(env, "orgadmin", ref, "processing").status, 403)
-    eq(patch(env, "orgadmin", ref, "cancelled").status, 200)
+    for to in ("cancelled", "processing", "failed", "succeeded", "refunded", "pending"):
+        r = patch(env, "orgadmin", ref, to)
+        eq(r.status, 403, f"org_admin -> {to} on a member's payment: {r.body[:200]!r}")
+        eq(r.json()["error"]["code"], "forbidden_transition")
+    p = get(env, "carol", ref).json()
+    eq((p["status"], p["events"]), ("pending", []), "the member's payment is unchanged")
+    eq(patch(env, "orgadmin", created(env, "bob"), "cancelled").status, 404,
+       "another organization's payment: 404")
+    # the owner still may cancel; the org_admin may cancel their own payment, only cancel
+    eq(patch(env, "carol", ref, "cancelled").status, 200, "the owner cancels")
+    own = created(env, "orgadmin")
+    eq(patch(env, "orgadmin", own, "processing").status, 403, "org_admin -> processing (own)")
+    r = patch(env, "orgadmin", own, "cancelled")
+    eq(r.status, 200, "org_admin cancels their own payment")
+    eq(r.json()["status"], "cancelled")
 
 
 @test
