@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import payments_env as pe  # noqa: E402
 import procs  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
+from pg_tls import PASSWORD as TLS_DB_PASSWORD, TlsCluster  # noqa: E402
 
 REF = re.compile(r"^pay_[0-9A-Za-z]{24}$")
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -654,6 +656,40 @@ def missing_settings_stop_the_start(env):
         r = subprocess.run([procs.binary("svc-payments/svc-payments")], env=e, timeout=20,
                            capture_output=True)
         eq(r.returncode, 2, f"{broken}: {r.stdout[-300:]!r}")
+
+
+@test
+def database_url_alone_over_verified_tls(env):
+    """An instance configured by DATABASE_URL only (no PG* variables), as on a managed
+    PostgreSQL: sslmode=verify-full with the database's CA; it migrates and serves over TLS."""
+    cluster = TlsCluster(procs.free_port())
+    proc = None
+    try:
+        port = procs.free_port()
+        e = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        e.update(env.payments_env(port))
+        e.pop("PGDATABASE")
+        e["DATABASE_URL"] = cluster.url("verify-full", cluster.ca)
+        e["LOG_LEVEL"] = "info"
+        proc = subprocess.Popen([procs.binary("svc-payments/svc-payments")], env=e,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.wait_port(port, proc=proc)
+        r = procs.request(port, "POST", "/payments", {"amount": 4200, "currency": "eur"},
+                          {"Authorization": f"Bearer {env.users['alice']}"})
+        eq(r.status, 201, f"create over TLS: {r.body[:300]!r}")
+        ref = r.json()["reference"]
+        eq(cluster.psql(f"SELECT amount FROM payments WHERE reference = '{ref}'", db="appdb"),
+           "4200", "the row in the TLS server's database")
+        eq(cluster.psql("SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                        "USING (pid) WHERE a.usename = 'app'"), "t", "its connections use TLS")
+    finally:
+        out = b""
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=20)[0]
+        cluster.remove()
+    for secret in (TLS_DB_PASSWORD, urllib.parse.quote(TLS_DB_PASSWORD, safe="")):
+        true(secret.encode() not in out, "the password in the service's log")
 
 
 @test

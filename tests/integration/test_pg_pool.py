@@ -259,7 +259,7 @@ def database_url_over_tls(_ctx):
                 true(why in f["error"], f"log line names the failure ({why}): {f['error']!r}")
                 true("\n" not in f["error"], "one line")
     finally:
-        cluster.close()
+        cluster.remove()
 
 
 MIGRATIONS = {

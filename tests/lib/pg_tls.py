@@ -1,16 +1,15 @@
 """pg_tls: a throwaway PostgreSQL cluster that accepts TCP connections over TLS only, for the
 DATABASE_URL tests. Certificates come from the openssl CLI: a CA, a server certificate for
-localhost and 127.0.0.1 signed by it, and a second, unrelated CA. The cluster is started with
-tests/fixtures/pg, then given ssl=on and a pg_hba.conf of hostssl lines only (postgres: trust;
-role `app`: its password), and restarted. Standard library only."""
+localhost and 127.0.0.1 signed by it, and a second, unrelated CA. The cluster is a
+procs.PgCluster (tests/fixtures/pg), then given ssl=on and a pg_hba.conf of hostssl lines
+only (postgres: trust; role `app`: its password), and restarted. Standard library only."""
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURE = os.path.join(ROOT, "tests", "fixtures", "pg")
+from procs import PgCluster
+
 PASSWORD = "s3cr@t/Pa55:w0rd"  # characters a URL must percent-encode
 
 
@@ -27,24 +26,20 @@ def _ca(d, name):
     return key, crt
 
 
-class TlsCluster:
+class TlsCluster(PgCluster):
     def __init__(self, port):
-        self.port = port
-        self.tmp = tempfile.mkdtemp(prefix="pgtls-")
-        os.chmod(self.tmp, 0o755)
-        self.dir = os.path.join(self.tmp, "pg")
+        super().__init__(port)
         try:
-            self._start()
+            self._tls()
         except Exception:
-            self.close()
+            self.remove()
             raise
 
-    def _start(self):
-        certs = os.path.join(self.tmp, "certs")
+    def _tls(self):
+        certs = os.path.join(self.dir, "certs")
         os.mkdir(certs)
         ca_key, self.ca = _ca(certs, "ca")
         _, self.wrong_ca = _ca(certs, "other-ca")
-        subprocess.run([FIXTURE, "start", self.dir, str(self.port)], check=True, timeout=120)
         pgdata = os.path.join(self.dir, "data")
         key, crt = os.path.join(pgdata, "server.key"), os.path.join(pgdata, "server.crt")
         csr, ext = os.path.join(certs, "server.csr"), os.path.join(certs, "server.ext")
@@ -67,8 +62,8 @@ class TlsCluster:
         self.psql(f"ALTER SYSTEM SET ssl_cert_file = '{crt}'")
         self.psql(f"ALTER SYSTEM SET ssl_key_file = '{key}'")
         self.psql("ALTER SYSTEM SET ssl = on")
-        subprocess.run([FIXTURE, "stop", self.dir], check=True, timeout=60)
-        subprocess.run([FIXTURE, "start", self.dir, str(self.port)], check=True, timeout=120)
+        self.stop()
+        self.start()
         if self.psql("SHOW ssl") != "on":
             raise AssertionError("the TLS cluster did not turn ssl on")
         pw = PASSWORD.replace("'", "''")
@@ -91,7 +86,3 @@ class TlsCluster:
             q["sslrootcert"] = ca
         return (f"postgres://app:{urllib.parse.quote(PASSWORD, safe='')}@{host}:{self.port}/"
                 f"{db}?{urllib.parse.urlencode(q)}")
-
-    def close(self):
-        subprocess.run([FIXTURE, "kill", self.dir], timeout=60, capture_output=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
