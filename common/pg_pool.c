@@ -95,6 +95,7 @@ struct pg_pool {
     uv_loop_t *loop;
     pg_pool_opts o;
     char *host, *dbname, *user, *password;
+    char **conninfo; /* copy of o.conninfo */
     char port[16];
     pg_conn *conns;
     req_list queue; /* waiting for a connection */
@@ -180,6 +181,26 @@ static void pg_kv(const char **kw, const char **val, int *n, const char *k, cons
     kw[*n] = k;
     val[*n] = v;
     (*n)++;
+}
+
+/* The libpq keywords of a connection to o (hostaddr: the address resolved, may be NULL; port:
+ * o->port as text), o->conninfo's last: NULL-terminated arrays in *kw and *val, free both. */
+static void pg_params(const pg_pool_opts *o, const char *hostaddr, const char *port,
+                      const char ***kw, const char ***val) {
+    int extra = 0;
+    while (o->conninfo && o->conninfo[extra]) extra += 2;
+    size_t cap = 8 + (size_t)extra / 2;
+    *kw = pg_xalloc(sizeof(char *) * cap);
+    *val = pg_xalloc(sizeof(char *) * cap);
+    int n = 0;
+    pg_kv(*kw, *val, &n, "host", o->host);
+    pg_kv(*kw, *val, &n, "hostaddr", hostaddr);
+    pg_kv(*kw, *val, &n, "port", port);
+    pg_kv(*kw, *val, &n, "dbname", o->dbname);
+    pg_kv(*kw, *val, &n, "user", o->user);
+    pg_kv(*kw, *val, &n, "password", o->password);
+    pg_kv(*kw, *val, &n, "fallback_application_name", program_invocation_short_name);
+    for (int i = 0; i < extra; i += 2) pg_kv(*kw, *val, &n, o->conninfo[i], o->conninfo[i + 1]);
 }
 
 static void pg_on_notice(void *arg, const PGresult *res) {
@@ -493,18 +514,11 @@ static void conn_on_poll(uv_poll_t *h, int status, int events) {
 
 static void conn_start_pq(pg_conn *c, const char *addr) {
     pg_pool *p = c->pool;
-    const char *kw[10], *val[10];
-    int n = 0;
-    pg_kv(kw, val, &n, "host", p->host);
-    if (addr[0] != '/') pg_kv(kw, val, &n, "hostaddr", addr);
-    pg_kv(kw, val, &n, "port", p->port);
-    pg_kv(kw, val, &n, "dbname", p->dbname);
-    pg_kv(kw, val, &n, "user", p->user);
-    pg_kv(kw, val, &n, "password", p->password);
-    pg_kv(kw, val, &n, "fallback_application_name", program_invocation_short_name);
-    kw[n] = NULL;
-    val[n] = NULL;
+    const char **kw, **val;
+    pg_params(&p->o, addr[0] != '/' ? addr : NULL, p->port, &kw, &val);
     c->pq = PQconnectStartParams(kw, val, 0);
+    free(kw);
+    free(val);
     if (!c->pq) {
         conn_fail(c, "out of memory");
         return;
@@ -702,6 +716,67 @@ static void pool_submit(pg_pool *p, pg_req *r) {
         uv_timer_start(&p->qtimer, pool_on_qtimer, p->o.queue_timeout_ms, 0);
 }
 
+/* A DATABASE_URL that cannot be used: stops like config's parsers, without quoting the URL
+ * (it holds the password; libpq's parse error may quote it too). */
+static void pg_url_fail(const char *why) {
+    fprintf(stderr, "config: DATABASE_URL: %s\n", why);
+    exit(2);
+}
+
+/* DATABASE_URL parsed once by libpq, kept until exit: its host, port, dbname, user and
+ * password override o's; its other parameters become o->conninfo. */
+static void pg_opts_from_url(pg_pool_opts *o) {
+    static PQconninfoOption *url_opts;
+    static const char **url_extra;
+    const char *url = config_str("DATABASE_URL", NULL);
+    if (!url || !*url) return;
+    if (!url_opts) {
+        char *err = NULL;
+        url_opts = PQconninfoParse(url, &err);
+        PQfreemem(err);
+        if (!url_opts)
+            pg_url_fail("not a libpq connection URI "
+                        "(postgres://user:password@host:port/dbname?sslmode=...)");
+        int n = 0;
+        for (PQconninfoOption *c = url_opts; c->keyword; c++) n++;
+        url_extra = pg_xalloc(sizeof(char *) * (size_t)(2 * n + 1));
+        int k = 0;
+        for (PQconninfoOption *c = url_opts; c->keyword; c++) {
+            static const char *const own[] = {"host", "port", "dbname", "user", "password"};
+            int mine = 0;
+            if (!c->val) continue;
+            if (strcmp(c->keyword, "hostaddr") == 0)
+                pg_url_fail("hostaddr is not supported: the pool resolves host itself");
+            for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+                mine |= strcmp(c->keyword, own[i]) == 0;
+            if (mine) continue;
+            url_extra[k++] = c->keyword;
+            url_extra[k++] = c->val;
+        }
+    }
+    for (PQconninfoOption *c = url_opts; c->keyword; c++) {
+        if (!c->val || !*c->val) continue;
+        if (strcmp(c->keyword, "host") == 0) {
+            if (strchr(c->val, ',')) pg_url_fail("several hosts are not supported");
+            o->host = c->val;
+        } else if (strcmp(c->keyword, "port") == 0) {
+            char *end;
+            errno = 0;
+            long port = strtol(c->val, &end, 10);
+            if (errno || *end || port < 1 || port > 65535)
+                pg_url_fail("the port must be one number from 1 to 65535");
+            o->port = (int)port;
+        } else if (strcmp(c->keyword, "dbname") == 0) {
+            o->dbname = c->val;
+        } else if (strcmp(c->keyword, "user") == 0) {
+            o->user = c->val;
+        } else if (strcmp(c->keyword, "password") == 0) {
+            o->password = c->val;
+        }
+    }
+    o->conninfo = url_extra[0] ? url_extra : NULL;
+}
+
 void pg_pool_opts_default(pg_pool_opts *o) {
     memset(o, 0, sizeof *o);
     o->host = config_str("PGHOST", "127.0.0.1");
@@ -709,6 +784,7 @@ void pg_pool_opts_default(pg_pool_opts *o) {
     o->dbname = config_str("PGDATABASE", NULL);
     o->user = config_str("PGUSER", "postgres");
     o->password = config_str("PGPASSWORD", NULL);
+    pg_opts_from_url(o);
     o->size = 4;
     o->max_queue = 256;
     o->queue_timeout_ms = 2000;
@@ -743,6 +819,13 @@ pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts) {
     p->o.dbname = p->dbname;
     p->o.user = p->user;
     p->o.password = p->password;
+    int extra = 0;
+    while (opts->conninfo && opts->conninfo[extra]) extra++;
+    if (extra > 0) {
+        p->conninfo = pg_xalloc(sizeof(char *) * (size_t)(extra + 1));
+        for (int i = 0; i < extra; i++) p->conninfo[i] = pg_xstrdup(opts->conninfo[i]);
+    }
+    p->o.conninfo = (const char *const *)p->conninfo;
 
     uv_idle_init(loop, &p->idle);
     p->idle.data = p;
@@ -772,6 +855,8 @@ static void pool_on_idle_closed(uv_handle_t *h) {
     free(p->dbname);
     free(p->user);
     free(p->password);
+    for (int i = 0; p->conninfo && p->conninfo[i]; i++) free(p->conninfo[i]);
+    free(p->conninfo);
     free(p);
 }
 
@@ -1019,19 +1104,13 @@ int pg_migrate(const pg_pool_opts *o, const char *dir) {
     }
     char port[16] = "";
     if (o->port > 0) snprintf(port, sizeof port, "%d", o->port);
-    const char *kw[8], *val[8];
-    int k = 0;
-    pg_kv(kw, val, &k, "host", o->host);
-    pg_kv(kw, val, &k, "port", port);
-    pg_kv(kw, val, &k, "dbname", o->dbname);
-    pg_kv(kw, val, &k, "user", o->user);
-    pg_kv(kw, val, &k, "password", o->password);
-    pg_kv(kw, val, &k, "fallback_application_name", program_invocation_short_name);
-    kw[k] = NULL;
-    val[k] = NULL;
+    const char **kw, **val;
+    pg_params(o, NULL, port, &kw, &val);
 
     int rc = -1;
     PGconn *pq = PQconnectdbParams(kw, val, 0);
+    free(kw);
+    free(val);
     if (!pq || PQstatus(pq) != CONNECTION_OK) {
         char msg[512];
         pg_oneline(msg, sizeof msg, pq ? PQerrorMessage(pq) : "out of memory");

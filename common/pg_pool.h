@@ -3,7 +3,8 @@
  * Queries are queued (bounded) and run on the first free connection. A query that cannot get
  * a connection within queue_timeout_ms, or finds the queue full, fails with PG_BUSY; with no
  * connection to the server at all it fails at once with PG_DOWN: callers answer 503 with
- * Retry-After, never hang. Host names are resolved with uv_getaddrinfo and passed as hostaddr.
+ * Retry-After, never hang. Host names are resolved with uv_getaddrinfo and passed as hostaddr
+ * (host is passed too, so that sslmode=verify-full checks the certificate against the name).
  * Lost connections are re-opened with backoff, so the pool recovers after a server restart.
  * Parameters are always bound ($1, $2 ...), text format. */
 #ifndef COMMON_PG_POOL_H
@@ -26,6 +27,9 @@ typedef struct pg_pool_opts {
     const char *host;               /* name or address; resolved asynchronously */
     int port;
     const char *dbname, *user, *password;
+    /* more libpq keywords (sslmode, sslrootcert, application_name...): keyword, value, ...,
+     * NULL; NULL for none */
+    const char *const *conninfo;
     int size;                       /* connections: 4 */
     int max_queue;                  /* waiting queries: 256 */
     unsigned queue_timeout_ms;      /* 2000 */
@@ -34,7 +38,11 @@ typedef struct pg_pool_opts {
 } pg_pool_opts;
 
 /* Fills defaults; host/port/db/user/password from PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD
- * (PGPASSWORD_FILE too) when set. */
+ * (PGPASSWORD_FILE too) when set. DATABASE_URL (or DATABASE_URL_FILE), a libpq connection
+ * URI such as postgres://user:pass@host:5432/db?sslmode=verify-full&sslrootcert=/ca.pem,
+ * wins: what it says overrides the PG* variables, which fill only what it leaves out; its
+ * other parameters go to conninfo. A URL that does not parse (or names several hosts or a
+ * hostaddr) stops the process with status 2, with a message that never quotes the URL. */
 void pg_pool_opts_default(pg_pool_opts *o);
 
 /* res is valid only during the callback (the pool clears it after). */

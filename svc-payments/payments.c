@@ -493,16 +493,30 @@ static void payments_status_applied(pg_status st, const PGresult *res, state_res
     payments_fetch(c, payments_got);
 }
 
-/* A caller who may not make the move: 404 when the payment is not visible, else 403. */
-static void payments_status_forbidden(pg_status st, PGresult *res, void *ud)
+/* Who may make the move (state_caller_may) once the payment is known to be the caller's or
+ * not; a refused move is 403. */
+static void payments_status_decide(pay_ctx *c, int is_owner)
+{
+    if (!state_caller_may(caller_is_admin(c->who), is_owner, c->to))
+        return pay_reply_error(c, 403, "forbidden_transition",
+                               "Only an admin may make this move; the owner of a payment may "
+                               "only cancel it.");
+    state_scope scope = {caller_scope(c->who), caller_scope_id(c->who)};
+    state_apply(payments.svc.pg, c->reference, &scope, c->to, c->reason, "api", NULL, NULL,
+                payments_status_applied, c);
+}
+
+/* The payment's owner, for a caller who is not an admin: 404 when the payment is not
+ * visible (before any 403). */
+static void payments_status_owner(pg_status st, PGresult *res, void *ud)
 {
     pay_ctx *c = ud;
     if (st != PG_OK)
         return pay_reply_pg(c, st, res);
     if (PQntuples(res) == 0)
         return pay_reply_error(c, 404, "not_found", "No such payment.");
-    pay_reply_error(c, 403, "forbidden_transition",
-                    "Only an admin may make this move; you may only cancel a payment.");
+    const char *owner = pg_get(res, 0, "user_id");
+    payments_status_decide(c, owner && strcmp(owner, c->who->user) == 0);
 }
 
 static void payments_status(http_req *req, caller *who)
@@ -534,16 +548,12 @@ static void payments_status(http_req *req, caller *who)
                                    "\"reason\" must be a string of at most 500 characters.");
         c->reason = strdup(json_string_value(reason));
     }
-    if (!state_caller_may(caller_is_admin(who), c->to)) {
-        const char *params[3] = {c->reference, caller_scope(who), caller_scope_id(who)};
-        pg_query(payments.svc.pg,
-                 "SELECT 1 FROM payments p WHERE p.reference = $1 AND " PAYMENTS_SCOPE_PARAMS, 3,
-                 params, payments_status_forbidden, c);
-        return;
-    }
-    state_scope scope = {caller_scope(who), caller_scope_id(who)};
-    state_apply(payments.svc.pg, c->reference, &scope, c->to, c->reason, "api", NULL, NULL,
-                payments_status_applied, c);
+    if (caller_is_admin(who)) /* any move: the owner does not matter */
+        return payments_status_decide(c, 0);
+    const char *params[3] = {c->reference, caller_scope(who), caller_scope_id(who)};
+    pg_query(payments.svc.pg,
+             "SELECT p.user_id FROM payments p WHERE p.reference = $1 AND " PAYMENTS_SCOPE_PARAMS,
+             3, params, payments_status_owner, c);
 }
 
 static void payments_create_route(http_req *req)

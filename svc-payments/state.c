@@ -37,9 +37,9 @@ int state_allowed(pay_status from, pay_status to)
     return state_moves[from][to];
 }
 
-int state_caller_may(int is_admin, pay_status to)
+int state_caller_may(int is_admin, int is_owner, pay_status to)
 {
-    return is_admin || to == PAY_CANCELLED;
+    return is_admin || (is_owner && to == PAY_CANCELLED);
 }
 
 const char *state_sources_literal(pay_status to)

@@ -5,8 +5,8 @@
  *   processing -> succeeded | failed
  *   succeeded  -> refunded
  *
- * Who may move: an admin may make any allowed move; anyone else who can see the payment (its
- * owner, or an org_admin of its organization) may only cancel. */
+ * Who may move: an admin may make any allowed move; the payment's owner may only cancel it;
+ * nobody else (an org_admin sees the organization's payments but moves only their own). */
 #ifndef PAYMENTS_STATE_H
 #define PAYMENTS_STATE_H
 
@@ -27,8 +27,9 @@ int state_parse(const char *name);
 const char *state_name(pay_status s);
 /* 1 when the machine allows from -> to. */
 int state_allowed(pay_status from, pay_status to);
-/* 1 when a caller may request a move to `to` (is_admin: the caller has the admin role). */
-int state_caller_may(int is_admin, pay_status to);
+/* 1 when a caller may request a move to `to` (is_admin: the caller has the admin role;
+ * is_owner: the payment is the caller's). */
+int state_caller_may(int is_admin, int is_owner, pay_status to);
 /* The statuses from which `to` can be reached, as a PostgreSQL array literal ("{a,b}");
  * "{}" when none. */
 const char *state_sources_literal(pay_status to);

@@ -6,6 +6,8 @@
  *   pg_driver ssl_fallback PORT             (SSL offered, but refused by pg_hba)
  *   pg_driver outage FIXTURE DIR PORT       (a cluster of its own, stopped and restarted)
  *   pg_driver migrate DIR EXPECT            (pg_migrate returns EXPECT: 0 or -1)
+ *   pg_driver url ssl|refused               (the server from DATABASE_URL: TLS, or refused)
+ *   pg_driver url_opts                      (DATABASE_URL_FILE beside the PG* variables)
  * The server comes from PGHOST PGPORT PGUSER PGDATABASE (pg_pool_opts_default). */
 #include "log.h"
 #include "pg_pool.h"
@@ -686,6 +688,72 @@ static void opts(void) {
     CHECK_INT(o.connect_timeout_ms, 3000);
 }
 
+/* url: the server comes from DATABASE_URL alone; "ssl": the pool connects over TLS, and the
+ * migrator too; "refused": every query fails with PG_DOWN */
+static void url(void) {
+    const char *expect = nargs > 0 ? args[0] : "";
+    int ok = strcmp(expect, "ssl") == 0;
+    CHECK(ok || strcmp(expect, "refused") == 0);
+    pg_pool *p = pool_open(2, 256, 2000, 5000, 0, NULL, ok);
+    qres r = {0};
+    query(p, &r, "SELECT ssl::text, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+          0, NULL);
+    if (ok) {
+        CHECK_INT(r.st, PG_OK);
+        CHECK_STR(r.v[0], "true");
+        CHECK_STR(r.v[1], "app");
+        char dir[] = "/tmp/pg_driver_mig_XXXXXX"; /* no files: connects, creates the table */
+        CHECK(mkdtemp(dir) != NULL);
+        pg_pool_opts o;
+        pg_pool_opts_default(&o);
+        CHECK_INT(pg_migrate(&o, dir), 0);
+        rmdir(dir);
+    } else {
+        CHECK_INT(r.st, PG_DOWN);
+        CHECK_INT(pg_pool_connected(p), 0);
+    }
+    qres_clear(&r);
+    pool_close(p);
+}
+
+/* url_opts: DATABASE_URL (here from DATABASE_URL_FILE) wins over PGHOST PGPORT PGDATABASE
+ * PGUSER; PGPASSWORD fills what the URL leaves out; its other parameters go to conninfo */
+static void url_opts(void) {
+    char path[] = "/tmp/pg_driver_url_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    const char *u = "postgres://urluser@db.example.com:7654/urldb"
+                    "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem\n";
+    CHECK_INT(write(fd, u, strlen(u)), (long)strlen(u));
+    close(fd);
+    setenv("PGHOST", "db.internal", 1);
+    setenv("PGPORT", "6543", 1);
+    setenv("PGDATABASE", "appdb", 1);
+    setenv("PGUSER", "app", 1);
+    setenv("PGPASSWORD", "frompg", 1);
+    unsetenv("DATABASE_URL");
+    setenv("DATABASE_URL_FILE", path, 1);
+    pg_pool_opts o;
+    pg_pool_opts_default(&o);
+    unlink(path);
+    CHECK_STR(o.host, "db.example.com");
+    CHECK_INT(o.port, 7654);
+    CHECK_STR(o.dbname, "urldb");
+    CHECK_STR(o.user, "urluser");
+    CHECK_STR(o.password, "frompg");
+    int n = 0, mode = 0, ca = 0;
+    for (; o.conninfo && o.conninfo[n]; n += 2) {
+        mode += strcmp(o.conninfo[n], "sslmode") == 0 &&
+                strcmp(o.conninfo[n + 1], "verify-full") == 0;
+        ca += strcmp(o.conninfo[n], "sslrootcert") == 0 &&
+              strcmp(o.conninfo[n + 1], "/etc/ssl/db-ca.pem") == 0;
+    }
+    CHECK_INT(n, 4);
+    CHECK_INT(mode, 1);
+    CHECK_INT(ca, 1);
+}
+
 static void migrate(void) {
     if (nargs < 2) {
         printf("  usage: migrate DIR EXPECT\n");
@@ -731,6 +799,8 @@ int main(int argc, char **argv) {
         {"outage", outage},
         {"migrate", migrate},
         {"opts", opts},
+        {"url", url},
+        {"url_opts", url_opts},
     };
     int found = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

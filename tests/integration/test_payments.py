@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import payments_env as pe  # noqa: E402
 import procs  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
+from pg_tls import PASSWORD as TLS_DB_PASSWORD, TlsCluster  # noqa: E402
 
 REF = re.compile(r"^pay_[0-9A-Za-z]{24}$")
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -451,10 +453,28 @@ def owner_may_only_cancel(env):
     eq(patch(env, "alice", ref, "cancelled").status, 409, "a processing payment")
     eq(patch(env, "alice", ref, "succeeded").status, 403, "owner -> succeeded")
     eq(patch(env, "bob", ref, "succeeded").status, 404, "a stranger: 404 before 403")
-    # the organization's admin may cancel a member's payment
+
+
+@test
+def org_admin_may_not_move_a_members_payment(env):
+    # the organization's admin sees a member's payment but is not its owner: no move at all,
+    # not even a cancellation, and not even one the machine would refuse
     ref = created(env, "carol")
-    eq(patch(env, "orgadmin", ref, "processing").status, 403)
-    eq(patch(env, "orgadmin", ref, "cancelled").status, 200)
+    for to in ("cancelled", "processing", "failed", "succeeded", "refunded", "pending"):
+        r = patch(env, "orgadmin", ref, to)
+        eq(r.status, 403, f"org_admin -> {to} on a member's payment: {r.body[:200]!r}")
+        eq(r.json()["error"]["code"], "forbidden_transition")
+    p = get(env, "carol", ref).json()
+    eq((p["status"], p["events"]), ("pending", []), "the member's payment is unchanged")
+    eq(patch(env, "orgadmin", created(env, "bob"), "cancelled").status, 404,
+       "another organization's payment: 404")
+    # the owner still may cancel; the org_admin may cancel their own payment, only cancel
+    eq(patch(env, "carol", ref, "cancelled").status, 200, "the owner cancels")
+    own = created(env, "orgadmin")
+    eq(patch(env, "orgadmin", own, "processing").status, 403, "org_admin -> processing (own)")
+    r = patch(env, "orgadmin", own, "cancelled")
+    eq(r.status, 200, "org_admin cancels their own payment")
+    eq(r.json()["status"], "cancelled")
 
 
 @test
@@ -636,6 +656,40 @@ def missing_settings_stop_the_start(env):
         r = subprocess.run([procs.binary("svc-payments/svc-payments")], env=e, timeout=20,
                            capture_output=True)
         eq(r.returncode, 2, f"{broken}: {r.stdout[-300:]!r}")
+
+
+@test
+def database_url_alone_over_verified_tls(env):
+    """An instance configured by DATABASE_URL only (no PG* variables), as on a managed
+    PostgreSQL: sslmode=verify-full with the database's CA; it migrates and serves over TLS."""
+    cluster = TlsCluster(procs.free_port())
+    proc = None
+    try:
+        port = procs.free_port()
+        e = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        e.update(env.payments_env(port))
+        e.pop("PGDATABASE")
+        e["DATABASE_URL"] = cluster.url("verify-full", cluster.ca)
+        e["LOG_LEVEL"] = "info"
+        proc = subprocess.Popen([procs.binary("svc-payments/svc-payments")], env=e,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.wait_port(port, proc=proc)
+        r = procs.request(port, "POST", "/payments", {"amount": 4200, "currency": "eur"},
+                          {"Authorization": f"Bearer {env.users['alice']}"})
+        eq(r.status, 201, f"create over TLS: {r.body[:300]!r}")
+        ref = r.json()["reference"]
+        eq(cluster.psql(f"SELECT amount FROM payments WHERE reference = '{ref}'", db="appdb"),
+           "4200", "the row in the TLS server's database")
+        eq(cluster.psql("SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                        "USING (pid) WHERE a.usename = 'app'"), "t", "its connections use TLS")
+    finally:
+        out = b""
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=20)[0]
+        cluster.remove()
+    for secret in (TLS_DB_PASSWORD, urllib.parse.quote(TLS_DB_PASSWORD, safe="")):
+        true(secret.encode() not in out, "the password in the service's log")
 
 
 @test

@@ -6,17 +6,20 @@ checks its PASS line; the driver's own output is shown indented. The dev server 
 PGUSER) holds a database created for this run; the outage test starts a cluster of its own on
 a port in 21000-21099 with tests/fixtures/pg, which the driver stops and restarts. Everything
 started here is stopped and removed at the end, also on failure."""
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from check import eq, main, test, true  # noqa: E402
+from pg_tls import PASSWORD, TlsCluster  # noqa: E402
 
 BUILD = os.environ.get("SUITE_BUILD", os.path.join(ROOT, "build"))
 DRIVER = os.path.join(BUILD, "tests", "pg_driver")
@@ -67,10 +70,10 @@ def show(out):
         print("    " + line)
 
 
-def run_case(case, *args, timeout=60, db=None, port=None):
+def run_case(case, *args, timeout=60, db=None, port=None, env=None):
     """Runs one driver case; fails unless it printed PASS pg/case and exited 0."""
     try:
-        p = subprocess.run([DRIVER, case, *map(str, args)], env=driver_env(db or DB, port),
+        p = subprocess.run([DRIVER, case, *map(str, args)], env=env or driver_env(db or DB, port),
                            capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         show((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes)
@@ -214,6 +217,49 @@ def ssl_refused_reconnects_on_new_socket(_ctx):
     finally:
         subprocess.run([FIXTURE, "kill", data], timeout=60, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def database_url_file_wins_over_pg_variables(_ctx):
+    run_case("url_opts")
+
+
+def url_env(database_url):
+    """The driver's environment with DATABASE_URL and none of the PG* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(DATABASE_URL=database_url, LOG_LEVEL="info")
+    return env
+
+
+def no_password(out):
+    for secret in (PASSWORD, urllib.parse.quote(PASSWORD, safe="")):
+        true(secret not in out, "the password appears in the output")
+
+
+@test
+def database_url_over_tls(_ctx):
+    """verify-full with the right CA and require connect; a wrong CA and a plain connection to
+    a hostssl-only server are refused, each failure on one log line naming it."""
+    cluster = TlsCluster(free_port())
+    try:
+        for url in (cluster.url("verify-full", cluster.ca),
+                    cluster.url("verify-full", cluster.ca, host="127.0.0.1"),
+                    cluster.url("require")):
+            no_password(run_case("url", "ssl", env=url_env(url)))
+        eq(cluster.psql("SELECT count(*) FROM schema_migrations", db="appdb"), "0",
+           "the migrator's table, made over TLS")
+        for url, why in ((cluster.url("verify-full", cluster.wrong_ca), "certificate verify failed"),
+                         (cluster.url("disable"), "no pg_hba.conf entry")):
+            out = run_case("url", "refused", env=url_env(url))
+            no_password(out)
+            fails = [json.loads(line) for line in out.splitlines()
+                     if line.startswith("{") and '"postgres connect failed"' in line]
+            true(len(fails) >= 1, "the refusal is logged")
+            for f in fails:
+                true(why in f["error"], f"log line names the failure ({why}): {f['error']!r}")
+                true("\n" not in f["error"], "one line")
+    finally:
+        cluster.remove()
 
 
 MIGRATIONS = {

@@ -87,10 +87,16 @@ static void test_state_machine(void)
     CHECK_STR(state_sources_literal(PAY_FAILED), "{pending,processing}");
     CHECK_STR(state_sources_literal(PAY_REFUNDED), "{succeeded}");
     CHECK_STR(state_sources_literal(PAY_PENDING), "{}");
-    CHECK(state_caller_may(0, PAY_CANCELLED));
-    CHECK(!state_caller_may(0, PAY_PROCESSING));
-    CHECK(!state_caller_may(0, PAY_REFUNDED));
-    CHECK(state_caller_may(1, PAY_REFUNDED));
+    /* (is_admin, is_owner, to): the owner may only cancel, an admin anything, nobody else
+     * (an org_admin on a member's payment) anything */
+    CHECK(state_caller_may(0, 1, PAY_CANCELLED));
+    CHECK(!state_caller_may(0, 1, PAY_PROCESSING));
+    CHECK(!state_caller_may(0, 1, PAY_REFUNDED));
+    CHECK(!state_caller_may(0, 0, PAY_CANCELLED));
+    CHECK(!state_caller_may(0, 0, PAY_PROCESSING));
+    CHECK(state_caller_may(1, 0, PAY_REFUNDED));
+    CHECK(state_caller_may(1, 0, PAY_CANCELLED));
+    CHECK(state_caller_may(1, 1, PAY_PROCESSING));
 }
 
 static void sign(const char *secret, const char *t, const char *body, char hex[65])
