@@ -18,6 +18,8 @@
  *     http_client_free. Otherwise every outcome, even a request that cannot be framed (CR/LF in
  *     a header...: HC_EPROTO), is reported from the loop, never inside the starting call.
  *   - response heads over 64 KiB or 128 header lines are HC_EPROTO; trailers are ignored.
+ *   - so is a response with a header name that is not a token ("Set Cookie"), a control
+ *     character in a header value, or over HTTP_CHUNK_EXT_MAX bytes of one chunk's extensions.
  *   - a response that ends before the request body does ends the exchange with HC_OK and the
  *     connection is closed rather than pooled.
  *   - 1xx responses other than 101 are skipped; 101 is HC_EPROTO (no upgrades here).
@@ -27,6 +29,7 @@
  *     happens only while no byte of a streamed body went out; fetch() keeps its body and can
  *     always replay it. */
 #include "http_client.h"
+#include "http_syntax.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -135,6 +138,7 @@ struct http_exchange {
     hc_hoff *hoff;
     size_t nh, hoff_cap;
     int hstate;                 /* 0 between headers, 1 in a name, 2 in a value */
+    size_t chunk_ext;           /* extension bytes of the chunk whose size line is parsed */
     http_header *hdrs;
 };
 
@@ -248,17 +252,8 @@ static void hc_sbuf_str(hc_sbuf *b, const char *s) {
     hc_sbuf_add(b, s, strlen(s));
 }
 
-static int hc_is_tchar(unsigned char ch) {
-    if (ch >= '0' && ch <= '9') return 1;
-    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') return 1;
-    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
 static int hc_is_token(const char *s) {
-    if (!s || !*s) return 0;
-    for (; *s; s++)
-        if (!hc_is_tchar((unsigned char)*s)) return 0;
-    return 1;
+    return s && http_syntax_token(s, strlen(s));
 }
 
 /* Header values and the target: no control characters other than tab (no CR/LF injection). */
@@ -774,6 +769,7 @@ static int hc_on_message_begin(llhttp_t *p) {
 static int hc_on_header_field(llhttp_t *p, const char *at, size_t len) {
     http_exchange *x = hc_parser_x(p);
     if (!x) return -1;
+    if (len && !http_syntax_token(at, len)) return -1;   /* "Set Cookie": EPROTO */
     if (x->headers_done) return 0;   /* trailers are ignored */
     if (x->hstate == 2) {            /* the previous value was empty */
         if (hc_hdr_add(x, "", 1)) return -1;
@@ -806,6 +802,7 @@ static int hc_on_header_field_complete(llhttp_t *p) {
 static int hc_on_header_value(llhttp_t *p, const char *at, size_t len) {
     http_exchange *x = hc_parser_x(p);
     if (!x) return -1;
+    if (!http_syntax_field_value(at, len)) return -1;
     if (x->headers_done || x->hstate != 2) return 0;
     return hc_hdr_add(x, at, len);
 }
@@ -831,6 +828,7 @@ static int hc_headers_build(http_exchange *x) {
         char *v = x->hbuf + x->hoff[i].value;
         size_t n = strlen(v);
         while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
+        if (!x->hbuf[x->hoff[i].name]) return -1;   /* an empty name */
         x->hdrs[i].name = x->hbuf + x->hoff[i].name;
         x->hdrs[i].value = v;
     }
@@ -867,6 +865,30 @@ static int hc_on_body(llhttp_t *p, const char *at, size_t len) {
     return x->paused ? HPE_PAUSED : 0;
 }
 
+static int hc_on_chunk_header(llhttp_t *p) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    x->chunk_ext = 0;
+    return 0;
+}
+
+/* Chunk extensions: at most HTTP_CHUNK_EXT_MAX bytes per chunk, else EPROTO. */
+static int hc_chunk_ext(llhttp_t *p, size_t n) {
+    http_exchange *x = hc_parser_x(p);
+    if (!x) return -1;
+    x->chunk_ext += n;
+    return x->chunk_ext > HTTP_CHUNK_EXT_MAX ? -1 : 0;
+}
+
+static int hc_on_chunk_ext_piece(llhttp_t *p, const char *at, size_t len) {
+    (void)at;
+    return hc_chunk_ext(p, len);
+}
+
+static int hc_on_chunk_ext_delim(llhttp_t *p) {
+    return hc_chunk_ext(p, 1);   /* its ';' or '=' */
+}
+
 static int hc_on_message_complete(llhttp_t *p) {
     http_exchange *x = hc_parser_x(p);
     if (!x) return -1;
@@ -887,6 +909,11 @@ static const llhttp_settings_t hc_settings = {
     .on_header_value_complete = hc_on_header_value_complete,
     .on_headers_complete = hc_on_headers_complete,
     .on_body = hc_on_body,
+    .on_chunk_header = hc_on_chunk_header,
+    .on_chunk_extension_name = hc_on_chunk_ext_piece,
+    .on_chunk_extension_value = hc_on_chunk_ext_piece,
+    .on_chunk_extension_name_complete = hc_on_chunk_ext_delim,
+    .on_chunk_extension_value_complete = hc_on_chunk_ext_delim,
     .on_message_complete = hc_on_message_complete,
 };
 

@@ -18,7 +18,11 @@
  * (the raw field name ends with it), an empty field name, a duplicate or missing Host,
  * Transfer-Encoding on HTTP/1.0 or other than exactly "chunked", HTTP/0.9, and chunk data
  * not followed by CRLF (the two bytes after each chunk's data are checked in the raw input,
- * by absolute stream offset, across reads).
+ * by absolute stream offset, across reads). llhttp is built in strict mode where it is
+ * compiled here, and the syntax is checked again whatever the build (http_syntax.h): field
+ * names are tokens, field values and the request-target carry no control character, Host is
+ * an authority. Chunk extensions are bounded per chunk (HTTP_CHUNK_EXT_MAX, then 400) and
+ * count against the body limit (413).
  *
  * User callbacks are never called from inside a user call on the same request, except the
  * body callbacks of read_body/stream_body when the body is already complete. Parsing that
@@ -41,6 +45,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "http_syntax.h"
 
 #define HTTP_WRITE_BATCH 16     /* response pieces handed to one uv_write */
 #define HTTP_READ_SIZE 65536    /* one read; also the largest body piece given to a handler */
@@ -121,6 +126,7 @@ struct http_req {
     int has_body, headers_done, body_done;
     size_t body_max;
     uint64_t body_received;
+    uint64_t ext_received;   /* chunk extension bytes, counted against the body limit */
     http_buf body;
     http_req_fn read_done;
     http_data_fn on_data;
@@ -194,6 +200,7 @@ struct http_conn {
 
     /* chunk framing: the CRLF expected after a chunk's data */
     uint64_t chunk_left;
+    size_t chunk_ext;        /* extension bytes of the chunk whose size line is parsed */
     uint64_t crlf_abs;
     int crlf_left;           /* bytes of that CRLF not checked yet */
 
@@ -1362,6 +1369,7 @@ static int cb_message_begin(llhttp_t *p)
     c->scan_ptr = NULL;
     c->head_bytes = 0;
     c->crlf_left = 0;
+    c->chunk_ext = 0;
     c->err_status = 0;
     if (c->tkind != TIMER_HEADER)
         conn_arm(c, TIMER_HEADER, c->srv->limits.header_timeout_ms);
@@ -1388,6 +1396,8 @@ static int cb_url(llhttp_t *p, const char *at, size_t len)
     http_req *r = c->cur;
     if (r->target.len + len + 16 > c->srv->limits.max_request_line)
         return parse_error(c, 414, "The request line is too long.");
+    if (!http_syntax_target(at, len))
+        return parse_error(c, 400, "The request-target has a character that is not allowed.");
     buf_append(&r->target, at, len);
     return 0;
 }
@@ -1419,6 +1429,8 @@ static int cb_header_field_complete(llhttp_t *p)
         return parse_error(c, 400, "A request header has an empty name.");
     if (is_ows(r->hbuf.p[r->hbuf.len - 1]))
         return parse_error(c, 400, "Whitespace between a header name and its colon.");
+    if (!http_syntax_token(r->hbuf.p + r->field_start, n))
+        return parse_error(c, 400, "A request header name is not a token.");
     if (!r->headers_done && r->nhdrs >= c->srv->limits.max_headers)
         return parse_error(c, 431, "Too many request headers.");
     buf_append(&r->hbuf, "", 1); /* the name's NUL */
@@ -1430,6 +1442,8 @@ static int cb_header_value(llhttp_t *p, const char *at, size_t len)
 {
     http_conn *c = p->data;
     http_req *r = c->cur;
+    if (!http_syntax_field_value(at, len))
+        return parse_error(c, 400, "A request header value has a control character.");
     buf_append(&r->hbuf, at, len);
     return header_sizes_ok(c, r);
 }
@@ -1508,6 +1522,9 @@ static int cb_headers_complete(llhttp_t *p)
         return parse_error(c, 400, "More than one Host header.");
     if (r->host_count == 0 && r->version_minor == 1)
         return parse_error(c, 400, "An HTTP/1.1 request needs a Host header.");
+    const char *host = http_req_header(r, "Host");
+    if (host && !http_syntax_host(host, strlen(host)))
+        return parse_error(c, 400, "The Host header is not a valid host[:port].");
     if ((p->flags & F_TRANSFER_ENCODING) || r->te_count) {
         if (r->version_minor == 0)
             return parse_error(c, 400, "Transfer-Encoding is not allowed in HTTP/1.0.");
@@ -1553,7 +1570,36 @@ static int cb_chunk_header(llhttp_t *p)
 {
     http_conn *c = p->data;
     c->chunk_left = p->content_length;
+    c->chunk_ext = 0;
     return 0;
+}
+
+/* n bytes of a chunk's extensions (a name or value piece, or its ';' or '='): they carry
+ * nothing we use, so at most HTTP_CHUNK_EXT_MAX per chunk, and they count against the body
+ * limit (the handler's for a buffered body, the server's default otherwise). */
+static int conn_chunk_ext(http_conn *c, size_t n)
+{
+    http_req *r = c->cur;
+    c->chunk_ext += n;
+    r->ext_received += n;
+    if (c->chunk_ext > HTTP_CHUNK_EXT_MAX)
+        return parse_error(c, 400, "A chunk extension is too long.");
+    int buffered = r->body_mode == BODY_READ;
+    uint64_t max = buffered ? r->body_max : c->srv->limits.max_body;
+    if (r->ext_received + (buffered ? r->body_received : 0) > max)
+        return parse_error(c, 413, "The request body is too large.");
+    return 0;
+}
+
+static int cb_chunk_ext_piece(llhttp_t *p, const char *at, size_t len)
+{
+    (void)at;
+    return conn_chunk_ext(p->data, len);
+}
+
+static int cb_chunk_ext_delim(llhttp_t *p)
+{
+    return conn_chunk_ext(p->data, 1);
 }
 
 static int cb_body(llhttp_t *p, const char *at, size_t len)
@@ -1572,7 +1618,7 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
     r->body_received += len;
     switch (r->body_mode) {
     case BODY_READ:
-        if (r->body_received > r->body_max)
+        if (r->body_received + r->ext_received > r->body_max)
             return parse_error(c, 413, "The request body is too large.");
         buf_append(&r->body, at, len);
         break;
@@ -1633,6 +1679,10 @@ static void http_settings_init(void)
     http_parser_settings.on_header_value_complete = cb_header_value_complete;
     http_parser_settings.on_headers_complete = cb_headers_complete;
     http_parser_settings.on_chunk_header = cb_chunk_header;
+    http_parser_settings.on_chunk_extension_name = cb_chunk_ext_piece;
+    http_parser_settings.on_chunk_extension_value = cb_chunk_ext_piece;
+    http_parser_settings.on_chunk_extension_name_complete = cb_chunk_ext_delim;
+    http_parser_settings.on_chunk_extension_value_complete = cb_chunk_ext_delim;
     http_parser_settings.on_body = cb_body;
     http_parser_settings.on_message_complete = cb_message_complete;
     http_settings_ready = 1;

@@ -55,6 +55,13 @@ typedef struct http_limits {
 /* Fills nginx-like defaults. */
 void http_limits_default(http_limits *l);
 
+/* Header lines a proxy in front of a service (the gateway) may add to a request it accepted:
+ * X-Forwarded-Host, X-Forwarded-For, X-Forwarded-Proto, X-Real-IP, X-Request-ID, and a Host
+ * or Content-Length its upstream client writes (at most 6). A service allows max_headers plus
+ * this many (service.c), so that a request the gateway accepted under its own max_headers is
+ * never refused by the service: the edge answers 431 itself. */
+#define HTTP_PROXY_ADDED_HEADERS 8
+
 typedef struct http_server_opts {
     http_limits limits;
     http_handler_fn handler;

@@ -66,6 +66,7 @@ int service_init(service *s, const char *name)
     s->loop = uv_default_loop();
     s->router = router_new();
     http_limits_default(&s->limits);
+    s->limits.max_headers += HTTP_PROXY_ADDED_HEADERS; /* behind the gateway: its limit + */
     http_client_opts copts;
     http_client_opts_default(&copts);
     s->client = http_client_new(s->loop, &copts);

@@ -1,6 +1,7 @@
 /* headers: hop-by-hop filtering, security headers and the client address (see headers.h). */
 #include "headers.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -62,32 +63,66 @@ void gw_headers_security(http_req *req, const char *csp)
     http_resp_header(req, "Referrer-Policy", "no-referrer");
 }
 
+/* The entry of an X-Forwarded-For list that ends just before end (a comma or the value's end),
+ * trimmed of blanks, as [*from, end'); returns where the list goes on leftwards (its comma), or
+ * NULL when this was the first entry. */
+static const char *xff_prev(const char *value, const char *end, const char **from,
+                            const char **to)
+{
+    const char *p = end;
+    while (p > value && p[-1] != ',')
+        p--;
+    const char *a = p, *b = end;
+    while (a < b && (*a == ' ' || *a == '\t'))
+        a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+    *from = a;
+    *to = b;
+    return p > value ? p - 1 : NULL;
+}
+
+/* Walks the X-Forwarded-For list (every such header line, in order, is one list) from the
+ * right without copying it: trusted proxies are skipped, the first other address is the
+ * client. An unparsable entry where the client should be means the peer, never a client
+ * choice; empty entries are ignored (RFC 9110 §5.6.1). */
 void gw_headers_client_ip(const gw_config *c, http_req *req, char *out, size_t cap)
 {
     const char *peer = http_req_peer_ip(req);
     snprintf(out, cap, "%s", peer);
     if (!c->ntrusted || !cidr_nets_match(c->trusted, c->ntrusted, peer))
         return;
-    const char *xff = http_req_header(req, "X-Forwarded-For");
-    if (!xff)
-        return;
-    /* Walk from the right: the first address that is not a trusted proxy is the client. */
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", xff);
-    for (;;) {
-        char *comma = strrchr(buf, ',');
-        char *tok = comma ? comma + 1 : buf;
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t n = strlen(tok);
-        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-            tok[--n] = '\0';
-        uint8_t probe[16];
-        if (cidr_parse_addr(tok, probe) != 0)
-            return;                              /* garbage: keep what we have */
-        snprintf(out, cap, "%s", tok);
-        if (!cidr_nets_match(c->trusted, c->ntrusted, tok) || !comma)
-            return;
-        *comma = '\0';
+    for (size_t i = http_req_header_count(req); i-- > 0;) {
+        const char *name, *value;
+        http_req_header_at(req, i, &name, &value);
+        if (strcasecmp(name, "X-Forwarded-For") != 0)
+            continue;
+        const char *end = value + strlen(value);
+        for (;;) {
+            const char *a, *b;
+            const char *comma = xff_prev(value, end, &a, &b);
+            if (a < b) {
+                char addr[INET6_ADDRSTRLEN + 1];
+                uint8_t probe[16];
+                size_t n = (size_t)(b - a);
+                if (n >= sizeof addr) {
+                    snprintf(out, cap, "%s", peer);
+                    return;
+                }
+                memcpy(addr, a, n);
+                addr[n] = '\0';
+                if (cidr_parse_addr(addr, probe) != 0) {
+                    snprintf(out, cap, "%s", peer);   /* garbage: not the client's to choose */
+                    return;
+                }
+                snprintf(out, cap, "%s", addr);
+                if (!cidr_nets_match(c->trusted, c->ntrusted, addr))
+                    return;
+            }
+            if (!comma)
+                break;
+            end = comma;
+        }
     }
+    /* every entry was a trusted proxy: the leftmost one stands in out */
 }

@@ -17,7 +17,8 @@ int gw_headers_security_name(const char *name);
 void gw_headers_security(http_req *req, const char *csp);
 
 /* The client's address: the TCP peer, unless the peer is a trusted proxy; then the rightmost
- * address of X-Forwarded-For that is not itself trusted. Writes it to out. */
+ * address of X-Forwarded-For (all its lines, one list, however long) that is not itself
+ * trusted, or the peer when the entry there is not an address. Writes it to out. */
 struct gw_config;
 void gw_headers_client_ip(const struct gw_config *c, http_req *req, char *out, size_t cap);
 

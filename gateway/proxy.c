@@ -617,18 +617,28 @@ static int px_headers(gw_px *px)
         px->hdrs[px->nhdrs++] = (http_header){ "Host", host };
         px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-Host", host };
     }
+    /* from a trusted proxy: its list (all X-Forwarded-For lines, in order) and the peer */
     const char *peer = http_req_peer_ip(req);
-    const char *xff = http_req_header(req, "X-Forwarded-For");
     const gw_config *c = px->w->cfg;
-    int trusted = xff && c->ntrusted && cidr_nets_match(c->trusted, c->ntrusted, peer);
-    size_t xlen = (trusted ? strlen(xff) + 2 : 0) + strlen(peer) + 1;
+    int trusted = c->ntrusted && cidr_nets_match(c->trusted, c->ntrusted, peer);
+    size_t xlen = strlen(peer) + 1;
+    for (size_t i = 0; trusted && i < n; i++) {
+        const char *name, *value;
+        http_req_header_at(req, i, &name, &value);
+        if (!strcasecmp(name, "X-Forwarded-For"))
+            xlen += strlen(value) + 2;
+    }
     px->xff = malloc(xlen);
     if (!px->xff)
         return -1;
-    if (trusted)
-        snprintf(px->xff, xlen, "%s, %s", xff, peer);
-    else
-        snprintf(px->xff, xlen, "%s", peer);
+    size_t off = 0;
+    for (size_t i = 0; trusted && i < n; i++) {
+        const char *name, *value;
+        http_req_header_at(req, i, &name, &value);
+        if (!strcasecmp(name, "X-Forwarded-For"))
+            off += (size_t)snprintf(px->xff + off, xlen - off, "%s, ", value);
+    }
+    snprintf(px->xff + off, xlen - off, "%s", peer);
     px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-For", px->xff };
     px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http" };
     px->hdrs[px->nhdrs++] = (http_header){ "X-Real-IP", px->client_ip };

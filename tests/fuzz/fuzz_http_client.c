@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http_client.h"
+#include "http_syntax.h"
 
 static uv_loop_t *loop;
 static int listen_fd = -1;
@@ -25,6 +26,12 @@ static void fetched(hc_err err, const http_response *resp, void *ud)
     (void)ud;
     if (err == HC_OK && (resp->status < 200 || resp->status > 599))
         abort(); /* the client must never hand out an impossible status */
+    for (size_t i = 0; err == HC_OK && i < resp->nheaders; i++) {
+        const http_header *h = &resp->headers[i];
+        if (!http_syntax_token(h->name, strlen(h->name)) ||
+            !http_syntax_field_value(h->value, strlen(h->value)))
+            abort(); /* nor a header that could not be relayed as it is ("Set Cookie") */
+    }
     done = 1;
 }
 

@@ -19,6 +19,7 @@
 
 #include "crypto.h"
 #include "http_server.h"
+#include "http_syntax.h"
 #include "router.h"
 
 static uv_loop_t *loop;
@@ -156,6 +157,22 @@ static void h_big(http_req *req)
     big_next(req, 0, (void *)(uintptr_t)3);
 }
 
+/* Every request a handler sees has passed the strict syntax checks. */
+static void fuzz_dispatch(http_req *req, void *ud)
+{
+    const char *t = http_req_target(req), *host = http_req_header(req, "Host");
+    if (!http_syntax_target(t, strlen(t)) || (host && !http_syntax_host(host, strlen(host))))
+        abort();
+    for (size_t i = 0; i < http_req_header_count(req); i++) {
+        const char *name, *value;
+        http_req_header_at(req, i, &name, &value);
+        if (!http_syntax_token(name, strlen(name)) ||
+            !http_syntax_field_value(value, strlen(value)))
+            abort();
+    }
+    router_dispatch(req, ud);
+}
+
 /* ---- set-up */
 
 static int fuzz_listen_socket(void)
@@ -203,7 +220,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     o.limits.idle_timeout_ms = 20;
     o.limits.send_timeout_ms = 50;
     o.limits.max_pipeline = 4;
-    o.handler = router_dispatch;
+    o.handler = fuzz_dispatch;
     o.handler_ud = routes;
     srv = http_server_new(loop, &o);
     if (!srv || http_server_listen_fd(srv, fuzz_listen_socket()) != 0) {

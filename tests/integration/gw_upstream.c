@@ -210,6 +210,7 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     http_limits_default(&o.limits);
     o.limits.max_body = (size_t)1 << 40;
+    o.limits.max_headers += HTTP_PROXY_ADDED_HEADERS; /* as a service (common/service.c) */
     o.handler = handle;
     http_server *srv = http_server_new(loop, &o);
     int rc = http_server_listen(srv, argc > 3 ? argv[3] : "127.0.0.1", atoi(argv[1]), 0);

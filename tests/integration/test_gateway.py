@@ -35,6 +35,8 @@ HTTP, HTTPS = BASE + 80, BASE + 443
 API_PORTS = [BASE + 101, BASE + 102, BASE + 103]
 DEAD_PORT = BASE + 199
 DNS_PORT = BASE + 120
+RAW_PORT = BASE + 130      # a Python upstream that writes raw (bad) responses
+TRUSTED_PEER = "127.0.0.5"  # a trusted proxy (trusted_proxies), the source of some tests
 DNS_NAME = "gwtest-svc.local"
 HOSTS = "/etc/hosts"
 
@@ -105,6 +107,58 @@ def start_upstream(port, name, host="127.0.0.1"):
     return Proc(DIE_WITH_TEST + [binary("tests/gw_upstream"), str(port), name, host], port=None)
 
 
+# Responses of the raw upstream by the last path segment: what a broken service could send.
+RAW_RESPONSES = {
+    "ok": b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nContent-Length: 2\r\n\r\nok",
+    "space-in-name": b"HTTP/1.1 200 OK\r\nSet Cookie: a=1\r\nContent-Length: 2\r\n\r\nok",
+    "space-before-colon": b"HTTP/1.1 200 OK\r\nSet-Cookie : a=1\r\nContent-Length: 2\r\n\r\nok",
+    "bad-name-char": b"HTTP/1.1 200 OK\r\nX(a): 1\r\nContent-Length: 2\r\n\r\nok",
+    "ctl-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok",
+    "small-ext": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"2;a=b\r\nok\r\n0\r\n\r\n",
+    "big-ext": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"2;" + b"e" * 20000 + b"\r\nok\r\n0\r\n\r\n",
+}
+
+
+class RawUpstream:
+    """A thread answering each request with RAW_RESPONSES[last path segment], then closing."""
+
+    def __init__(self, port):
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with c:
+                c.settimeout(5)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head:
+                        piece = c.recv(65536)
+                        if not piece:
+                            break
+                        head += piece
+                    path = head.split(b" ", 2)[1].decode("latin-1").split("?")[0]
+                    c.sendall(RAW_RESPONSES.get(path.rsplit("/", 1)[-1],
+                                                b"HTTP/1.1 404 Not Found\r\n"
+                                                b"Content-Length: 0\r\n\r\n"))
+                except (OSError, IndexError):
+                    pass
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join()
+        self.sock.close()
+
+
 def wait_listen(host, port, timeout=10):
     wait_port(port, host=host, timeout=timeout)
 
@@ -164,6 +218,7 @@ acme_webroot = {tmp}/acme
 docs_dir = {ROOT}/var/swagger-ui
 openapi = {ROOT}/docs/openapi.yaml
 access_log = stdout
+trusted_proxies = {TRUSTED_PEER}, 10.0.0.0/8
 header_timeout = 1500ms
 body_timeout = 1500ms
 proxy_connect_timeout = 1s
@@ -216,6 +271,14 @@ rate = off
 [route /dead/]
 upstream = dead
 rate = off
+
+[upstream raw]
+servers = 127.0.0.1:{RAW_PORT}
+health_check = off
+
+[route /raw/]
+upstream = raw
+rate = off
 """)
 
 
@@ -246,7 +309,7 @@ def setup():
 
 
 def start_all():
-    busy = [p for p in [HTTP, HTTPS, DEAD_PORT] + API_PORTS if not port_free(p)]
+    busy = [p for p in [HTTP, HTTPS, DEAD_PORT, RAW_PORT] + API_PORTS if not port_free(p)]
     if busy:
         raise RuntimeError(f"ports {busy} are taken (another gateway test running? "
                            f"set GW_TEST_PORT_BASE)")
@@ -269,6 +332,7 @@ def start_all():
     for i, p in enumerate(API_PORTS):
         S["ups"][p] = start_upstream(p, f"u{i + 1}")
     S["ups"][DNS_PORT] = start_upstream(DNS_PORT, "dns-a", "127.0.0.2")
+    S["raw"] = RawUpstream(RAW_PORT)
     S["dns_b"] = start_upstream(DNS_PORT, "dns-b", "127.0.0.3")
     for p in API_PORTS:
         wait_listen("127.0.0.1", p)
@@ -292,6 +356,8 @@ def teardown(_):
         for p in list(S.get("ups", {}).values()) + [S.get("dns_b")]:
             if p:
                 p.stop()
+        if "raw" in S:
+            S["raw"].stop()
     finally:
         if "hosts_orig_path" in S:
             shutil.copyfile(S["hosts_orig_path"], HOSTS)
@@ -688,6 +754,108 @@ def smuggling_rejected_through_gateway(_):
         true(b"X-Instance" not in out, f"case {i}: never reached an upstream")
         true(b"\r\nStrict-Transport-Security: " in out and b"\r\nX-Frame-Options: DENY" in out,
              f"case {i}: security headers on the server's own errors")
+
+
+@test
+def strict_header_syntax_through_gateway(_):
+    cases = [
+        b"GET /api/whoami HTTP/1.1\r\nHost: a\r\nBad Name: y\r\n\r\n",
+        b"GET /api/whoami HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET /api/whoami HTTP/1.1\r\nHost: a@b\r\n\r\n",
+        b"GET /api/who\tami HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /api/whoami\x80 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /api/whoami HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n",
+        b"POST /api/sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2;" + b"a" * 20000 + b"\r\nhi\r\n0\r\n\r\n",
+    ]
+    for i, data in enumerate(cases):
+        out = raw(data, tls=True)
+        true(out.startswith(b"HTTP/1.1 400"), f"case {i}: {out[:60]!r}")
+        true(b'"error":{"code":"bad_request"' in out, f"case {i}: JSON error")
+        true(b"X-Instance" not in out, f"case {i}: never reached an upstream")
+        true(b"\r\nX-Frame-Options: DENY" in out, f"case {i}: security headers")
+
+
+@test
+def bad_upstream_response_headers_are_502(_):
+    r = req("GET", "/raw/ok")
+    eq(r.status, 200)
+    eq(r.h("Set-Cookie"), "a=1")
+    eq(req("GET", "/raw/small-ext").body, b"ok")
+    for case in ["space-in-name", "space-before-colon", "bad-name-char", "ctl-in-value"]:
+        r = req("GET", "/raw/" + case)
+        eq(r.status, 502, case)
+        eq(r.json()["error"]["code"], "bad_gateway", case)
+        eq(r.h("X-Frame-Options"), "DENY", case)
+        true(all(" " not in k for k, _ in r.headers), f"{case}: {r.headers}")
+    # a chunk extension over 16 KiB is a protocol error; the head is already out (streaming),
+    # so the client sees the response broken off, never a complete one
+    try:
+        r = req("GET", "/raw/big-ext")
+        eq(r.status, 502, "big-ext: a complete response")
+    except http.client.IncompleteRead:
+        pass
+
+
+def from_trusted_proxy(path, headers):
+    """GET over https from TRUSTED_PEER with headers (a list: a name may repeat)."""
+    c = http.client.HTTPSConnection("127.0.0.1", HTTPS, context=tls_ctx(), timeout=10,
+                                    source_address=(TRUSTED_PEER, 0))
+    try:
+        c.putrequest("GET", path)
+        for k, v in headers:
+            c.putheader(k, v)
+        c.endheaders()
+        r = c.getresponse()
+        return Resp(r.status, r.getheaders(), r.read())
+    finally:
+        c.close()
+
+
+@test
+def client_ip_from_the_whole_x_forwarded_for(_):
+    def seen(*xff):
+        r = from_trusted_proxy("/api/whoami", [("X-Forwarded-For", v) for v in xff])
+        eq(r.status, 200)
+        return r.json()["headers"]
+    # no X-Forwarded-For: the trusted peer itself; an untrusted peer's list is ignored
+    eq(seen()["x-real-ip"], TRUSTED_PEER)
+    eq(req("GET", "/api/whoami", headers={"X-Forwarded-For": "1.2.3.4"})
+       .json()["headers"]["x-real-ip"], "127.0.0.1")
+    # a long list keeps its rightmost (trusted) end: the client cannot choose its address
+    h = seen("x" * 2038 + ", 1.2.3.4, 203.0.113.7")
+    eq(h["x-real-ip"], "203.0.113.7")
+    h = seen("1.2.3.4, " * 800 + "203.0.113.8, 10.1.2.3")
+    eq(h["x-real-ip"], "203.0.113.8", "trusted proxies skipped")
+    # several lines are one list, in order; all of it is passed on with the peer
+    h = seen("1.2.3.4", "203.0.113.9, 10.9.9.9")
+    eq(h["x-real-ip"], "203.0.113.9")
+    eq(h["x-forwarded-for"], f"1.2.3.4, 203.0.113.9, 10.9.9.9, {TRUSTED_PEER}")
+    eq(seen("203.0.113.10", "10.0.0.1")["x-real-ip"], "203.0.113.10")
+    # garbage where the client should be: the peer, not an address the client made up
+    eq(seen("1.2.3.4, garbage, 10.0.0.1")["x-real-ip"], TRUSTED_PEER)
+    eq(seen("1.2.3.4, " + "1" * 100)["x-real-ip"], TRUSTED_PEER)
+    eq(seen("1.2.3.4", "nonsense")["x-real-ip"], TRUSTED_PEER)
+    # empty entries are ignored
+    eq(seen("203.0.113.11, , 10.0.0.1,")["x-real-ip"], "203.0.113.11")
+
+
+@test
+def header_count_limit_is_the_gateways(_):
+    def head(n):
+        """A request of n header lines in all (Host and Connection included)."""
+        return (b"GET /api/whoami HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" +
+                b"".join(b"X-H%d: v\r\n" % i for i in range(n - 2)) + b"\r\n")
+    out = raw(head(100), tls=True)
+    true(out.startswith(b"HTTP/1.1 200"), f"100 lines: {out[:60]!r}")
+    body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    eq(body["headers"]["x-h97"], "v", "the last header reached the service")
+    out = raw(head(101), tls=True)
+    true(out.startswith(b"HTTP/1.1 431"), f"101 lines: {out[:60]!r}")
+    true(b'"error":{"code":"header_fields_too_large"' in out, "the gateway's JSON error")
+    true(b"X-Instance" not in out, "answered by the gateway, not the service")
+    true(b"\r\nStrict-Transport-Security: " in out and b"\r\nX-Frame-Options: DENY" in out,
+         "security headers")
 
 
 # ---- streaming ----

@@ -5,6 +5,7 @@ the 1 GiB upload that must stay under 32 MiB resident."""
 import http.client
 import os
 import random
+import select
 import signal
 import socket
 import sys
@@ -449,6 +450,111 @@ def reject_malformed_request_lines(p):
     expect_rejected(p.port, b"G@T /hello HTTP/1.1\r\nHost: a\r\n\r\n")
     expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n")
     expect_rejected(p.port, b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n")
+
+
+def expect_ok(port, raw, body=b"hello\n"):
+    """Sends raw: a 200 whose body is body."""
+    s, f = connect(port)
+    try:
+        s.sendall(raw)
+        r = read_response(f)
+        eq(r.status, 200, f"status for {raw[:60]!r}")
+        eq(r.body, body)
+    finally:
+        close(s, f)
+
+
+@test
+def reject_header_names_that_are_not_tokens(p):
+    # RFC 9110 5.1: field-name = token; llhttp 8.1 lets a space through unless strict
+    for name in (b"Bad Name", b"X\"Q", b"X(Y)", b"X/Y", b"X@Y", b"X[1]", b"X{", b"X=Y",
+                 b"X\x01Y", b"X\x7fY", b"X\xe9"):
+        expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\n" + name + b": y\r\n\r\n")
+    # in a trailer too
+    expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                    b"\r\n5\r\nhello\r\n0\r\nBad Trailer: x\r\n\r\n" + SMUGGLED)
+    expect_ok(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Ok_1.2~!#$%&'*+^`|: y\r\n\r\n")
+
+
+@test
+def reject_control_characters_in_values_and_target(p):
+    for v in (b"a\x01b", b"a\x7fb", b"a\x1bb", b"a\rb", b"a\x00", b"\x0b"):
+        expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-V: " + v + b"\r\n\r\n")
+    for t in (b"/hel\tlo", b"/hello\x80", b"/hello\xff", b"/hel\x01lo", b"/hello\x7f",
+              b"/hel\x00lo"):
+        expect_rejected(p.port, b"GET " + t + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    # obs-text and HTAB inside a value are allowed (RFC 9110 5.5)
+    expect_ok(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-V: caf\xe9\tau lait\r\n\r\n")
+
+
+@test
+def reject_host_that_is_not_an_authority(p):
+    for host in (b"a b", b"a\tb", b"user@a", b"a/b", b"a?b", b"a#b", b"a:b", b"a:80:80",
+                 b"a:123456", b"a:65536", b"[::1", b"[zz::1]", b"::1", b"[::1]x", b"a%2", b"a%zz",
+                 b"a\\b", b"a\"b", b"<a>"):
+        expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    expect_rejected(p.port, b"GET /hello HTTP/1.0\r\nHost: a b\r\n\r\n")
+    for host in (b"example.com", b"example.com:8080", b"127.0.0.1:80", b"[::1]", b"[::1]:443",
+                 b"[2001:db8::1]:65535", b"a%20b", b"xn--bcher-kva.example", b"a:", b""):
+        expect_ok(p.port, b"GET /hello HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+
+
+CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@test
+def chunk_extensions_are_bounded(p):
+    # one chunk's extensions over 16 KiB: 400 (CVE-2024-22019)
+    expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
+                    b"2;" + b"a" * 17000 + b"\r\nhi\r\n0\r\n\r\n")
+    expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
+                    b"2;a=" + b"v" * 17000 + b"\r\nhi\r\n0\r\n\r\n")
+    # 64 MiB of extension never ends: the server answers and closes long before
+    s, f = connect(p.port)
+    try:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED + b"2;")
+        sent = 0
+        try:
+            while sent < 64 << 20 and not select.select([s], [], [], 0)[0]:
+                s.sendall(b"a" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        true(sent < 4 << 20, f"{sent} bytes of one chunk extension sent before an answer")
+        r = read_response(f)
+        eq(r.status, 400)
+        true(is_closed(s, f), "closed")
+    finally:
+        close(s, f)
+    # they count against the body limit: 2 data bytes + 101 extension bytes > 16
+    expect_rejected(p.port, b"POST /small HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
+                    b"2;" + b"e" * 100 + b"\r\nhi\r\n0\r\n\r\n", 413)
+    # many chunks under the per-chunk cap, over the body limit (1 MiB) in all: 413
+    many = b"".join(b"1;" + b"x" * 10000 + b"\r\nz\r\n" for _ in range(110))
+    expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED + many +
+                    b"0\r\n\r\n", 413)
+    # streamed to the handler: the server's limit
+    s, f = connect(p.port)
+    try:
+        s.sendall(b"POST /stream-sink HTTP/1.1\r\nHost: a\r\n" + CHUNKED)
+        try:
+            s.sendall(many + b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        eq(read_response(f).status, 413)
+    finally:
+        close(s, f)
+    # small extensions are fine
+    s, f = connect(p.port)
+    try:
+        s.sendall(b"POST /small HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
+                  b"5;a=b\r\nhello\r\n0;z\r\n\r\n")
+        eq(read_response(f).body, b"hello")
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
+                  b"5;" + b"n" * 16000 + b"\r\nhello\r\n0\r\n\r\n")
+        eq(read_response(f).body, b"hello")
+    finally:
+        close(s, f)
 
 
 # ---------------------------------------------------------------- limits

@@ -136,6 +136,23 @@ def metrics_and_unknown_routes(ctx):
     eq(r.status, 405)
 
 
+def raw_status(ctx, nlines):
+    """Status of GET /livez sent with nlines header lines in all."""
+    import socket
+    head = (b"GET /livez HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" +
+            b"".join(b"X-H%d: v\r\n" % i for i in range(nlines - 2)) + b"\r\n")
+    with socket.create_connection(("127.0.0.1", ctx["port"]), timeout=10) as s:
+        s.sendall(head)
+        return int(s.makefile("rb").readline().split()[1])
+
+
+@test
+def takes_the_header_lines_the_gateway_adds(ctx):
+    # the gateway accepts 100 lines and adds its forwarding headers: 8 more are allowed here
+    eq(raw_status(ctx, 100 + 8), 200)
+    eq(raw_status(ctx, 100 + 9), 431)
+
+
 @test
 def sigterm_drains_in_flight_requests(ctx):
     result = {}

@@ -1,0 +1,102 @@
+/* http_syntax: HTTP/1.1 character rules (see http_syntax.h). */
+#include "http_syntax.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+int http_syntax_tchar(unsigned char ch)
+{
+    if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
+        return 1;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+int http_syntax_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!http_syntax_tchar((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+int http_syntax_field_value(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+int http_syntax_target(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int hex_digit(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+}
+
+/* reg-name = *( unreserved / pct-encoded / sub-delims ) (RFC 3986 §3.2.2) */
+static int reg_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= n || !hex_digit((unsigned char)s[i + 1]) ||
+                !hex_digit((unsigned char)s[i + 2]))
+                return 0;
+            i += 2;
+        } else if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+                     strchr("-._~!$&'()*+,;=", ch))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int http_syntax_host(const char *s, size_t n)
+{
+    size_t host_len;
+    if (n && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        char addr[64];
+        unsigned char bin[16];
+        if (!close)
+            return 0;
+        size_t alen = (size_t)(close - s) - 1;
+        if (alen == 0 || alen >= sizeof addr)
+            return 0;
+        memcpy(addr, s + 1, alen);
+        addr[alen] = '\0';
+        if (inet_pton(AF_INET6, addr, bin) != 1)
+            return 0;
+        host_len = (size_t)(close - s) + 1;
+    } else {
+        const char *colon = memchr(s, ':', n);
+        host_len = colon ? (size_t)(colon - s) : n;
+        if (!reg_name(s, host_len))
+            return 0;
+    }
+    if (host_len == n)
+        return 1;
+    if (s[host_len] != ':')
+        return 0;
+    /* port = *DIGIT, kept to a real port number */
+    unsigned long port = 0;
+    for (size_t i = host_len + 1; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || i - host_len > 5)
+            return 0;
+        port = port * 10 + (unsigned long)(s[i] - '0');
+    }
+    return port <= 65535;
+}
