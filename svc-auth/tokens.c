@@ -385,11 +385,17 @@ static void refresh_handler(http_req *req)
     snprintf(grace, sizeof(grace), "%ld", auth.refresh_grace_s);
     snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
     const char *params[] = {c->old_hash, new_hash, grace, ttl};
+    /* The winner is decided by this one statement: a concurrent use of the same token waits
+     * for the row, then re-checks the condition against the committed used_at. Both sides
+     * of that comparison are clock_timestamp() (now() is the start of the statement, so a
+     * loser that started before the winner would still find the token "fresh"); with grace
+     * 0 only a token never used passes. */
     auth_pg("WITH old AS ("
-            " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, now())"
+            " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, clock_timestamp())"
             " FROM sessions s WHERE r.token_hash = $1 AND r.session_id = s.id"
             " AND s.revoked_at IS NULL AND r.expires_at > now()"
-            " AND (r.used_at IS NULL OR r.used_at > now() - $3::int * interval '1 second')"
+            " AND (r.used_at IS NULL OR ($3::int > 0"
+            " AND r.used_at > clock_timestamp() - $3::int * interval '1 second'))"
             " RETURNING r.session_id),"
             " sess AS (UPDATE sessions SET last_used_at = now(),"
             " expires_at = now() + $4::int * interval '1 second'"
