@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "passwords.h"
 #include "throttle.h"
+#include "utf8.h"
 
 #define AUTH_REFRESH_BYTES 32
 
@@ -204,8 +205,8 @@ static void login_on_verify(int result, const char *hash, void *ud)
     auth_sha256_hex(c->refresh, strlen(c->refresh), hash_hex);
     snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
     const char *ua = http_req_header(c->req, "User-Agent");
-    char ua_short[256];
-    snprintf(ua_short, sizeof(ua_short), "%s", ua ? ua : "");
+    char ua_short[256];   /* stored as valid UTF-8, cut between characters */
+    utf8_sanitize(ua_short, sizeof(ua_short), ua ? ua : "", ua ? strlen(ua) : 0);
     const char *params[] = {c->sub, ttl, ua ? ua_short : NULL, c->ip, hash_hex};
     auth_pg("WITH s AS (INSERT INTO sessions (user_id, expires_at, user_agent, ip)"
             " VALUES ($1, now() + $2::int * interval '1 second', $3, $4) RETURNING id, expires_at)"
