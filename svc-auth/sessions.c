@@ -174,7 +174,7 @@ static void login_on_session(pg_status st, PGresult *res, void *ud)
         return;
     }
     login_count("ok");
-    json_t *roles = auth_roles(c->roles, c->email);
+    json_t *roles = auth_roles(c->roles);
     c->reserved = 0;   /* the pair's signature takes the place */
     auth_reply_token_pair(c->req, c->sub, pg_get(res, 0, "session_id"), c->org, c->email, roles,
                           c->refresh);

@@ -138,7 +138,7 @@ static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb)
     auth_copy(id->org, sizeof(id->org), json_object_get(v, "org"));
     auth_copy(id->email, sizeof(id->email), json_object_get(v, "email"));
     auth_copy(id->key_id, sizeof(id->key_id), json_object_get(v, "key_id"));
-    id->roles = auth_roles(json_string_value(json_object_get(v, "roles")), id->email);
+    id->roles = auth_roles(json_string_value(json_object_get(v, "roles")));
     cb(req, id);
 }
 
@@ -334,7 +334,7 @@ static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
     }
     if (PQntuples(res) == 1) {
         const char *email = pg_get(res, 0, "email");
-        json_t *roles = auth_roles(pg_get(res, 0, "roles"), email);
+        json_t *roles = auth_roles(pg_get(res, 0, "roles"));
         c->reserved = 0;   /* the pair's signature takes the place */
         auth_reply_token_pair(c->req, pg_get(res, 0, "sub"), pg_get(res, 0, "sid"),
                               pg_get(res, 0, "org_id"), email, roles, c->new_token);
