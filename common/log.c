@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include "config.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -46,14 +47,14 @@ int log_enabled(log_level level) {
     return level >= log_min;
 }
 
-/* A JSON string from bytes that may not be valid UTF-8: invalid bytes become '?'. */
+/* A JSON string from bytes that may not be valid UTF-8: ill-formed ones become U+FFFD. */
 static json_t *log_string(const char *s) {
     json_t *j = json_string(s);
     if (j) return j;
-    char *copy = strdup(s);
+    size_t len = strlen(s), cap = 3 * len + 1;
+    char *copy = malloc(cap);
     if (!copy) return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80) *p = '?';
+    utf8_sanitize(copy, cap, s, len);
     j = json_string(copy);
     free(copy);
     return j;

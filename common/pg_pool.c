@@ -1094,6 +1094,25 @@ static int migrate_apply(PGconn *pq, const char *dir, const char *name) {
     return ok ? 0 : -1;
 }
 
+PGconn *pg_connect_blocking(const pg_pool_opts *o) {
+    char port[16] = "";
+    if (o->port > 0) snprintf(port, sizeof port, "%d", o->port);
+    const char **kw, **val;
+    pg_params(o, NULL, port, &kw, &val);
+    PGconn *pq = PQconnectdbParams(kw, val, 0);
+    free(kw);
+    free(val);
+    if (!pq || PQstatus(pq) != CONNECTION_OK) {
+        char msg[512];
+        pg_oneline(msg, sizeof msg, pq ? PQerrorMessage(pq) : "out of memory");
+        log_emit(LOG_ERROR, NULL, json_pack("{s:s}", "error", msg), "cannot connect to postgres");
+        PQfinish(pq);
+        return NULL;
+    }
+    PQsetNoticeReceiver(pq, pg_on_notice, NULL);
+    return pq;
+}
+
 int pg_migrate(const pg_pool_opts *o, const char *dir) {
     int n;
     char **names = migrate_list(dir, &n);
@@ -1102,22 +1121,11 @@ int pg_migrate(const pg_pool_opts *o, const char *dir) {
                  "migration failed: cannot read the directory");
         return -1;
     }
-    char port[16] = "";
-    if (o->port > 0) snprintf(port, sizeof port, "%d", o->port);
-    const char **kw, **val;
-    pg_params(o, NULL, port, &kw, &val);
-
     int rc = -1;
-    PGconn *pq = PQconnectdbParams(kw, val, 0);
-    free(kw);
-    free(val);
-    if (!pq || PQstatus(pq) != CONNECTION_OK) {
-        char msg[512];
-        pg_oneline(msg, sizeof msg, pq ? PQerrorMessage(pq) : "out of memory");
-        log_emit(LOG_ERROR, NULL, json_pack("{s:s}", "error", msg),
-                 "migration failed: cannot connect to postgres");
+    PGconn *pq = pg_connect_blocking(o);
+    if (!pq) {
+        log_error(NULL, "migration failed: cannot connect to postgres");
     } else {
-        PQsetNoticeReceiver(pq, pg_on_notice, NULL);
         /* one migrator at a time per database; the others wait here, then find the files
          * recorded and apply nothing */
         if (migrate_exec(pq, "lock", "SELECT pg_advisory_lock(hashtext('schema_migrations'))",

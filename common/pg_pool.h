@@ -75,6 +75,10 @@ const char *pg_sqlstate(const PGresult *res);
 /* Value of row r, column name (NULL when SQL NULL or no such column). */
 const char *pg_get(const PGresult *res, int row, const char *col);
 
+/* A blocking libpq connection with opts' server and credentials, for start-up work before
+ * the loop runs (pg_migrate, a service's bootstrap rows). NULL after logging why; PQfinish. */
+PGconn *pg_connect_blocking(const pg_pool_opts *opts);
+
 /* Applies dir/NNN_name.sql files not yet applied, in order, each in its own transaction,
  * recorded in table schema_migrations, all under a PostgreSQL advisory lock so instances
  * starting together are safe. Blocking libpq: call at start-up before serving.

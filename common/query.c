@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "utf8.h"
+
 static int query_hex(char ch)
 {
     if (ch >= '0' && ch <= '9')
@@ -47,8 +49,10 @@ int query_param(const char *query, const char *name, char *out, size_t cap)
     while (*p) {
         const char *end = strchr(p, '&');
         size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=')
-            return query_unescape(p + nl + 1, len - nl - 1, out, cap, 1) < 0 ? -1 : 1;
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            long n = query_unescape(p + nl + 1, len - nl - 1, out, cap, 1);
+            return n < 0 || !utf8_valid(out, (size_t)n) ? -1 : 1;
+        }
         if (len == nl && strncmp(p, name, nl) == 0)
             return cap > 0 ? (out[0] = '\0', 1) : -1;
         if (!end)

@@ -10,7 +10,7 @@
 long query_unescape(const char *s, size_t n, char *out, size_t cap, int plus_is_space);
 
 /* The decoded value of the first name=value in query (without the '?'). Returns 1 when
- * present, 0 when absent, -1 when malformed or longer than cap - 1. */
+ * present, 0 when absent, -1 when malformed, not UTF-8 or longer than cap - 1. */
 int query_param(const char *query, const char *name, char *out, size_t cap);
 
 #endif

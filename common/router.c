@@ -3,7 +3,7 @@
  * A pattern is compiled at router_add into segments, each a literal or a "{name}"
  * parameter. A path matches a pattern when it has as many segments and every literal is
  * equal byte for byte (no decoding: "/%69nternal" is not "/internal") and every parameter
- * segment is non-empty and percent-decodes to text without '/' or NUL. When several routes
+ * segment is non-empty and percent-decodes to UTF-8 text without '/' or NUL. When several routes
  * match, the one whose first differing segment is a literal wins. HEAD falls back to GET.
  * Every answered request is counted in http_requests_total{method,route,status} and timed in
  * http_request_duration_seconds{method,route}. */
@@ -15,6 +15,7 @@
 
 #include "metrics.h"
 #include "query.h"
+#include "utf8.h"
 
 #define ROUTER_MAX_SEGS 64
 
@@ -159,12 +160,12 @@ void router_add_stream(router *r, const char *method, const char *pattern, http_
 }
 
 /* Percent-decodes [s, s+n) into a new string; NULL when malformed or when it decodes to
- * '/' or NUL. */
+ * '/', NUL or bytes that are not UTF-8 (a value that would reach PostgreSQL as text). */
 static char *router_decode(const char *s, size_t n)
 {
     char *out = router_alloc(n + 1);
     long len = query_unescape(s, n, out, n + 1, 0);
-    if (len < 0 || memchr(out, '/', (size_t)len) != NULL) {
+    if (len < 0 || memchr(out, '/', (size_t)len) != NULL || !utf8_valid(out, (size_t)len)) {
         free(out);
         return NULL;
     }

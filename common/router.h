@@ -1,7 +1,7 @@
 /* router: method + path patterns with parameters ("/payments/{reference}/status") in front of
  * the HTTP server. Unknown path -> 404 not_found, known path with another method -> 405
  * method_not_allowed with Allow. Patterns match whole segments; a parameter matches one
- * non-empty segment (percent-decoded, never containing '/'). */
+ * non-empty segment (percent-decoded to UTF-8, never containing '/'). */
 #ifndef COMMON_ROUTER_H
 #define COMMON_ROUTER_H
 

@@ -25,8 +25,8 @@ typedef struct auth_state {
     service svc;
     const char *issuer, *audience;
     long access_ttl_s, refresh_ttl_s, refresh_grace_s, service_ttl_s;
-    char **admin_emails;
-    size_t n_admin_emails;
+    char admin_email[256];      /* AUTH_ADMIN_EMAIL lowercased, "" when unset */
+    const char *admin_password; /* AUTH_ADMIN_PASSWORD(_FILE): used at start-up only */
     auth_service_secret services[AUTH_MAX_SERVICES];
     size_t n_services;
     jwt_keyset *keys;
@@ -68,8 +68,8 @@ int auth_is_uuid(const char *s);
 size_t auth_utf8_chars(const char *s);
 void auth_sha256_hex(const char *s, size_t len, char out[65]);
 void auth_reply_unauthorized(http_req *req, const char *code, const char *message, int me);
-/* The roles of a user: the stored ones (JSON array text) plus "admin" for AUTH_ADMIN_EMAILS. */
-json_t *auth_roles(const char *stored_json, const char *email);
+/* The roles of a user: the stored ones (JSON array text), ["user"] when unreadable. */
+json_t *auth_roles(const char *stored_json);
 int auth_roles_has(json_t *roles, const char *role);
 /* SQL fragment: a timestamptz column as RFC 3339 UTC text. */
 #define AUTH_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -97,6 +97,14 @@ void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn c
  * es256_reserve(): this call consumes it, whatever happens. */
 void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, const char *org,
                            const char *email, json_t *roles, const char *refresh_token);
+
+/* ---- users (users.c) ---- */
+int auth_email_valid(const char *email);
+
+/* ---- the platform admin (admin.c) ---- */
+/* Creates or updates the AUTH_ADMIN_EMAIL account (role admin, AUTH_ADMIN_PASSWORD) at
+ * start-up, blocking, before the loop runs. 0 (also when no admin is configured) or -1. */
+int admin_bootstrap(void);
 
 /* ---- sessions (sessions.c) ---- */
 typedef enum { AUTH_SESSION_ALIVE, AUTH_SESSION_REVOKED, AUTH_SESSION_ERROR } auth_session_state;

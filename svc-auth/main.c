@@ -49,7 +49,7 @@ int main(void)
         return 2;
     }
     if (service_use_pg(&auth.svc, config_str("AUTH_MIGRATIONS", AUTH_MIGRATIONS_DIR)) != 0 ||
-        service_use_redis(&auth.svc) != 0) {
+        service_use_redis(&auth.svc) != 0 || admin_bootstrap() != 0) {
         auth_settings_free();
         return 1;
     }

@@ -18,7 +18,7 @@
 #define PW_PARALLELISM 1
 #define PW_SALT_LEN 16
 #define PW_HASH_LEN 32
-#define PW_ENCODED_MAX 128
+#define PW_ENCODED_MAX PASSWORDS_PHC_MAX
 
 typedef struct pw_job {
     workq_job base;             /* first: the lane's part */
@@ -75,16 +75,29 @@ static double pw_clock(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int pw_verify_now(const char *phc, const char *password, size_t len)
+{
+    int rc = argon2id_verify(phc, password, len);
+    /* a malformed stored hash answers like a mismatch: never let anyone in */
+    return rc == ARGON2_OK ? 0 : rc == ARGON2_VERIFY_MISMATCH || rc == ARGON2_DECODING_FAIL ? 1 : -1;
+}
+
+int passwords_hash_now(const char *password, size_t len, char out[PASSWORDS_PHC_MAX])
+{
+    return pw_hash_now(password, len, out);
+}
+
+int passwords_verify_now(const char *phc, const char *password, size_t len)
+{
+    return pw_verify_now(phc, password, len);
+}
+
 static void pw_run(workq_job *w)
 {
     pw_job *j = (pw_job *)w;
     double t0 = pw_clock();
     if (j->verify) {
-        int rc = argon2id_verify(j->phc, j->password, j->len);
-        j->result = rc == ARGON2_OK ? 0 : rc == ARGON2_VERIFY_MISMATCH ? 1 : -1;
-        /* a malformed stored hash answers like a mismatch: never let anyone in */
-        if (j->result < 0 && rc == ARGON2_DECODING_FAIL)
-            j->result = 1;
+        j->result = pw_verify_now(j->phc, j->password, j->len);
     } else {
         j->result = pw_hash_now(j->password, j->len, j->phc);
     }

@@ -24,6 +24,12 @@ int passwords_hash(const char *password, size_t len, passwords_fn cb, void *ud);
 /* phc NULL: verifies against the dummy hash (always a mismatch, same cost). */
 int passwords_verify(const char *phc, const char *password, size_t len, passwords_fn cb, void *ud);
 
+/* Blocking, for start-up before the loop runs (the bootstrapped admin, admin.c): hashes
+ * into out (PASSWORDS_PHC_MAX bytes), 0 or -1; verifies, 0 match, 1 mismatch, -1 error. */
+#define PASSWORDS_PHC_MAX 128
+int passwords_hash_now(const char *password, size_t len, char out[PASSWORDS_PHC_MAX]);
+int passwords_verify_now(const char *phc, const char *password, size_t len);
+
 /* Hashes running and waiting (for metrics and tests). */
 unsigned passwords_running(void);
 unsigned passwords_waiting(void);

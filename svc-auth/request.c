@@ -203,20 +203,13 @@ void auth_reply_unauthorized(http_req *req, const char *code, const char *messag
     http_reply_error(req, 401, code, message);
 }
 
-json_t *auth_roles(const char *stored_json, const char *email)
+json_t *auth_roles(const char *stored_json)
 {
     json_error_t jerr;
     json_t *roles = stored_json ? json_loads(stored_json, 0, &jerr) : NULL;
     if (!json_is_array(roles)) {
         json_decref(roles);
         roles = json_pack("[s]", "user");
-    }
-    for (size_t i = 0; i < auth.n_admin_emails; i++) {
-        if (strcmp(auth.admin_emails[i], email) == 0) {
-            if (!auth_roles_has(roles, "admin"))
-                json_array_append_new(roles, json_string("admin"));
-            break;
-        }
     }
     return roles;
 }

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "passwords.h"
 #include "throttle.h"
+#include "utf8.h"
 
 #define AUTH_REFRESH_BYTES 32
 
@@ -151,12 +152,14 @@ typedef struct login_ctx {
     char *roles;
     char refresh[64];
     int reserved;       /* a place in the ES256 lane for the access token */
+    throttle_ticket *ticket;   /* this attempt, counted by the throttle */
 } login_ctx;
 
 static void login_free(login_ctx *c)
 {
     if (c->reserved)
         es256_release();
+    throttle_done(c->ticket, 0);   /* not a failure: right password, or never checked */
     json_decref(c->body);
     free(c->roles);
     free(c);
@@ -170,9 +173,8 @@ static void login_on_session(pg_status st, PGresult *res, void *ud)
         login_free(c);
         return;
     }
-    throttle_succeeded(c->email, c->ip);
     login_count("ok");
-    json_t *roles = auth_roles(c->roles, c->email);
+    json_t *roles = auth_roles(c->roles);
     c->reserved = 0;   /* the pair's signature takes the place */
     auth_reply_token_pair(c->req, c->sub, pg_get(res, 0, "session_id"), c->org, c->email, roles,
                           c->refresh);
@@ -191,7 +193,8 @@ static void login_on_verify(int result, const char *hash, void *ud)
         return;
     }
     if (result != 0 || !c->sub[0]) {
-        throttle_failed(c->email, c->ip);
+        throttle_done(c->ticket, 1);
+        c->ticket = NULL;
         login_count("invalid");
         http_reply_error(c->req, 401, "invalid_credentials", "Wrong email or password.");
         login_free(c);
@@ -202,8 +205,8 @@ static void login_on_verify(int result, const char *hash, void *ud)
     auth_sha256_hex(c->refresh, strlen(c->refresh), hash_hex);
     snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
     const char *ua = http_req_header(c->req, "User-Agent");
-    char ua_short[256];
-    snprintf(ua_short, sizeof(ua_short), "%s", ua ? ua : "");
+    char ua_short[256];   /* stored as valid UTF-8, cut between characters */
+    utf8_sanitize(ua_short, sizeof(ua_short), ua ? ua : "", ua ? strlen(ua) : 0);
     const char *params[] = {c->sub, ttl, ua ? ua_short : NULL, c->ip, hash_hex};
     auth_pg("WITH s AS (INSERT INTO sessions (user_id, expires_at, user_agent, ip)"
             " VALUES ($1, now() + $2::int * interval '1 second', $3, $4) RETURNING id, expires_at)"
@@ -235,9 +238,10 @@ static void login_on_user(pg_status st, PGresult *res, void *ud)
     }
 }
 
-static void login_on_throttle(long retry_after_s, void *ud)
+static void login_on_throttle(long retry_after_s, throttle_ticket *t, void *ud)
 {
     login_ctx *c = ud;
+    c->ticket = t;
     if (retry_after_s > 0) {
         char ra[24];
         snprintf(ra, sizeof(ra), "%ld", retry_after_s);
@@ -278,7 +282,7 @@ static void login_handler(http_req *req)
         c->email[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
     c->email[i] = '\0';
     snprintf(c->ip, sizeof(c->ip), "%s", auth_client_ip(req));
-    throttle_check(c->email, c->ip, login_on_throttle, c);
+    throttle_reserve(c->email, c->ip, login_on_throttle, c);
 }
 
 /* ---- POST /auth/logout ---- */

@@ -1,5 +1,5 @@
 /* settings: svc-auth's configuration from the environment (see deploy/.env.example): token
- * lifetimes, signing keys, admin emails, service secrets, caches, trusted proxies. */
+ * lifetimes, signing keys, the platform admin, service secrets, caches, trusted proxies. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +62,41 @@ static int load_services(void)
     return rc;
 }
 
+/* The platform admin, bootstrapped at start-up (admin.c): both or neither. */
+static int load_admin(void)
+{
+    const char *email = config_str("AUTH_ADMIN_EMAIL", "");
+    const char *password = config_str("AUTH_ADMIN_PASSWORD", NULL);
+    if (!*email) {
+        if (password) {
+            log_error(NULL, "AUTH_ADMIN_PASSWORD is set without AUTH_ADMIN_EMAIL");
+            return -1;
+        }
+        return 0;   /* no platform admin */
+    }
+    if (!auth_email_valid(email)) {
+        log_error(NULL, "AUTH_ADMIN_EMAIL is not a valid email address");
+        return -1;
+    }
+    if (!password || !*password) {
+        log_error(NULL, "AUTH_ADMIN_EMAIL is set without AUTH_ADMIN_PASSWORD (or "
+                        "AUTH_ADMIN_PASSWORD_FILE): refusing to start without the admin's password");
+        return -1;
+    }
+    size_t chars = auth_utf8_chars(password);
+    if (chars < PASSWORDS_MIN_CHARS || chars > PASSWORDS_MAX_CHARS) {
+        log_error(NULL, "AUTH_ADMIN_PASSWORD must have %d to %d characters", PASSWORDS_MIN_CHARS,
+                  PASSWORDS_MAX_CHARS);
+        return -1;
+    }
+    size_t i;
+    for (i = 0; email[i] && i + 1 < sizeof(auth.admin_email); i++)
+        auth.admin_email[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+    auth.admin_email[i] = '\0';
+    auth.admin_password = password;
+    return 0;
+}
+
 static int load_settings(void)
 {
     auth.issuer = config_str("AUTH_ISSUER", "suite-auth");
@@ -76,13 +111,8 @@ static int load_settings(void)
         log_error(NULL, "AUTH_*_TTL must be at least 1s, AUTH_SESSION_CACHE_TTL at most 1s");
         return -1;
     }
-    char **admins;
-    auth.n_admin_emails = config_list(config_str("AUTH_ADMIN_EMAILS", ""), &admins);
-    for (size_t i = 0; i < auth.n_admin_emails; i++)
-        for (char *p = admins[i]; *p; p++)
-            if (*p >= 'A' && *p <= 'Z')
-                *p = (char)(*p + 32);
-    auth.admin_emails = admins;
+    if (load_admin() != 0)
+        return -1;
     long cache = config_int("AUTH_TOKEN_CACHE", 10000);
     if (cache < 1) {
         log_error(NULL, "AUTH_TOKEN_CACHE must be at least 1");
@@ -112,7 +142,6 @@ void auth_settings_free(void)
     jwt_cache_free(auth.session_cache);
     jwt_cache_free(auth.apikey_cache);
     jwt_keyset_free(auth.keys);
-    config_list_free(auth.admin_emails, auth.n_admin_emails);
     for (size_t i = 0; i < auth.n_services; i++)
         free(auth.services[i].name);
 }

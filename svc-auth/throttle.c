@@ -1,12 +1,30 @@
-/* throttle: fixed-window failure counters in Redis (see throttle.h). Keys hold a hash of the
- * email, never the email itself: auth:fail:ip:<hash(email, ip)>, auth:fail:acct:<hash(email)>. */
+/* throttle: fixed-window attempt counters in Redis (see throttle.h). Keys hold a hash of the
+ * email, never the email itself: auth:fail:ip:<hash(email, ip)>, auth:fail:acct:<hash(email)>.
+ * A counter changes only in a MULTI that also sets its expiry (EXPIRE NX: the window starts
+ * with its first attempt and is never extended), so no key can be left without one. */
 #include "throttle.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crypto.h"
+
+enum { TH_IP = 1, TH_ACCT = 2 };
+
+struct throttle_ticket {
+    char ipkey[64], acctkey[64];
+    int held;               /* TH_IP | TH_ACCT: the counters this attempt incremented */
+    uint64_t until_ms;      /* the first of their windows ends then: later, no DECR */
+};
+
+typedef struct th_reserve {
+    throttle_fn cb;
+    void *ud;
+    throttle_ticket *t;
+} th_reserve;
 
 static struct {
     redis *const *rp;
@@ -19,6 +37,13 @@ void throttle_init(redis *const *rp, long per_ip_max, long per_account_max, long
     th.per_ip_max = per_ip_max;
     th.per_account_max = per_account_max;
     th.window_s = window_s;
+}
+
+static uint64_t th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void th_keys(const char *email, const char *ip, char ipkey[64], char acctkey[64])
@@ -39,88 +64,111 @@ static void th_keys(const char *email, const char *ip, char ipkey[64], char acct
     snprintf(acctkey, 64, "auth:fail:acct:%.32s", hex);
 }
 
-typedef struct th_check {
-    throttle_fn cb;
-    void *ud;
-    char ipkey[64], acctkey[64];
-} th_check;
-
-static void th_on_ttl(redis_status st, redisReply *reply, void *ud)
+/* Adds delta (+1 or -1) to the counter key in one MULTI with its expiry; cb (may be NULL)
+ * gets the EXEC reply: [value, expire set, seconds left]. */
+static void th_add(redis *r, const char *key, int delta, redis_fn cb, void *ud)
 {
-    th_check *c = ud;
-    long ttl = th.window_s;
-    if (st == REDIS_ST_OK && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
-        ttl = (long)reply->integer;
-    c->cb(ttl, c->ud);
-    free(c);
+    redis_command(r, NULL, NULL, "MULTI");
+    redis_command(r, NULL, NULL, delta > 0 ? "INCR %s" : "DECR %s", key);
+    redis_command(r, NULL, NULL, "EXPIRE %s %ld NX", key, th.window_s);
+    redis_command(r, NULL, NULL, "TTL %s", key);
+    redis_command(r, cb, ud, "EXEC");
 }
 
-static long th_reply_long(redisReply *r)
+/* The counter's new value and the seconds left in its window from an EXEC reply of th_add;
+ * 0 when Redis could not count. */
+static int th_counted(redis_status st, redisReply *reply, long *value, long *ttl)
 {
-    if (!r)
+    if (st != REDIS_ST_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[2]->type != REDIS_REPLY_INTEGER)
         return 0;
-    if (r->type == REDIS_REPLY_STRING)
-        return strtol(r->str, NULL, 10);
-    if (r->type == REDIS_REPLY_INTEGER)
-        return (long)r->integer;
-    return 0;
+    *value = (long)reply->element[0]->integer;
+    *ttl = reply->element[2]->integer > 0 ? (long)reply->element[2]->integer : th.window_s;
+    return 1;
 }
 
-static void th_on_get(redis_status st, redisReply *reply, void *ud)
+static void th_held(throttle_ticket *t, int which, long ttl)
 {
-    th_check *c = ud;
-    if (st != REDIS_ST_OK || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
-        c->cb(0, c->ud);   /* fail open */
-        free(c);
-        return;
-    }
-    long ipn = th_reply_long(reply->element[0]), acctn = th_reply_long(reply->element[1]);
-    if (ipn >= th.per_ip_max || acctn >= th.per_account_max) {
-        /* Retry-After: when the window of the counter over its limit ends */
-        if (!*th.rp) {
-            c->cb(th.window_s, c->ud);
-            free(c);
-            return;
-        }
-        redis_command(*th.rp, th_on_ttl, c, "TTL %s",
-                      acctn >= th.per_account_max ? c->acctkey : c->ipkey);
-        return;
-    }
-    c->cb(0, c->ud);
+    uint64_t until = th_now_ms() + (uint64_t)ttl * 1000u;
+    if (!t->held || until < t->until_ms)
+        t->until_ms = until;
+    t->held |= which;
+}
+
+static void th_refuse(th_reserve *c, long retry_after_s)
+{
+    throttle_done(c->t, 0);   /* gives back what this attempt still holds */
+    c->cb(retry_after_s, NULL, c->ud);
     free(c);
 }
 
-void throttle_check(const char *email, const char *ip, throttle_fn cb, void *ud)
+static void th_allow(th_reserve *c)
 {
-    th_check *c = calloc(1, sizeof(*c));
+    c->cb(0, c->t, c->ud);
+    free(c);
+}
+
+static void th_on_acct(redis_status st, redisReply *reply, void *ud)
+{
+    th_reserve *c = ud;
+    long n, ttl;
+    if (!th_counted(st, reply, &n, &ttl)) {
+        th_allow(c);   /* fail open */
+        return;
+    }
+    if (n > th.per_account_max) {
+        th_refuse(c, ttl);   /* the account counter keeps it: the window is fixed anyway */
+        return;
+    }
+    th_held(c->t, TH_ACCT, ttl);
+    th_allow(c);
+}
+
+static void th_on_ip(redis_status st, redisReply *reply, void *ud)
+{
+    th_reserve *c = ud;
+    long n, ttl;
+    if (!th_counted(st, reply, &n, &ttl)) {
+        th_allow(c);   /* fail open */
+        return;
+    }
+    if (n > th.per_ip_max) {
+        th_refuse(c, ttl);   /* counted for this pair only; the account is not touched */
+        return;
+    }
+    th_held(c->t, TH_IP, ttl);
+    if (!*th.rp) {
+        th_allow(c);
+        return;
+    }
+    th_add(*th.rp, c->t->acctkey, 1, th_on_acct, c);
+}
+
+void throttle_reserve(const char *email, const char *ip, throttle_fn cb, void *ud)
+{
+    th_reserve *c = calloc(1, sizeof(*c));
     c->cb = cb;
     c->ud = ud;
-    th_keys(email, ip, c->ipkey, c->acctkey);
+    c->t = calloc(1, sizeof(*c->t));
+    th_keys(email, ip, c->t->ipkey, c->t->acctkey);
     if (!*th.rp) {
-        th_on_get(REDIS_ST_DOWN, NULL, c);   /* fail open */
+        th_allow(c);   /* fail open */
         return;
     }
-    redis_command(*th.rp, th_on_get, c, "MGET %s %s", c->ipkey, c->acctkey);
+    th_add(*th.rp, c->t->ipkey, 1, th_on_ip, c);
 }
 
-void throttle_failed(const char *email, const char *ip)
+void throttle_done(throttle_ticket *t, int failed)
 {
-    char ipkey[64], acctkey[64];
-    redis *r = *th.rp;
-    if (!r)
+    if (!t)
         return;
-    th_keys(email, ip, ipkey, acctkey);
-    redis_command(r, NULL, NULL, "INCR %s", ipkey);
-    redis_command(r, NULL, NULL, "EXPIRE %s %ld NX", ipkey, th.window_s);
-    redis_command(r, NULL, NULL, "INCR %s", acctkey);
-    redis_command(r, NULL, NULL, "EXPIRE %s %ld NX", acctkey, th.window_s);
-}
-
-void throttle_succeeded(const char *email, const char *ip)
-{
-    char ipkey[64], acctkey[64];
-    if (!*th.rp)
-        return;
-    th_keys(email, ip, ipkey, acctkey);
-    redis_command(*th.rp, NULL, NULL, "DEL %s", ipkey);
+    /* past the end of a window, a DECR would start a new counter below zero */
+    if (!failed && t->held && *th.rp && th_now_ms() + 1000u < t->until_ms) {
+        if (t->held & TH_IP)
+            th_add(*th.rp, t->ipkey, -1, NULL, NULL);
+        if (t->held & TH_ACCT)
+            th_add(*th.rp, t->acctkey, -1, NULL, NULL);
+    }
+    free(t);
 }

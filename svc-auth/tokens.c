@@ -138,7 +138,7 @@ static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb)
     auth_copy(id->org, sizeof(id->org), json_object_get(v, "org"));
     auth_copy(id->email, sizeof(id->email), json_object_get(v, "email"));
     auth_copy(id->key_id, sizeof(id->key_id), json_object_get(v, "key_id"));
-    id->roles = auth_roles(json_string_value(json_object_get(v, "roles")), id->email);
+    id->roles = auth_roles(json_string_value(json_object_get(v, "roles")));
     cb(req, id);
 }
 
@@ -334,7 +334,7 @@ static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
     }
     if (PQntuples(res) == 1) {
         const char *email = pg_get(res, 0, "email");
-        json_t *roles = auth_roles(pg_get(res, 0, "roles"), email);
+        json_t *roles = auth_roles(pg_get(res, 0, "roles"));
         c->reserved = 0;   /* the pair's signature takes the place */
         auth_reply_token_pair(c->req, pg_get(res, 0, "sub"), pg_get(res, 0, "sid"),
                               pg_get(res, 0, "org_id"), email, roles, c->new_token);
@@ -385,11 +385,17 @@ static void refresh_handler(http_req *req)
     snprintf(grace, sizeof(grace), "%ld", auth.refresh_grace_s);
     snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
     const char *params[] = {c->old_hash, new_hash, grace, ttl};
+    /* The winner is decided by this one statement: a concurrent use of the same token waits
+     * for the row, then re-checks the condition against the committed used_at. Both sides
+     * of that comparison are clock_timestamp() (now() is the start of the statement, so a
+     * loser that started before the winner would still find the token "fresh"); with grace
+     * 0 only a token never used passes. */
     auth_pg("WITH old AS ("
-            " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, now())"
+            " UPDATE refresh_tokens r SET used_at = COALESCE(r.used_at, clock_timestamp())"
             " FROM sessions s WHERE r.token_hash = $1 AND r.session_id = s.id"
             " AND s.revoked_at IS NULL AND r.expires_at > now()"
-            " AND (r.used_at IS NULL OR r.used_at > now() - $3::int * interval '1 second')"
+            " AND (r.used_at IS NULL OR ($3::int > 0"
+            " AND r.used_at > clock_timestamp() - $3::int * interval '1 second'))"
             " RETURNING r.session_id),"
             " sess AS (UPDATE sessions SET last_used_at = now(),"
             " expires_at = now() + $4::int * interval '1 second'"

@@ -8,7 +8,7 @@
 #include "log.h"
 #include "passwords.h"
 
-static int email_valid(const char *e)
+int auth_email_valid(const char *e)
 {
     size_t n = strlen(e);
     const char *at = strchr(e, '@');
@@ -82,7 +82,7 @@ static void reg_on_insert(pg_status st, PGresult *res, void *ud)
         http_reply_error(c->req, 400, "invalid_invite", "The invite is unknown, used or expired.");
     } else {
         const char *name = pg_get(res, 0, "name");
-        json_t *roles = auth_roles(pg_get(res, 0, "roles"), c->email);
+        json_t *roles = auth_roles(pg_get(res, 0, "roles"));
         log_emit(LOG_INFO, http_req_id(c->req), json_pack("{s:s}", "user", pg_get(res, 0, "id")),
                  "user registered");
         http_reply_json(c->req, 201,
@@ -99,6 +99,13 @@ static void reg_on_hash(int result, const char *hash, void *ud)
     reg_ctx *c = ud;
     if (result != 0) {
         reply_hash_queue_full(c->req);
+        reg_free(c);
+        return;
+    }
+    /* the platform admin's address is taken by the configuration, whether or not its
+     * account was bootstrapped yet (answered after the hash, like any taken address) */
+    if (auth.admin_email[0] && strcmp(c->email, auth.admin_email) == 0) {
+        http_reply_error(c->req, 409, "email_taken", "An account with this email already exists.");
         reg_free(c);
         return;
     }
@@ -150,7 +157,7 @@ static void register_handler(http_req *req)
         reg_free(c);
         return;
     }
-    if (!email_valid(email)) {
+    if (!auth_email_valid(email)) {
         http_reply_error(req, 400, "invalid_email", "The email address is malformed.");
         reg_free(c);
         return;

@@ -1,7 +1,8 @@
 """payments_env: the world of the svc-payments tests and benchmark: databases of their own on
 the test PostgreSQL, two real svc-auth instances, two svc-payments instances, and users
 registered through auth (an org_admin, two users of the same organization, a user of another
-organization, a platform admin). Standard library only."""
+organization) and the platform admin svc-auth bootstraps from AUTH_ADMIN_EMAIL and
+AUTH_ADMIN_PASSWORD_FILE. Standard library only."""
 import hashlib
 import hmac
 import itertools
@@ -25,6 +26,7 @@ os.environ.setdefault("REDIS_PORT", "63790")
 WEBHOOK_SECRETS = ["whsec_current_0123456789", "whsec_previous_9876543210"]
 LOCK_TIMEOUT_S = 3
 PASSWORD = "correct horse battery"
+ADMIN_PASSWORD = "platform admin password"
 
 
 def base_port():
@@ -60,6 +62,9 @@ class Env:
         subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
                         "-out", self.key], check=True)
         self.admin_email = f"admin-{self.tag}@example.com"
+        self.admin_password_file = os.path.join(self.tmp, "admin-password")
+        with open(self.admin_password_file, "w") as f:
+            f.write(ADMIN_PASSWORD + "\n")
         for port in self.auth_ports:
             self.procs.append(procs.Proc([procs.binary("svc-auth/svc-auth")], port=port,
                                          env=self.auth_env(port)))
@@ -68,7 +73,8 @@ class Env:
 
     def auth_env(self, port):
         return {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.auth_db,
-                "AUTH_SIGNING_KEYS": self.key, "AUTH_ADMIN_EMAILS": self.admin_email,
+                "AUTH_SIGNING_KEYS": self.key, "AUTH_ADMIN_EMAIL": self.admin_email,
+                "AUTH_ADMIN_PASSWORD_FILE": self.admin_password_file,
                 "AUTH_SERVICE_SECRETS": "payments=" + "s" * 32,
                 "LOG_LEVEL": self.log_level}
 
@@ -129,8 +135,8 @@ class Env:
             raise RuntimeError(f"register {email}: {r.status} {r.body[:300]!r}")
         return r.json()
 
-    def login(self, email):
-        r = self.auth("POST", "/auth/login", {"email": email, "password": PASSWORD})
+    def login(self, email, password=PASSWORD):
+        r = self.auth("POST", "/auth/login", {"email": email, "password": password})
         if r.status != 200:
             raise RuntimeError(f"login {email}: {r.status} {r.body[:300]!r}")
         return r.json()["access_token"]
@@ -150,11 +156,10 @@ class Env:
         for name in ("alice", "carol"):
             self.register(f"{name}-{t}@example.com", invite=self.invite(boss))
         self.register(f"bob-{t}@example.com")
-        self.register(self.admin_email)
         return {"orgadmin": boss, "alice": self.login(f"alice-{t}@example.com"),
                 "carol": self.login(f"carol-{t}@example.com"),
                 "bob": self.login(f"bob-{t}@example.com"),
-                "admin": self.login(self.admin_email)}
+                "admin": self.login(self.admin_email, ADMIN_PASSWORD)}
 
 
 def sign(body, t=None, secrets=None):

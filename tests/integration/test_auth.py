@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -18,6 +19,7 @@ from check import eq, main, test, true  # noqa: E402
 ISSUER = "https://auth.test"
 AUDIENCE = "suite"
 ADMIN = "boss@example.com"
+ADMIN_PASSWORD = "admin password one"
 
 
 def setup():
@@ -36,7 +38,9 @@ def setup():
         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(U.BASE_PORT + 3),
         "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE,
         "AUTH_SIGNING_KEYS": f'{ctx["k_old"]},{ctx["k_new"]}',
-        "AUTH_ADMIN_EMAILS": "Boss@Example.com, other-admin@example.com",
+        "AUTH_ADMIN_EMAIL": "Boss@Example.com", "AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # gone: a leftover of the old first-registration admin must grant nothing
+        "AUTH_ADMIN_EMAILS": "other-admin@example.com",
         "AUTH_SERVICE_SECRETS": "payments=pay-secret,storage=store-secret",
         "AUTH_HASH_CONCURRENCY": "1", "AUTH_HASH_QUEUE": "64"}
     try:
@@ -141,16 +145,146 @@ def register_personal_organization(ctx):
 
 
 @test
-def register_new_organization_and_admin_emails(ctx):
+def register_new_organization_never_admin(ctx):
     r = register(A(ctx), email(), organization="Acme Ltd")
     eq(r.status, 201, r.body)
     eq(r.json()["organization"]["name"], "Acme Ltd")
     eq(sorted(r.json()["roles"]), ["org_admin", "user"])
-    r = register(B(ctx), "BOSS@example.COM")
+    # the old AUTH_ADMIN_EMAILS made whoever registered such an address first an admin
+    r = register(B(ctx), "OTHER-ADMIN@example.com")
     eq(r.status, 201, r.body)
-    eq(sorted(r.json()["roles"]), ["admin", "org_admin", "user"], "AUTH_ADMIN_EMAILS")
-    tok = login(A(ctx), ADMIN).json()["access_token"]
-    true("admin" in me(B(ctx), tok).json()["roles"], "admin role in /auth/me")
+    eq(sorted(r.json()["roles"]), ["org_admin", "user"], "registration never grants admin")
+    tok = login(A(ctx), "other-admin@example.com").json()["access_token"]
+    eq(sorted(me(B(ctx), tok).json()["roles"]), ["org_admin", "user"], "nor does login")
+
+
+# ---- the platform admin: bootstrapped at start-up from AUTH_ADMIN_EMAIL ----
+def psql_db(ctx, sql, db=None):
+    return U.psql(sql, db or ctx["db"])
+
+
+@test
+def admin_bootstrapped_at_start(ctx):
+    r = login(A(ctx), "Boss@EXAMPLE.com", ADMIN_PASSWORD)
+    eq(r.status, 200, r.body)
+    j = me(B(ctx), r.json()["access_token"]).json()
+    eq(sorted(j["roles"]), ["admin", "user"], "the bootstrapped account is the admin")
+    eq(j["email"], ADMIN)
+    eq(psql_db(ctx, f"SELECT o.name FROM users u JOIN organizations o ON o.id = u.org_id "
+                    f"WHERE u.email = '{ADMIN}'"), "Platform", "in the platform organization")
+    eq(psql_db(ctx, "SELECT count(*) FROM users WHERE 'admin' = ANY(roles)"), "1", "one admin")
+    for port, variant in ((A(ctx), "BOSS@EXAMPLE.COM"), (B(ctx), ADMIN)):
+        r = register(port, variant, password="squatter password")
+        eq(r.status, 409, f"{variant}: {r.body}")
+        eq(r.json()["error"]["code"], "email_taken")
+    # refused from the configuration, not from the row: even when the row is not there
+    psql_db(ctx, f"UPDATE users SET email = 'moved-boss@example.com' WHERE email = '{ADMIN}'")
+    try:
+        r = register(B(ctx), "Boss@Example.COM", password="squatter password")
+        eq(r.status, 409, f"before the bootstrap ran: {r.body}")
+    finally:
+        psql_db(ctx, f"UPDATE users SET email = '{ADMIN}' WHERE email = 'moved-boss@example.com'")
+    eq(login(B(ctx), ADMIN, "squatter password").status, 401)
+
+
+def start_together(envs, ports, tag, ctx):
+    """Starts one svc-auth per env at the same time; returns the instances."""
+    barrier = threading.Barrier(len(envs))
+
+    def one(i):
+        barrier.wait()
+        return U.AuthInstance(ports[i], envs[i], os.path.join(ctx["tmp"], f"{tag}{i}.log"))
+    with concurrent.futures.ThreadPoolExecutor(len(envs)) as ex:
+        futs = [ex.submit(one, i) for i in range(len(envs))]
+        insts = []
+        for f in futs:
+            try:
+                insts.append(f.result())
+            except Exception:  # noqa: BLE001 - stop the others, then fail
+                for i in insts:
+                    i.stop()
+                raise
+    ctx["procs"].extend(insts)
+    return insts
+
+
+def stop_all(ctx, insts):
+    for i in insts:
+        eq(i.stop(), 0, "SIGTERM exits 0")
+        ctx["procs"].remove(i)
+
+
+@test
+def admin_bootstrap_two_instances_and_new_password(ctx):
+    db = ctx["db"] + "_boot"
+    U.psql(f'DROP DATABASE IF EXISTS "{db}"')
+    U.psql(f'CREATE DATABASE "{db}"')
+    pwfile = os.path.join(ctx["tmp"], "admin-password")
+    with open(pwfile, "w") as f:
+        f.write("first admin password\n")
+    env = dict(ctx["env"], PGDATABASE=db, AUTH_ADMIN_EMAIL="Root@Example.org",
+               AUTH_ADMIN_PASSWORD_FILE=pwfile)
+    del env["AUTH_ADMIN_PASSWORD"]
+    ports = [U.BASE_PORT + 2, U.BASE_PORT + 500]
+    try:
+        insts = start_together([env, env], ports, "boot", ctx)
+        try:
+            eq(psql_db(ctx, "SELECT count(*) FROM users", db), "1", "one admin account")
+            eq(psql_db(ctx, "SELECT count(*) FROM organizations", db), "1", "one organization")
+            eq(psql_db(ctx, "SELECT email, array_to_string(roles, ',') FROM users", db),
+               "root@example.org|user,admin")
+            for p in ports:
+                r = login(p, "root@example.org", "first admin password")
+                eq(r.status, 200, r.body)
+                true("admin" in me(p, r.json()["access_token"]).json()["roles"], "admin role")
+            old = r.json()
+        finally:
+            stop_all(ctx, insts)
+        # a restart with another password: the new one works, the old one and its sessions not
+        with open(pwfile, "w") as f:
+            f.write("second admin password\n")
+        insts = start_together([env, env], ports, "boot2", ctx)
+        try:
+            eq(login(ports[0], "root@example.org", "first admin password").status, 401)
+            r = login(ports[1], "root@example.org", "second admin password")
+            eq(r.status, 200, r.body)
+            true("admin" in me(ports[0], r.json()["access_token"]).json()["roles"], "admin")
+            eq(me(ports[1], old["access_token"]).status, 401, "old sessions revoked")
+            eq(U.request(ports[0], "POST", "/auth/refresh",
+                         {"refresh_token": old["refresh_token"]}).status, 401)
+            eq(psql_db(ctx, "SELECT count(*) FROM users", db), "1", "still one account")
+        finally:
+            stop_all(ctx, insts)
+        # the same password again: nothing changes, the live session stays
+        insts = start_together([env], ports[:1], "boot3", ctx)
+        try:
+            eq(me(ports[0], r.json()["access_token"]).status, 200, "same password: session kept")
+        finally:
+            stop_all(ctx, insts)
+        # another address configured: it becomes the admin, the former one loses the role
+        insts = start_together([dict(env, AUTH_ADMIN_EMAIL="next@example.org")], ports[:1],
+                               "boot4", ctx)
+        try:
+            eq(me(ports[0], r.json()["access_token"]).status, 401, "the former admin's session")
+            t = login(ports[0], "root@example.org", "second admin password").json()
+            eq(me(ports[0], t["access_token"]).json()["roles"], ["user"], "former admin")
+            t = login(ports[0], "next@example.org", "second admin password").json()
+            eq(me(ports[0], t["access_token"]).json()["roles"], ["user", "admin"], "new admin")
+        finally:
+            stop_all(ctx, insts)
+    finally:
+        U.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@test
+def admin_email_without_password_refused_at_start(ctx):
+    import subprocess
+    e = dict(os.environ, PORT=str(U.BASE_PORT + 2), HOST="127.0.0.1", **ctx["env"])
+    del e["AUTH_ADMIN_PASSWORD"]
+    r = subprocess.run([os.path.join(U.BUILD, "svc-auth", "svc-auth")], env=e,
+                       capture_output=True, text=True, timeout=20)
+    true(r.returncode != 0, f"exit {r.returncode}")
+    true("AUTH_ADMIN_PASSWORD" in r.stdout + r.stderr, f"says why: {r.stdout}{r.stderr}")
 
 
 @test
@@ -403,6 +537,36 @@ def refresh_rotates_and_detects_reuse(ctx):
     eq(r.json()["error"]["code"], "invalid_refresh_token")
 
 
+def race(*fns):
+    """Runs fns at the same moment (one thread each, released by a barrier); their results."""
+    barrier = threading.Barrier(len(fns))
+
+    def run(fn):
+        barrier.wait()
+        return fn()
+    with concurrent.futures.ThreadPoolExecutor(len(fns)) as ex:
+        return [f.result() for f in [ex.submit(run, fn) for fn in fns]]
+
+
+@test
+def refresh_race_has_one_winner_and_revokes_the_session(ctx):
+    em, _ = new_user(ctx)
+    for trial in range(50):
+        t = login(A(ctx), em).json()
+        body = {"refresh_token": t["refresh_token"]}
+        ra, rb = race(lambda: U.request(A(ctx), "POST", "/auth/refresh", body),
+                      lambda: U.request(B(ctx), "POST", "/auth/refresh", body))
+        eq(sorted([ra.status, rb.status]), [200, 401], f"trial {trial}: {ra.body[:90]} {rb.body[:90]}")
+        won, lost = (ra, rb) if ra.status == 200 else (rb, ra)
+        eq(lost.json()["error"]["code"], "refresh_token_reused", f"trial {trial}")
+        # the reuse revoked the session: the winner's new pair is dead too
+        r = U.request(B(ctx), "POST", "/auth/refresh",
+                      {"refresh_token": won.json()["refresh_token"]})
+        eq(r.status, 401, f"trial {trial}: the winner's refresh token after the reuse")
+        took = wait_status(lambda: me(A(ctx), won.json()["access_token"]), 401, 1.5)
+        true(took is not None, f"trial {trial}: the winner's access token is revoked")
+
+
 @test
 def refresh_grace_period_when_configured(ctx):
     env = dict(ctx["env"], AUTH_REFRESH_GRACE="10s")
@@ -417,7 +581,34 @@ def refresh_grace_period_when_configured(ctx):
         r2 = U.request(inst.port, "POST", "/auth/refresh", {"refresh_token": t["refresh_token"]})
         eq(r2.status, 200, f"within the grace period: {r2.body}")
         eq(me(inst.port, r1.json()["access_token"]).status, 200, "the session lives on")
+        # two at once within the grace period: both rotate, the session lives on
+        t = r2.json()
+        body = {"refresh_token": t["refresh_token"]}
+        rs = race(lambda: U.request(inst.port, "POST", "/auth/refresh", body),
+                  lambda: U.request(inst.port, "POST", "/auth/refresh", body))
+        eq([r.status for r in rs], [200, 200], "concurrent within the grace period")
+        eq(me(inst.port, rs[0].json()["access_token"]).status, 200)
         # the default instances (grace off) revoke at once: see refresh_rotates_and_detects_reuse
+    finally:
+        eq(inst.stop(), 0)
+        ctx["procs"].remove(inst)
+    # after the grace period, a reuse is detected (the grace counts from the first use)
+    env = dict(ctx["env"], AUTH_REFRESH_GRACE="1s")
+    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], "grace1.log"))
+    ctx["procs"].append(inst)
+    try:
+        em = email()
+        eq(register(inst.port, em).status, 201)
+        t = login(inst.port, em).json()
+        body = {"refresh_token": t["refresh_token"]}
+        r1 = U.request(inst.port, "POST", "/auth/refresh", body)
+        eq(r1.status, 200)
+        time.sleep(1.3)
+        r2 = U.request(inst.port, "POST", "/auth/refresh", body)
+        eq(r2.status, 401, f"after the grace period: {r2.body}")
+        eq(r2.json()["error"]["code"], "refresh_token_reused")
+        eq(U.request(inst.port, "POST", "/auth/refresh",
+                     {"refresh_token": r1.json()["refresh_token"]}).status, 401, "session revoked")
     finally:
         eq(inst.stop(), 0)
         ctx["procs"].remove(inst)
@@ -607,6 +798,82 @@ def throttling_per_account_and_address(ctx):
     eq(ctx["redis"].cli("GET", acct), "3", "per-account counter")
     ctx["redis"].cli("SET", acct, "50", "EX", "900")
     eq(login(A(ctx), em2, "correct horse", ip="192.0.2.200").status, 429, "50 per account")
+
+
+@test
+def throttling_holds_under_concurrent_attempts(ctx):
+    em = email()
+    eq(register(A(ctx), em).status, 201)
+    ports = [A(ctx), B(ctx)]
+    # a success gives its attempt back: logging in often never locks anyone out
+    for i in range(7):
+        eq(login(ports[i % 2], em, ip="203.0.113.80").status, 200, f"login {i + 1}")
+    # 19 wrong passwords at once from one address, across both instances
+    ip = "203.0.113.77"
+    barrier = threading.Barrier(19)
+
+    def wrong(i):
+        barrier.wait()
+        return login(ports[i % 2], em, "wrong password", ip=ip)
+    with concurrent.futures.ThreadPoolExecutor(19) as ex:
+        futs = [ex.submit(wrong, i) for i in range(19)]
+        # the right password as the 20th attempt, once the 19 are counted (14 refused) or over
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            done = [f.result().status for f in futs if f.done()]
+            if done.count(429) >= 14 or len(done) == 19:
+                break
+            time.sleep(0.005)
+        right = login(A(ctx), em, ip=ip)
+        statuses = [f.result().status for f in futs]
+    eq(statuses.count(401), 5, f"5 reach the password check: {statuses}")
+    eq(statuses.count(429), 14, f"the others are refused: {statuses}")
+    eq(right.status, 429, f"the right password as the 20th attempt: {right.body}")
+    eq(login(B(ctx), em, ip=ip).status, 429, "and after the burst")
+    eq(login(B(ctx), em, ip="203.0.113.81").status, 200, "another address still gets in")
+
+    # 120 wrong passwords at once from 120 addresses (X-Real-IP from the trusted loopback)
+    em2 = email()
+    eq(register(A(ctx), em2).status, 201)
+    barrier = threading.Barrier(120)
+
+    def spread(i):
+        barrier.wait()
+        return login(ports[i % 2], em2, "wrong password", ip=f"198.18.{i // 200}.{i % 200 + 1}")
+    with concurrent.futures.ThreadPoolExecutor(120) as ex:
+        statuses = list(ex.map(spread, range(120)))
+    statuses = [r.status for r in statuses]
+    eq(statuses.count(401), 50, f"50 reach the password check: {sorted(statuses)}")
+    eq(statuses.count(429), 70, f"the others are refused: {sorted(statuses)}")
+    r = login(A(ctx), em2, ip="198.18.9.9")
+    eq(r.status, 429, f"the account is locked for every address: {r.body}")
+    keys = ctx["redis"].cli("--scan", "--pattern", "auth:fail:*").split()
+    true(len(keys) > 120, f"counters: {len(keys)}")
+    for k in keys:
+        ttl = int(ctx["redis"].cli("TTL", k))
+        true(0 < ttl <= 900, f"{k} has its window's expiry: {ttl}")
+
+
+# ---- client-supplied header values stored as valid UTF-8 ----
+@test
+def non_utf8_user_agent_at_login(ctx):
+    em = email()
+    eq(register(A(ctx), em).status, 201)
+    cases = [(b"Mozilla \xe9t\xe9", "Mozilla \ufffdt\ufffd"),
+             ("\u00e9".encode() * 200, "\u00e9" * 127),          # cut at 255 bytes, whole characters
+             (b"ok \xc3", "ok \ufffd"),                           # a character cut at the end
+             (b"\xed\xa0\x80 \xc0\xaf \xf4\x90\x80\x80 \xe2\x82\xac",
+              "\ufffd\ufffd\ufffd \ufffd\ufffd \ufffd\ufffd\ufffd\ufffd \u20ac")]
+    for port, (ua, want) in zip([A(ctx), B(ctx)] * 2, cases):
+        r = U.request(port, "POST", "/auth/login", {"email": em, "password": "correct horse"},
+                      {"User-Agent": ua})
+        eq(r.status, 200, f"{ua!r}: {r.body}")
+        r = U.request(port, "GET", "/auth/sessions", None, U.bearer(r.json()["access_token"]))
+        eq(r.status, 200, r.body)
+        r.body.decode("utf-8")   # strict: the answer is valid UTF-8
+        got = [s for s in r.json()["data"] if s["current"]][0]["user_agent"]
+        eq(got, want, f"user agent of {ua!r}")
+        true(len(got.encode()) <= 255, "at most 255 bytes")
 
 
 # ---- bad input everywhere ----

@@ -256,6 +256,18 @@ def list_is_newest_first_with_cursor_pagination(env):
     eq(len(r.json()["data"]), 5)
 
 
+@test
+def references_that_are_not_utf8_are_client_errors(env):
+    for path in ("/payments/%E9", "/payments/ok%C3", "/payments/%ED%A0%80"):
+        r = env.call("GET", path, token=env.users["alice"])
+        eq(r.status, 404, f"{path}: {r.body}")
+        r = env.call("PATCH", path + "/status", {"status": "cancelled"}, token=env.users["admin"])
+        eq(r.status, 404, f"PATCH {path}: {r.body}")
+    r = env.call("GET", "/payments?starting_after=%E9", token=env.users["alice"])
+    eq(r.status, 400, r.body)
+    eq(r.json()["error"]["code"], "invalid_request")
+
+
 # ---- idempotency ----
 
 @test

@@ -78,6 +78,9 @@ static void bad_params_are_404(void)
     CHECK_INT(router_lookup(r, "GET", "/payments/a%2Fb", &m), 404);  /* decoded '/' */
     CHECK_INT(router_lookup(r, "GET", "/payments/a%2fb", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "/payments/a%00b", &m), 404);  /* decoded NUL */
+    CHECK_INT(router_lookup(r, "GET", "/payments/%E9", &m), 404);    /* not UTF-8 */
+    CHECK_INT(router_lookup(r, "GET", "/payments/ok%C3", &m), 404);
+    CHECK_INT(router_lookup(r, "GET", "/payments/%ED%A0%80", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "/payments/a%zzb", &m), 404);  /* malformed */
     CHECK_INT(router_lookup(r, "GET", "/payments/a%4", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "/payments/%", &m), 404);
