@@ -406,12 +406,17 @@ def a_killed_gateway_worker_is_replaced_by_the_gateway(ctx):
 @test
 def stop_ends_every_process(ctx):
     rows = status()
+    eq([n for n, r in rows.items() if r["pid"] == "-"], [], "processes without a pid")
     pids = [int(r["pid"]) for r in rows.values()] + children(int(rows["gateway"]["pid"]))
     true(len(pids) >= 9, f"processes: {pids}")
-    # stop while an instance waits to be restarted: it must not come back
+    # stop while an instance waits to be restarted: it must not come back; a second stop
+    # (or Ctrl-C) while stopping must not cut the first one short
     os.kill(int(rows["auth-2"]["pid"]), signal.SIGKILL)
+    first = subprocess.Popen([RUN, "stop"], env=ENV, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
     r = subprocess.run([RUN, "stop"], env=ENV, capture_output=True, text=True, timeout=120)
     eq(r.returncode, 0, r.stderr)
+    eq(first.wait(120), 0, first.stderr.read())
     for pid in pids:
         true(not alive(pid), f"pid {pid} still runs")
     for wait in (0, 1.5):  # 1.5 s: past the restart delay
