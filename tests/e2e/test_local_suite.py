@@ -1,10 +1,13 @@
 """The whole suite as a user runs it: deploy/local/run -d, then curl and openssl against
-https://localhost through the gateway, then deploy/local/run stop. Uses the build in
-SUITE_BUILD and a state directory of its own."""
+https://localhost through the gateway, the runner's status and restarts, then
+deploy/local/run stop. Uses the build in SUITE_BUILD and a state directory of its own."""
 import hashlib
 import hmac
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,11 +20,22 @@ from check import eq, main, test, true  # noqa: E402
 VAR = os.path.join(procs.ROOT, "var", "test", "e2e-" + os.path.basename(procs.BUILD))
 RUN = os.path.join(procs.ROOT, "deploy", "local", "run")
 # ports of its own, so that a suite a developer runs on the default ones is left alone
-HTTPS, HTTP = 18443, 18080
-ENV = dict(os.environ, LOCAL_VAR=VAR, LOCAL_BUILD=procs.BUILD, LOG_LEVEL="warn",
-           LOCAL_HTTPS_PORT=str(HTTPS), LOCAL_HTTP_PORT=str(HTTP), LOCAL_PORT_BASE="13000",
-           LOCAL_PG_PORT="15532", LOCAL_REDIS_PORT="16479")
+# (E2E_HTTPS_PORT, E2E_HTTP_PORT, E2E_PORT_BASE, E2E_PG_PORT, E2E_REDIS_PORT move them)
+HTTPS, HTTP, PORT_BASE, PG, REDIS = (int(os.environ.get("E2E_" + name, default)) for name, default in (
+    ("HTTPS_PORT", 18443), ("HTTP_PORT", 18080), ("PORT_BASE", 13000), ("PG_PORT", 15532),
+    ("REDIS_PORT", 16479)))
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_ADMIN_")}  # the defaults
+ENV.update(LOCAL_VAR=VAR, LOCAL_BUILD=procs.BUILD, LOG_LEVEL="warn",
+           LOCAL_HTTPS_PORT=str(HTTPS), LOCAL_HTTP_PORT=str(HTTP), LOCAL_PORT_BASE=str(PORT_BASE),
+           LOCAL_PG_PORT=str(PG), LOCAL_REDIS_PORT=str(REDIS))
 BASE = f"https://localhost:{HTTPS}"
+# every process the runner starts, and the port it answers on
+PORTS = {"postgres": PG, "redis": REDIS, "auth-1": PORT_BASE + 1, "auth-2": PORT_BASE + 2,
+         "payments-1": PORT_BASE + 101, "payments-2": PORT_BASE + 102, "gateway": HTTPS}
+EXE = {"postgres": "postgres", "redis": "redis-server", "auth-1": "svc-auth", "auth-2": "svc-auth",
+       "payments-1": "svc-payments", "payments-2": "svc-payments", "gateway": "gateway"}
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD_FILE = os.path.join(VAR, "secrets", "AUTH_ADMIN_PASSWORD")
 
 
 def curl(*args, data=None, headers=(), method=None):
@@ -57,6 +71,95 @@ def curl(*args, data=None, headers=(), method=None):
     return status, hdrs, body
 
 
+def status():
+    """`deploy/local/run status` as {name: {"pid", "uptime", "restarts", "health"}}."""
+    r = subprocess.run([RUN, "status"], env=ENV, capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 0, f"status: {r.stderr}")
+    lines = r.stdout.splitlines()
+    eq(lines[0].split(), ["NAME", "PID", "UPTIME", "RESTARTS", "HEALTH"], "status header")
+    rows = {}
+    for line in lines[1:]:
+        name, pid, uptime, restarts, health = line.split()
+        rows[name] = {"pid": pid, "uptime": uptime, "restarts": restarts, "health": health}
+    return rows
+
+
+def wait_for(what, probe, timeout):
+    """probe() until it returns something true; its last value in the error otherwise."""
+    deadline = time.time() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: not after {timeout} s (last: {value!r})")
+        time.sleep(0.1)
+
+
+def upstreams():
+    s, _, body = curl(BASE + "/health")
+    return json.loads(body)["upstreams"] if s in (200, 503) else {}
+
+
+def all_healthy():
+    u = upstreams()
+    return all(u.get(n) == {"healthy": 2, "total": 2} for n in ("auth", "payments")) or u
+
+
+def exe(pid):
+    """The program's name of a process (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def listening(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def children(pid):
+    """pids whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
+def run_log():
+    with open(os.path.join(VAR, "logs", "run.log")) as f:
+        return f.read()
+
+
+RESTART = re.compile(r"^local: (\S+) \(pid (\d+)\) (.+) after [\d.]+s; restart (\d+) in ([\d.]+)s$", re.M)
+
+
+def restarts_logged(name, since):
+    """[(old pid, how it ended, restart number, delay)] the runner logged for name after
+    offset since of its log."""
+    return [(int(pid), how, int(n), float(d)) for who, pid, how, n, d in RESTART.findall(run_log()[since:])
+            if who == name]
+
+
 def setup():
     subprocess.run([RUN, "stop"], env=ENV, capture_output=True)
     r = subprocess.run([RUN, "-d"], env=ENV, capture_output=True, text=True, timeout=900)
@@ -72,7 +175,7 @@ def setup():
         except AssertionError:
             pass
         time.sleep(0.5)
-    return {}
+    return {"started": r.stderr}
 
 
 def teardown(ctx):
@@ -190,15 +293,138 @@ def register_login_me_pay_through_the_gateway(ctx):
 
 
 @test
+def admin_password_is_generated_once_and_announced(ctx):
+    st = os.stat(ADMIN_PASSWORD_FILE)
+    eq(st.st_mode & 0o777, 0o600, "mode of the admin password file")
+    with open(ADMIN_PASSWORD_FILE) as f:
+        true(len(f.read().strip()) >= 16, "a generated password of 16+ characters")
+    true(f"admin: {ADMIN_EMAIL}, password in {ADMIN_PASSWORD_FILE}" in ctx["started"],
+         f"the runner says where the password is: {ctx['started'][-500:]}")
+
+
+# Needs svc-auth's admin bootstrap (AUTH_ADMIN_EMAIL + AUTH_ADMIN_PASSWORD_FILE at start-up).
+@test
+def admin_logs_in_with_the_generated_password(ctx):
+    with open(ADMIN_PASSWORD_FILE) as f:
+        password = f.read().strip()
+    s, _, body = curl(BASE + "/auth/login", data={"email": ADMIN_EMAIL, "password": password})
+    eq(s, 200, f"admin login: {body[:200]}")
+    tok = json.loads(body)["access_token"]
+    s, _, body = curl(BASE + "/auth/me", headers=[f"Authorization: Bearer {tok}"])
+    eq(s, 200, "me")
+    true("admin" in json.loads(body)["roles"], f"admin role: {body[:200]}")
+
+
+@test
+def status_lists_every_process_with_its_health(ctx):
+    rows = status()
+    eq(sorted(rows), sorted(PORTS), "processes")
+    for name, row in rows.items():
+        eq(row["health"], "ok", f"{name} health")
+        eq(exe(row["pid"]), EXE[name], f"{name} pid {row['pid']} is the process")
+        true(re.fullmatch(r"\d+[smhd](\d+[smh])?", row["uptime"]), f"{name} uptime {row['uptime']}")
+        eq(row["restarts"], "-" if name in ("postgres", "redis") else "0", f"{name} restarts")
+
+
+@test
+def killed_instances_are_restarted(ctx):
+    before = status()
+    since = len(run_log())
+    old = {name: int(before[name]["pid"]) for name in ("auth-1", "payments-1")}
+    for pid in old.values():
+        os.kill(pid, signal.SIGKILL)
+    t0 = time.time()
+
+    def restarted():
+        rows = status()
+        return all(rows[n]["pid"] not in ("-", str(old[n])) and rows[n]["health"] == "ok"
+                   for n in old) and rows
+    rows = wait_for("both restarted and healthy", restarted, 10)
+    true(time.time() - t0 < 5, f"restarted within 5 s: {time.time() - t0:.1f} s")
+    for name, pid in old.items():
+        eq(int(rows[name]["restarts"]), int(before[name]["restarts"]) + 1, f"{name} restarts")
+        eq(exe(rows[name]["pid"]), EXE[name], f"{name} new pid")
+        eq(restarts_logged(name, since), [(pid, "killed by signal KILL", int(rows[name]["restarts"]), 0.5)],
+           f"{name} in the log")
+    wait_for("the gateway sees 2/2 again", all_healthy, 15)
+
+
+@test
+def a_crashing_instance_is_restarted_with_growing_delays(ctx):
+    """payments-2 killed, then its port taken: each restart exits at once (cannot listen)."""
+    before = status()["payments-2"]
+    since = len(run_log())
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    t0 = time.time()
+    hold = wait_for("the port taken", lambda: take_port(PORTS["payments-2"]), 0.4)
+    try:
+        logged = wait_for("three restarts logged",
+                          lambda: len(restarts_logged("payments-2", since)) >= 3 and
+                          restarts_logged("payments-2", since), 15)
+        took = time.time() - t0
+    finally:
+        hold.close()
+    r0 = int(before["restarts"])
+    eq([(how, n, d) for _, how, n, d in logged[:3]],
+       [("killed by signal KILL", r0 + 1, 0.5), ("exited with status 1", r0 + 2, 1.0),
+        ("exited with status 1", r0 + 3, 2.0)], "restarts and delays")
+    true(took >= 1.5, f"the delays are waited: third death after {took:.1f} s")
+    row = wait_for("back once its port is free",
+                   lambda: (lambda r: r["health"] == "ok" and r)(status()["payments-2"]), 10)
+    eq(int(row["restarts"]), r0 + 3, "restarts")
+    wait_for("the gateway sees 2/2 again", all_healthy, 15)
+
+
+def take_port(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+@test
+def a_killed_gateway_worker_is_replaced_by_the_gateway(ctx):
+    before = status()["gateway"]
+    master = int(before["pid"])
+    workers = children(master)
+    eq(len(workers), 2, f"gateway workers {workers}")
+    os.kill(workers[0], signal.SIGKILL)
+    now = wait_for("a new worker", lambda: (lambda c: len(c) == 2 and workers[0] not in c and c)(
+        children(master)), 10)
+    true(workers[1] in now, "the other worker kept")
+    after = status()["gateway"]
+    eq((after["pid"], after["restarts"]), (before["pid"], before["restarts"]),
+       "the master stays: not a restart for the runner")
+    wait_for("gateway health ok", lambda: status()["gateway"]["health"] == "ok", 10)
+
+
+@test
 def stop_ends_every_process(ctx):
-    with open(os.path.join(VAR, "procs")) as f:
-        pids = [int(line.split()[2]) for line in f if " pid " in line]
-    true(len(pids) >= 5, f"processes: {pids}")
+    rows = status()
+    eq([n for n, r in rows.items() if r["pid"] == "-"], [], "processes without a pid")
+    pids = [int(r["pid"]) for r in rows.values()] + children(int(rows["gateway"]["pid"]))
+    true(len(pids) >= 9, f"processes: {pids}")
+    # stop while an instance waits to be restarted: it must not come back; a second stop
+    # (or Ctrl-C) while stopping must not cut the first one short
+    os.kill(int(rows["auth-2"]["pid"]), signal.SIGKILL)
+    first = subprocess.Popen([RUN, "stop"], env=ENV, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
     r = subprocess.run([RUN, "stop"], env=ENV, capture_output=True, text=True, timeout=120)
     eq(r.returncode, 0, r.stderr)
+    eq(first.wait(120), 0, first.stderr.read())
     for pid in pids:
-        true(not os.path.exists(f"/proc/{pid}") or
-             open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"pid {pid} still runs")
+        true(not alive(pid), f"pid {pid} still runs")
+    for wait in (0, 1.5):  # 1.5 s: past the restart delay
+        time.sleep(wait)
+        busy = [f"{name}:{port}" for name, port in dict(PORTS, http=HTTP).items() if listening(port)]
+        eq(busy, [], f"ports in use {wait} s after stop")
+    r = subprocess.run([RUN, "status"], env=ENV, capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 1, "status after stop")
 
 
 if __name__ == "__main__":
