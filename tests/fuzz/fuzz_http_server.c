@@ -146,7 +146,8 @@ static void big_next(http_req *req, int status, void *ud)
         return;
     }
     static char chunk[3000];
-    http_resp_write(req, chunk, sizeof chunk, big_next, (void *)(left - 1));
+    if (http_resp_write(req, chunk, sizeof chunk, big_next, (void *)(left - 1)) != 0)
+        http_resp_end(req);
 }
 
 static void h_big(http_req *req)
