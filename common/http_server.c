@@ -149,11 +149,11 @@ struct http_req {
     http_out *out, *out_tail; /* queued, not yet handed to the socket */
     unsigned writes_inflight;
 
-    /* lifetime */
+    /* lifetime: the request is freed (req_maybe_free) once none of these refer to it */
     int handler_owes;    /* dispatched, the handler has not ended its reply */
-    int in_queue;
+    int in_queue;        /* in the connection's response queue */
     int parsing;         /* the parser still delivers to this request */
-    int pins;
+    int pins;            /* req_hold: code up the stack still uses it (see req_hold) */
     int closed;
     http_req_fn on_close;
     http_done_fn on_done;
@@ -472,6 +472,32 @@ static void req_free(http_req *r)
     free(r);
 }
 
+/* Frees the request once nothing refers to it any more. */
+static void req_maybe_free(http_req *r)
+{
+    if (r->pins || r->in_queue || r->parsing || r->handler_owes || r->writes_inflight || r->out)
+        return;
+    req_free(r);
+}
+
+/* The one rule of the request's lifetime: code that calls out (a user callback, or anything
+ * that can write, close the connection or end the reply: conn_flush, conn_close, the reply
+ * functions) and still uses r afterwards holds r around it. Every other reference (queue,
+ * parser, handler, output) may be dropped inside the call; req_release() then frees r, so
+ * the caller must not touch r after its release. The connection itself is never freed
+ * inside a call: only from the close callbacks of its handles, after every write callback. */
+static void req_hold(http_req *r)
+{
+    r->pins++;
+}
+
+static void req_release(http_req *r)
+{
+    r->pins--;
+    req_maybe_free(r);
+}
+
+/* Callers hold r. */
 static void req_fire_done(http_req *r, int status)
 {
     if (r->done_fired)
@@ -479,18 +505,8 @@ static void req_fire_done(http_req *r, int status)
     r->done_fired = 1;
     if (r->on_done) {
         double secs = r->t_start ? (double)(uv_hrtime() - r->t_start) / 1e9 : 0.0;
-        r->pins++;
         r->on_done(r, status, secs, r->done_ud);
-        r->pins--;
     }
-}
-
-/* Frees the request once nothing refers to it any more. */
-static void req_maybe_free(http_req *r)
-{
-    if (r->pins || r->in_queue || r->parsing || r->handler_owes || r->writes_inflight || r->out)
-        return;
-    req_free(r);
 }
 
 static void queue_append(http_conn *c, http_req *r)
@@ -598,6 +614,7 @@ static void conn_on_write(uv_write_t *wr, int status)
     while (o) {
         http_out *next = o->next;
         http_req *r = o->req;
+        req_hold(r); /* the callback and conn_close may drop every other reference */
         c->writes_inflight--;
         r->writes_inflight--;
         if (!c->closing) {
@@ -606,15 +623,13 @@ static void conn_on_write(uv_write_t *wr, int status)
             else
                 uv_timer_stop(&c->send_timer);
         }
-        r->pins++;
         if (o->cb)
             o->cb(r, status, o->ud);
-        r->pins--;
         free(o->tls_data);
         free(o);
         if (status < 0)
             conn_close(c);
-        req_maybe_free(r);
+        req_release(r);
         o = next;
     }
     if (!c->closing)
@@ -849,7 +864,7 @@ static void req_error_reply(http_req *r, int status, const char *msg)
     r->srv_replied = 1;
     size_t len;
     char *body = error_body(http_error_code(status), msg, &len);
-    r->pins++;
+    req_hold(r);
     req_reply_internal(r, status, "application/json", body, len);
     free(body);
     if (r->handler_owes) {
@@ -861,8 +876,7 @@ static void req_error_reply(http_req *r, int status, const char *msg)
             fn(r);
         }
     }
-    r->pins--;
-    req_maybe_free(r);
+    req_release(r);
 }
 
 /* Handler-facing calls on a request whose response can no longer be written. Returns 1
@@ -892,17 +906,15 @@ void http_reply(http_req *r, int status, const char *content_type, const void *b
     if (r->head_composed && !r->srv_replied)
         return; /* a second reply: ignored */
     int owed = r->handler_owes;
+    req_hold(r);
     r->handler_owes = 0;
     if (req_reply_void(r)) {
         if (owed && !r->srv_replied)
             req_fire_done(r, status);
-        req_maybe_free(r);
-        return;
+    } else {
+        req_reply_internal(r, status, content_type, body, len);
     }
-    r->pins++;
-    req_reply_internal(r, status, content_type, body, len);
-    r->pins--;
-    req_maybe_free(r);
+    req_release(r);
 }
 
 void http_reply_json(http_req *r, int status, json_t *body)
@@ -949,11 +961,8 @@ int http_resp_write(http_req *r, const void *data, size_t len, http_write_fn cb,
 {
     if (!r->head_composed)
         http_resp_start(r, 200, -1);
-    if (req_reply_void(r) || r->resp_ended) {
-        if (cb)
-            cb(r, UV_ECANCELED, ud);
-        return 0;
-    }
+    if (req_reply_void(r) || r->resp_ended)
+        return UV_ECANCELED; /* cb is not called: never a callback inside the caller's call */
     if (r->no_body)
         len = 0;
     if (r->resp_cl >= 0 && r->resp_sent + len > (uint64_t)r->resp_cl)
@@ -982,11 +991,12 @@ void http_resp_end(http_req *r)
     if (r->resp_ended && !r->srv_replied)
         return;
     int owed = r->handler_owes;
+    req_hold(r);
     r->handler_owes = 0;
     if (req_reply_void(r)) {
         if (owed && !r->srv_replied)
             req_fire_done(r, r->status ? r->status : 200);
-        req_maybe_free(r);
+        req_release(r);
         return;
     }
     if (!r->head_composed)
@@ -999,13 +1009,11 @@ void http_resp_end(http_req *r)
     if (r->resp_cl >= 0 && r->resp_sent < (uint64_t)r->resp_cl && !r->no_body)
         r->close_after = 1; /* fewer bytes than announced: only a close can end it */
     r->resp_ended = 1;
-    r->pins++;
     req_settle_body(r, 1);
     req_fire_done(r, r->status);
     conn_flush(r->conn);
-    conn_update(r->conn);
-    r->pins--;
-    req_maybe_free(r);
+    conn_update(r->conn); /* NULL when conn_flush closed it */
+    req_release(r);
 }
 
 void http_resp_abort(http_req *r)
@@ -1149,8 +1157,10 @@ void http_req_read_body(http_req *r, size_t max, http_req_fn done)
         r->body.cap = (size_t)r->content_length + 1;
         r->body.p[0] = '\0';
     }
+    req_hold(r); /* a failed write of the 100 closes the connection: done never comes */
     req_send_continue(r);
     conn_kick(r->conn);
+    req_release(r);
 }
 
 void http_req_stream_body(http_req *r, http_data_fn on_data, http_req_fn on_end)
@@ -1167,8 +1177,10 @@ void http_req_stream_body(http_req *r, http_data_fn on_data, http_req_fn on_end)
     }
     if (!r->conn)
         return; /* on_close already told the handler */
+    req_hold(r);
     req_send_continue(r);
     conn_kick(r->conn);
+    req_release(r);
 }
 
 void http_req_pause(http_req *r)
@@ -1554,16 +1566,13 @@ static int cb_headers_complete(llhttp_t *p)
 
     http_server *srv = c->srv;
     r->handler_owes = 1;
-    r->pins++;
+    req_hold(r);
     srv->handler(r, srv->handler_ud);
-    r->pins--;
-    if (c->closing)
-        return HPE_PAUSED;
-    if (conn_blocked(c))
-        return HPE_PAUSED;
-    if (r->has_body && !r->body_done && c->tkind != TIMER_BODY)
+    int stop = c->closing || conn_blocked(c);
+    if (!stop && r->has_body && !r->body_done && c->tkind != TIMER_BODY)
         conn_arm(c, TIMER_BODY, srv->limits.body_timeout_ms);
-    return 0;
+    req_release(r); /* freed here when the handler's reply closed the connection */
+    return stop ? HPE_PAUSED : 0;
 }
 
 static int cb_chunk_header(llhttp_t *p)
@@ -1622,17 +1631,15 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
             return parse_error(c, 413, "The request body is too large.");
         buf_append(&r->body, at, len);
         break;
-    case BODY_STREAM:
-        if (r->on_data && len) {
-            r->pins++;
-            r->on_data(r, at, len);
-            r->pins--;
-        }
-        if (c->closing)
-            return HPE_PAUSED;
-        if (r->paused)
-            return HPE_PAUSED;
-        break;
+    case BODY_STREAM: {
+        if (!r->on_data || !len)
+            return r->paused ? HPE_PAUSED : 0;
+        req_hold(r);
+        r->on_data(r, at, len);
+        int stop = c->closing || r->paused;
+        req_release(r);
+        return stop ? HPE_PAUSED : 0;
+    }
     case BODY_DISCARD: /* a known rest of at most HTTP_DISCARD_MAX bytes */
         break;
     case BODY_NONE:
@@ -1651,15 +1658,14 @@ static int cb_message_complete(llhttp_t *p)
     if (c->tkind == TIMER_BODY)
         conn_disarm(c);
     r->body_done = 1;
-    r->pins++;
+    req_hold(r);
     if (r->body_mode == BODY_READ && r->read_done && !r->srv_replied) {
         r->read_done(r);
     } else if (r->body_mode == BODY_STREAM && r->on_end) {
         r->on_end(r);
     }
     r->parsing = 0;
-    r->pins--;
-    req_maybe_free(r);
+    req_release(r);
     if (c->closing || conn_blocked(c))
         return HPE_PAUSED;
     return 0;
@@ -1703,10 +1709,9 @@ static void conn_fail(http_conn *c, int status, const char *msg)
     r->parsing = 0;
     if (!r->id[0])
         req_set_id(r);
-    r->pins++;
+    req_hold(r);
     req_error_reply(r, status, msg);
-    r->pins--;
-    req_maybe_free(r);
+    req_release(r);
 }
 
 /* Parses one slice of input; returns the bytes consumed, or -1 when the connection failed. */
@@ -1994,6 +1999,8 @@ static void conn_update(http_conn *c)
         !conn_blocked(c))
         conn_kick(c);
     conn_update_reading(c);
+    if (c->closing)
+        return;
 
     /* timers */
     if (c->cur && !c->cur->headers_done) {
@@ -2065,6 +2072,7 @@ static void conn_close(http_conn *c)
     c->cur = NULL;
     if (cur && !cur->in_queue) {
         /* answered already, its body was still being parsed (or abandoned) */
+        cur->conn = NULL;
         cur->parsing = 0;
         req_maybe_free(cur);
     }
@@ -2072,7 +2080,7 @@ static void conn_close(http_conn *c)
     c->head = c->tail = NULL;
     c->nreqs = 0;
     for (http_req *r = list; r; r = r->next) {
-        r->pins++;
+        req_hold(r); /* the callbacks below may end any of them */
         r->conn = NULL;
         r->in_queue = 0;
         r->parsing = 0;
@@ -2090,8 +2098,7 @@ static void conn_close(http_conn *c)
             r->on_close = NULL;
             fn(r);
         }
-        r->pins--;
-        req_maybe_free(r);
+        req_release(r);
         r = next;
     }
     srv_check_done(c->srv);

@@ -12,6 +12,10 @@
  * Every request gets exactly one reply: http_reply() (whole) or http_resp_start() ... 
  * http_resp_end() (streamed). The request object stays valid until the reply ends, even if the
  * client has gone away (then what is written is dropped; http_req_on_close tells you early).
+ * The call that ends the reply (http_reply*, http_resp_end/abort) may free the request: it
+ * must not be used after it. A handler whose http_req_read_body() is refused (413) or whose
+ * client left before the body arrived is never called back and must not use the request
+ * after that call either.
  *
  * Pipelining: requests are parsed ahead (up to limits.max_pipeline) and dispatched at once;
  * responses go out in request order, a later response being held until the earlier ones end.
@@ -149,7 +153,11 @@ void http_reply_json(http_req *req, int status, json_t *body);
 void http_reply_error(http_req *req, int status, const char *code, const char *message);
 /* Streamed response: content_length -1 = chunked (HTTP/1.1) or close-delimited (HTTP/1.0). */
 void http_resp_start(http_req *req, int status, int64_t content_length);
-/* Queues data; cb (may be NULL) fires when it has been handed to the socket. Returns 0. */
+/* Queues data; cb (may be NULL) fires when it has been handed to the socket, or with a
+ * status < 0 when it was dropped (the connection closed meanwhile). Returns 0; or
+ * UV_ECANCELED when the response can no longer be written (the client is gone, the reply
+ * ended or the server answered instead): then nothing is queued and cb is never called.
+ * Callbacks never run inside the call that queued their data. */
 int http_resp_write(http_req *req, const void *data, size_t len, http_write_fn cb, void *ud);
 void http_resp_end(http_req *req);
 /* Ends a streamed response that broke midway (its source failed): no terminating chunk is

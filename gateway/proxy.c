@@ -1,6 +1,13 @@
 /* proxy: the gateway's request handler (see proxy.h). One gw_px per proxied request holds
  * the exchange with the upstream; bodies stream both ways with at most PX_HIGH bytes queued
- * on either side before the other side is paused. */
+ * on either side before the other side is paused.
+ *
+ * Lifetime of a gw_px: it lives while the client's reply is not ended, the exchange runs, a
+ * write callback is due, or a callback up the stack holds it. Every callback into it (from
+ * the server or the client) holds it with px_hold() and ends with px_release(), the one place
+ * it is freed: a callback can end the exchange (abort calls on_done at once) or the reply
+ * (a failed write closes the connection and cancels the other writes) and still go on. The
+ * access log is written before the reply ends, as ending it may free the request. */
 #include "proxy.h"
 
 #include <stdio.h>
@@ -40,6 +47,7 @@ typedef struct gw_px {
     unsigned up_writes, cl_writes;   /* write callbacks still to come */
     int req_paused, x_paused;
     int resp_started, resp_ended, client_closed;
+    unsigned holds;              /* callbacks up the stack using it (px_hold) */
     int last_timeout;            /* the previous try timed out: no instance left -> 504 */
     int tries;
     int status;
@@ -252,7 +260,7 @@ static void reply_redirect(gw_worker *w, http_req *req)
 
 static void px_maybe_free(gw_px *px)
 {
-    if (!px->resp_ended || px->x || px->cl_writes || px->up_writes)
+    if (px->holds || !px->resp_ended || px->x || px->cl_writes || px->up_writes)
         return;
     if (px->peer)
         upstream_peer_release(px->peer);
@@ -264,6 +272,18 @@ static void px_maybe_free(gw_px *px)
     free(px);
 }
 
+static void px_hold(gw_px *px)
+{
+    px->holds++;
+}
+
+static void px_release(gw_px *px)
+{
+    px->holds--;
+    px_maybe_free(px);
+}
+
+/* Before the reply ends: ending it may free px->req. */
 static void px_finish_log(gw_px *px)
 {
     if (!px->w->cfg->access_log)
@@ -278,12 +298,12 @@ static void px_finish_log(gw_px *px)
 static void px_error(gw_px *px, int status, const char *code, const char *msg)
 {
     px->status = status;
+    px->resp_ended = 1;
+    px_finish_log(px);
     prep(px->req, px->route->csp);
     if (status == 502 || status == 503)
         http_resp_header(px->req, "Retry-After", "1");
     http_reply_error(px->req, status, code, msg);
-    px->resp_ended = 1;
-    px_finish_log(px);
 }
 
 /* ---- client -> upstream ---- */
@@ -294,6 +314,7 @@ static void up_written(http_exchange *x, int status, void *ud)
     (void)status;
     px_write *wr = ud;
     gw_px *px = wr->px;
+    px_hold(px);
     px->up_pending -= wr->len;
     px->up_writes--;
     free(wr->buf);
@@ -302,12 +323,11 @@ static void up_written(http_exchange *x, int status, void *ud)
         px->req_paused = 0;
         http_req_resume(px->req);
     }
-    px_maybe_free(px);
+    px_release(px);
 }
 
-static void on_req_data(http_req *req, const char *data, size_t len)
+static void on_req_data_held(gw_px *px, http_req *req, const char *data, size_t len)
 {
-    gw_px *px = http_req_data(req);
     px->body_seen += (int64_t)len;
     if (!px->x || px->too_big)
         return;
@@ -341,21 +361,34 @@ static void on_req_data(http_req *req, const char *data, size_t len)
     }
 }
 
+static void on_req_data(http_req *req, const char *data, size_t len)
+{
+    gw_px *px = http_req_data(req);
+    px_hold(px);
+    on_req_data_held(px, req, data, len);
+    px_release(px);
+}
+
 static void on_req_end(http_req *req)
 {
     gw_px *px = http_req_data(req);
+    px_hold(px);
     if (px->x && !px->too_big)
-        http_exchange_end_body(px->x);
+        http_exchange_end_body(px->x); /* short of the length: on_done at once */
+    px_release(px);
 }
 
 static void on_sent_head(http_exchange *x, void *ud)
 {
     gw_px *px = ud;
     (void)x;
+    px_hold(px);
     if (px->body_len != 0 && !px->body_started) {
         px->body_started = 1;
+        /* a body already complete: on_req_end, and maybe on_done, run inside */
         http_req_stream_body(px->req, on_req_data, on_req_end);
     }
+    px_release(px);
 }
 
 /* ---- upstream -> client ---- */
@@ -372,7 +405,7 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
 {
     gw_px *px = ud;
     (void)x;
-    http_req *req = px->req;
+    http_req *req = px->req; /* alive: the reply is not ended while the exchange runs */
     const gw_config *c = px->w->cfg;
     px->upstream_ms = ms_since(px->t_up);
     px->status = status;
@@ -435,6 +468,7 @@ static void cl_written(http_req *req, int status, void *ud)
     (void)req;
     px_write *wr = ud;
     gw_px *px = wr->px;
+    px_hold(px); /* the abort runs on_done, which ends the reply */
     px->cl_pending -= wr->len;
     px->cl_writes--;
     free(wr);
@@ -444,7 +478,7 @@ static void cl_written(http_req *req, int status, void *ud)
         px->x_paused = 0;
         http_exchange_resume(px->x);
     }
-    px_maybe_free(px);
+    px_release(px);
 }
 
 /* http_resp_write copies the data; the callback only paces the upstream. */
@@ -454,20 +488,25 @@ static void px_send(gw_px *px, const char *buf, size_t len)
     if (!wr)
         return;
     *wr = (px_write){ px, NULL, len };
+    if (http_resp_write(px->req, buf, len, cl_written, wr) != 0) {
+        free(wr); /* the client is gone (on_client_close ends the exchange) */
+        return;
+    }
     px->cl_pending += len;
     px->cl_writes++;
     px->bytes_out += (int64_t)len;
-    http_resp_write(px->req, buf, len, cl_written, wr);
 }
 
 static void on_data(http_exchange *x, const char *data, size_t len, void *ud)
 {
     gw_px *px = ud;
+    px_hold(px);
     if (px->gz) {
         char *buf;
         size_t n;
         if (gw_gzip_push(px->gz, data, len, 0, &buf, &n) != 0) {
             http_exchange_abort(x);
+            px_release(px);
             return;
         }
         if (n)
@@ -476,10 +515,11 @@ static void on_data(http_exchange *x, const char *data, size_t len, void *ud)
     } else {
         px_send(px, data, len);
     }
-    if (px->cl_pending >= PX_HIGH && !px->x_paused) {
+    if (px->x && px->cl_pending >= PX_HIGH && !px->x_paused) {
         px->x_paused = 1;
         http_exchange_pause(x);
     }
+    px_release(px);
 }
 
 static int idempotent(const char *m)
@@ -488,9 +528,8 @@ static int idempotent(const char *m)
            !strcmp(m, "OPTIONS") || !strcmp(m, "TRACE");
 }
 
-static void on_done(http_exchange *x, hc_err err, void *ud)
+static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
 {
-    gw_px *px = ud;
     int sent = http_exchange_sent_any(x);
     px->x = NULL;
     if (err == HC_OK) {
@@ -502,10 +541,9 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
                 px_send(px, buf, n);
             free(buf);
         }
-        http_resp_end(px->req);
         px->resp_ended = 1;
         px_finish_log(px);
-        px_maybe_free(px);
+        http_resp_end(px->req);
         return;
     }
     int transport = err == HC_ECONNECT || err == HC_ETIMEOUT || err == HC_ERESET;
@@ -513,16 +551,14 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
         upstream_peer_failed(px->up, px->peer);
     if (px->resp_started) {
         /* Cut short after the head went out: the client must see a broken response. */
-        http_resp_abort(px->req);
         px->resp_ended = 1;
         px_finish_log(px);
-        px_maybe_free(px);
+        http_resp_abort(px->req);
         return;
     }
     if (px->too_big) {
         http_resp_close_after(px->req);
         px_error(px, 413, "payload_too_large", "The request body is over this route's limit.");
-        px_maybe_free(px);
         return;
     }
     int retry = transport && !px->client_closed && px->tries < PX_MAX_TRIES && !px->body_started &&
@@ -540,7 +576,14 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
         px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
     else
         px_error(px, 502, "bad_gateway", "The service is unavailable.");
-    px_maybe_free(px);
+}
+
+static void on_done(http_exchange *x, hc_err err, void *ud)
+{
+    gw_px *px = ud;
+    px_hold(px);
+    on_done_held(px, x, err);
+    px_release(px);
 }
 
 static const http_exchange_cbs px_cbs = { on_sent_head, on_response, on_data, on_done };
@@ -563,6 +606,7 @@ static upstream_peer *px_pick(gw_px *px, const upstream_peer *avoid)
     return NULL;
 }
 
+/* Callers hold px. */
 static void px_try(gw_px *px, const upstream_peer *avoid)
 {
     px->peer = px_pick(px, avoid);
@@ -571,7 +615,6 @@ static void px_try(gw_px *px, const upstream_peer *avoid)
             px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
         else
             px_error(px, 502, "bad_gateway", "No instance of the service is available.");
-        px_maybe_free(px);
         return;
     }
     px->tries++;
@@ -579,18 +622,18 @@ static void px_try(gw_px *px, const upstream_peer *avoid)
     px->t_up = uv_hrtime();
     px->x = http_exchange_start(px->w->client, upstream_peer_addr(px->peer), http_req_method(px->req),
                                 px->target, px->hdrs, px->nhdrs, px->body_len, &px_cbs, px);
-    if (!px->x) {
+    if (!px->x)
         px_error(px, 502, "bad_gateway", "Cannot reach the service.");
-        px_maybe_free(px);
-    }
 }
 
 static void on_client_close(http_req *req)
 {
     gw_px *px = http_req_data(req);
+    px_hold(px);
     px->client_closed = 1;
     if (px->x)
         http_exchange_abort(px->x);
+    px_release(px);
 }
 
 /* The headers sent upstream: the client's, less hop-by-hop and forwarding ones, plus ours.
@@ -757,5 +800,7 @@ void gw_proxy_handle(http_req *req, void *ud)
     snprintf(px->target, tlen, "%s%s%s", path, *q ? "?" : "", q);
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
+    px_hold(px);
     px_try(px, NULL);
+    px_release(px);
 }

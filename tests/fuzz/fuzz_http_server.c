@@ -2,14 +2,22 @@
  * path, parser callbacks and strict checks, pipelining, body modes, pauses, responses,
  * timeouts, close) through a loopback TCP connection in one libuv loop.
  *
- * Input: byte 0 chooses how the rest is cut into writes (1, 2, 3, 7, 16, 64, 512 bytes or
- * all at once); the server reads each write separately (the loop runs between writes), so
- * read boundaries are reproducible. Then the client half-closes, and the loop runs until
- * the server closed the connection and every handler finished: each input leaves no state. */
+ * Input: byte 0 chooses how the rest is cut into writes (bits 0-2: 1, 2, 3, 7, 16, 64, 512
+ * bytes or all at once); the server reads each write separately (the loop runs between
+ * writes), so read boundaries are reproducible. Bits 3-4 choose how the client leaves:
+ *   0  after the last byte it half-closes and reads every answer (the polite client);
+ *   1  it resets (RST: SO_LINGER 0) at a point byte 1 chooses (a fraction of the input);
+ *   2  it half-closes at that point, lets the server run a little, then resets;
+ *   3  it sends everything, lets the server run byte 1 loop turns, then resets.
+ * Bit 5: the client never reads, with a tiny receive buffer, so the server's responses
+ * (/big, /huge) block and its writes fail when the reset comes. The loop then runs until the
+ * server closed the connection and every handler finished: each input leaves no state. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,7 +155,8 @@ static void big_next(http_req *req, int status, void *ud)
         return;
     }
     static char chunk[3000];
-    http_resp_write(req, chunk, sizeof chunk, big_next, (void *)(left - 1));
+    if (http_resp_write(req, chunk, sizeof chunk, big_next, (void *)(left - 1)) != 0)
+        http_resp_end(req);
 }
 
 static void h_big(http_req *req)
@@ -173,6 +182,13 @@ static void fuzz_dispatch(http_req *req, void *ud)
     router_dispatch(req, ud);
 }
 
+/* A response larger than the socket buffers: written while the client may vanish. */
+static void h_huge(http_req *req)
+{
+    http_resp_start(req, 200, 120 * 3000);
+    big_next(req, 0, (void *)(uintptr_t)120);
+}
+
 /* ---- set-up */
 
 static int fuzz_listen_socket(void)
@@ -195,6 +211,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    signal(SIGPIPE, SIG_IGN); /* as the services: a write to a reset peer is an error */
     crypto_init();
     loop = uv_default_loop();
     routes = router_new();
@@ -204,6 +221,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     router_add(routes, "POST", "/json", h_json, 0);
     router_add(routes, "GET", "/slow", h_slow, 0);
     router_add(routes, "GET", "/big", h_big, 0);
+    router_add(routes, "GET", "/huge", h_huge, 0);
     router_add(routes, "GET", "/items/{id}", h_hello, 0);
     router_add_stream(routes, "POST", "/stream", h_stream);
     router_add_stream(routes, "POST", "/refuse", h_refuse);
@@ -256,44 +274,125 @@ static void client_send(int fd, const uint8_t *p, size_t n)
     }
 }
 
+/* connect(), finished when a signal (libFuzzer's -timeout alarm) interrupted it. */
+static int client_connect(int fd, const struct sockaddr_in *sa)
+{
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -1;
+    struct pollfd p = {fd, POLLOUT, 0};
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return -1;
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    errno = err;
+    return err ? -1 : 0;
+}
+
+/* 1 when the server closed the connection (EOF or reset waiting on the client's socket). */
+static int client_closed(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Closes with a reset: the server's pending writes and reads fail. */
+static void client_reset(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t cuts[8] = {1, 2, 3, 7, 16, 64, 512, (size_t)-1};
     if (size == 0)
         return 0;
     size_t cut = cuts[data[0] & 7];
+    int leave = (data[0] >> 3) & 3;
+    int no_read = (data[0] >> 5) & 1;
     data++;
     size--;
+    size_t stop_at = size; /* where the client stops sending */
+    unsigned turns = 0;    /* loop turns before the reset (leave 3) */
+    if (leave != 0) {
+        if (size == 0)
+            return 0;
+        if (leave == 3)
+            turns = data[0];
+        else
+            stop_at = (size - 1) * data[0] / 255;
+        data++;
+        size--;
+        if (stop_at > size)
+            stop_at = size;
+    }
 
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (no_read) {
+        int small = 2048; /* set before connect: the window stays small */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = htons((uint16_t)port);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (fd < 0 || client_connect(fd, &sa) != 0) {
         perror("fuzz_http_server: connect");
         abort();
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    while (http_server_connections(srv) == 0)
-        uv_run(loop, UV_RUN_ONCE); /* the accept */
+    /* the accept; under load the header timeout may close it within the same loop turn,
+     * so the client's socket closing also ends the wait */
+    while (http_server_connections(srv) == 0 && !client_closed(fd))
+        uv_run(loop, UV_RUN_NOWAIT);
 
-    for (size_t off = 0; off < size;) {
-        size_t n = size - off < cut ? size - off : cut;
+    for (size_t off = 0; off < stop_at;) {
+        size_t n = stop_at - off < cut ? stop_at - off : cut;
         client_send(fd, data + off, n);
         off += n;
         uv_run(loop, UV_RUN_NOWAIT);
-        client_drain(fd);
+        if (!no_read)
+            client_drain(fd);
     }
-    shutdown(fd, SHUT_WR);
+    switch (leave) {
+    case 0:
+        shutdown(fd, SHUT_WR);
+        break;
+    case 1:
+        client_reset(fd);
+        fd = -1;
+        break;
+    case 2:
+        shutdown(fd, SHUT_WR);
+        for (int i = 0; i < 3; i++)
+            uv_run(loop, UV_RUN_NOWAIT);
+        client_reset(fd);
+        fd = -1;
+        break;
+    case 3:
+        for (unsigned i = 0; i < turns; i++)
+            uv_run(loop, UV_RUN_NOWAIT);
+        client_reset(fd);
+        fd = -1;
+        break;
+    }
     /* the server answers what it can and closes; timers bound every wait */
     while (http_server_connections(srv) > 0 || pending_work > 0) {
         uv_run(loop, UV_RUN_ONCE);
-        client_drain(fd);
+        if (fd >= 0 && !no_read)
+            client_drain(fd);
     }
-    client_drain(fd);
-    close(fd);
+    if (fd >= 0) {
+        client_drain(fd);
+        close(fd);
+    }
     uv_run(loop, UV_RUN_NOWAIT); /* close callbacks */
     return 0;
 }

@@ -211,7 +211,10 @@ static void big_next(http_req *req, int status, void *ud)
     }
     size_t n = b->left < sizeof b->chunk ? (size_t)b->left : sizeof b->chunk;
     b->left -= n;
-    http_resp_write(req, b->chunk, n, big_next, b);
+    if (http_resp_write(req, b->chunk, n, big_next, b) != 0) {
+        free(b); /* the client is gone: big_next will not be called */
+        http_resp_end(req);
+    }
 }
 
 static void on_big(http_req *req)

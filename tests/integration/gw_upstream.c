@@ -80,7 +80,10 @@ static void echo_data(http_req *req, const char *data, size_t len)
     char *copy = malloc(len);
     memcpy(copy, data, len);
     http_req_pause(req);
-    http_resp_write(req, copy, len, echo_written, copy);
+    if (http_resp_write(req, copy, len, echo_written, copy) != 0) {
+        free(copy); /* the client is gone: echo_written will not be called */
+        http_req_resume(req);
+    }
 }
 
 static void echo_end(http_req *req)
@@ -101,7 +104,10 @@ static void big_more(http_req *req, int status, void *ud)
     }
     size_t n = s->left > (int64_t)sizeof chunk ? sizeof chunk : (size_t)s->left;
     s->left -= (int64_t)n;
-    http_resp_write(req, chunk, n, big_more, s);
+    if (http_resp_write(req, chunk, n, big_more, s) != 0) {
+        http_resp_end(req);
+        free(s);
+    }
 }
 
 static void cut_written(http_req *req, int status, void *ud)
@@ -153,7 +159,8 @@ static void handle(http_req *req, void *ud)
         memset(chunk, 'x', n);
         http_resp_header(req, "Content-Type", "text/plain");
         http_resp_start(req, 200, -1);
-        http_resp_write(req, chunk, n, cut_written, NULL);
+        if (http_resp_write(req, chunk, n, cut_written, NULL) != 0)
+            http_resp_abort(req);
     } else if (strcmp(path, "/json") == 0) {
         long n = query_num(req, "n", 4096);
         json_t *items = json_array();
