@@ -29,6 +29,7 @@
  *     happens only while no byte of a streamed body went out; fetch() keeps its body and can
  *     always replay it. */
 #include "http_client.h"
+#include "buf.h"
 #include "http_syntax.h"
 
 #include <llhttp.h>
@@ -133,8 +134,7 @@ struct http_exchange {
     unsigned holds;             /* > 0 while our code up the stack still uses x */
     /* response */
     int status;
-    char *hbuf;
-    size_t hlen, hcap;
+    buf hbuf;                   /* header names and values, each NUL-terminated */
     hc_hoff *hoff;
     size_t nh, hoff_cap;
     int hstate;                 /* 0 between headers, 1 in a name, 2 in a value */
@@ -231,27 +231,6 @@ static void hc_addr_host(const struct sockaddr *sa, char *out, size_t size) {
 
 /* ---- the request head ---- */
 
-typedef struct hc_sbuf {
-    char *p;
-    size_t len, cap;
-} hc_sbuf;
-
-static void hc_sbuf_add(hc_sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        b->p = hc_realloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void hc_sbuf_str(hc_sbuf *b, const char *s) {
-    hc_sbuf_add(b, s, strlen(s));
-}
-
 static int hc_is_token(const char *s) {
     return s && http_syntax_token(s, strlen(s));
 }
@@ -288,7 +267,7 @@ static int hc_method_has_body(const char *m) {
 /* Frames the head; 0 on success, -1 when a piece is not valid HTTP. */
 static int hc_build_head(http_exchange *x, const char *method, const char *target,
                          const http_header *h, size_t n) {
-    hc_sbuf b = {0};
+    buf b = {0};
     int have_host = 0;
     char line[80];
 
@@ -296,10 +275,10 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
     for (size_t i = 0; i < n; i++)
         if (!hc_is_token(h[i].name) || !hc_is_field_text(h[i].value, 1)) return -1;
 
-    hc_sbuf_str(&b, method);
-    hc_sbuf_str(&b, " ");
-    hc_sbuf_str(&b, target);
-    hc_sbuf_str(&b, " HTTP/1.1\r\n");
+    buf_puts(&b, method);
+    buf_puts(&b, " ");
+    buf_puts(&b, target);
+    buf_puts(&b, " HTTP/1.1\r\n");
     for (size_t i = 0; i < n; i++) {
         if (strcasecmp(h[i].name, "Content-Length") == 0 ||
             strcasecmp(h[i].name, "Transfer-Encoding") == 0)
@@ -310,25 +289,25 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
         }
         if (strcasecmp(h[i].name, "Connection") == 0 && hc_has_token(h[i].value, "close"))
             x->req_close = 1;
-        hc_sbuf_str(&b, h[i].name);
-        hc_sbuf_str(&b, ": ");
-        hc_sbuf_str(&b, h[i].value);
-        hc_sbuf_str(&b, "\r\n");
+        buf_puts(&b, h[i].name);
+        buf_puts(&b, ": ");
+        buf_puts(&b, h[i].value);
+        buf_puts(&b, "\r\n");
     }
     if (!have_host) {
         char host[80];
         hc_addr_host((const struct sockaddr *)&x->addr, host, sizeof host);
-        hc_sbuf_str(&b, "Host: ");
-        hc_sbuf_str(&b, host);
-        hc_sbuf_str(&b, "\r\n");
+        buf_puts(&b, "Host: ");
+        buf_puts(&b, host);
+        buf_puts(&b, "\r\n");
     }
     if (x->body_len < 0) {
-        hc_sbuf_str(&b, "Transfer-Encoding: chunked\r\n");
+        buf_puts(&b, "Transfer-Encoding: chunked\r\n");
     } else if (x->body_len > 0 || hc_method_has_body(method)) {
         snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)x->body_len);
-        hc_sbuf_str(&b, line);
+        buf_puts(&b, line);
     }
-    hc_sbuf_str(&b, "\r\n");
+    buf_puts(&b, "\r\n");
     x->head = b.p;
     x->head_len = b.len;
     return 0;
@@ -372,7 +351,7 @@ static void hc_wlist_unlink(http_exchange *x, hc_wreq *w) {
 
 static void hc_exchange_free(http_exchange *x) {
     free(x->head);
-    free(x->hbuf);
+    buf_free(&x->hbuf);
     free(x->hoff);
     free(x->hdrs);
     free(x);
@@ -392,7 +371,7 @@ static int hc_req_complete(const http_exchange *x) {
 }
 
 static void hc_headers_reset(http_exchange *x) {
-    x->hlen = 0;
+    buf_truncate(&x->hbuf, 0);
     x->nh = 0;
     x->hstate = 0;
     x->headers_done = 0;
@@ -742,15 +721,8 @@ static void hc_write_cb(uv_write_t *req, int status) {
 /* ---- parsing the response ---- */
 
 static int hc_hdr_add(http_exchange *x, const char *at, size_t len) {
-    if (x->hlen + len + 1 > HC_MAX_HEADER_BYTES) return -1;
-    if (x->hlen + len + 1 > x->hcap) {
-        size_t cap = x->hcap ? x->hcap : 1024;
-        while (cap < x->hlen + len + 1) cap *= 2;
-        x->hbuf = hc_realloc(x->hbuf, cap);
-        x->hcap = cap;
-    }
-    memcpy(x->hbuf + x->hlen, at, len);
-    x->hlen += len;
+    if (x->hbuf.len + len + 1 > HC_MAX_HEADER_BYTES) return -1;
+    buf_append(&x->hbuf, at, len);
     return 0;
 }
 
@@ -781,7 +753,7 @@ static int hc_on_header_field(llhttp_t *p, const char *at, size_t len) {
             x->hoff_cap = x->hoff_cap ? x->hoff_cap * 2 : 16;
             x->hoff = hc_realloc(x->hoff, x->hoff_cap * sizeof *x->hoff);
         }
-        x->hoff[x->nh].name = x->hlen;
+        x->hoff[x->nh].name = x->hbuf.len;
         x->hoff[x->nh].value = 0;
         x->nh++;
         x->hstate = 1;
@@ -794,7 +766,7 @@ static int hc_on_header_field_complete(llhttp_t *p) {
     if (!x) return -1;
     if (x->headers_done || x->hstate != 1) return 0;
     if (hc_hdr_add(x, "", 1)) return -1;
-    x->hoff[x->nh - 1].value = x->hlen;
+    x->hoff[x->nh - 1].value = x->hbuf.len;
     x->hstate = 2;
     return 0;
 }
@@ -825,11 +797,11 @@ static int hc_headers_build(http_exchange *x) {
     if (x->hstate != 0) return -1;
     x->hdrs = hc_alloc((x->nh ? x->nh : 1) * sizeof *x->hdrs);
     for (size_t i = 0; i < x->nh; i++) {
-        char *v = x->hbuf + x->hoff[i].value;
+        char *v = x->hbuf.p + x->hoff[i].value;
         size_t n = strlen(v);
         while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
-        if (!x->hbuf[x->hoff[i].name]) return -1;   /* an empty name */
-        x->hdrs[i].name = x->hbuf + x->hoff[i].name;
+        if (!x->hbuf.p[x->hoff[i].name]) return -1;   /* an empty name */
+        x->hdrs[i].name = x->hbuf.p + x->hoff[i].name;
         x->hdrs[i].value = v;
     }
     x->headers_done = 1;
@@ -1178,8 +1150,7 @@ typedef struct hc_fetch {
     void *ud;
     char *body;
     size_t body_len;
-    char *rbody;
-    size_t rlen, rcap;
+    buf rbody;
 } hc_fetch;
 
 static int hc_fetch_on_response(http_exchange *x, int status, const http_header *h, size_t n,
@@ -1198,36 +1169,28 @@ static int hc_fetch_on_response(http_exchange *x, int status, const http_header 
 
 static void hc_fetch_on_data(http_exchange *x, const char *data, size_t len, void *ud) {
     hc_fetch *f = ud;
-    if (f->rlen + len > f->c->opts.max_response) {
+    if (f->rbody.len + len > f->c->opts.max_response) {
         hc_exchange_finish(x, HC_ETOOBIG);
         return;
     }
-    if (f->rlen + len + 1 > f->rcap) {
-        size_t cap = f->rcap ? f->rcap : 4096;
-        while (cap < f->rlen + len + 1) cap *= 2;
-        f->rbody = hc_realloc(f->rbody, cap);
-        f->rcap = cap;
-    }
-    memcpy(f->rbody + f->rlen, data, len);
-    f->rlen += len;
+    buf_append(&f->rbody, data, len);
 }
 
 static void hc_fetch_on_done(http_exchange *x, hc_err err, void *ud) {
     hc_fetch *f = ud;
     if (err == HC_OK) {
         http_response r;
-        if (!f->rbody) f->rbody = hc_alloc(1);
-        f->rbody[f->rlen] = '\0';
         r.status = x->status;
         r.nheaders = x->nh;
         r.headers = x->hdrs;
-        r.body = f->rbody;
-        r.body_len = f->rlen;
+        buf_reserve(&f->rbody, 0); /* an empty body is "" too */
+        r.body = f->rbody.p;
+        r.body_len = f->rbody.len;
         f->cb(HC_OK, &r, f->ud);
     } else {
         f->cb(err, NULL, f->ud);
     }
-    free(f->rbody);
+    buf_free(&f->rbody);
     free(f->body);
     free(f);
 }

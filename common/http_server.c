@@ -35,7 +35,6 @@
 #include <inttypes.h>
 #include <llhttp.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "crypto.h"
 #include "http_syntax.h"
 
@@ -55,12 +55,6 @@
 
 typedef struct http_conn http_conn;
 typedef struct http_out http_out;
-
-/* A growable byte buffer, always NUL-terminated when non-empty. */
-typedef struct http_buf {
-    char *p;
-    size_t len, cap;
-} http_buf;
 
 /* A piece of output (a response head, body bytes with their chunk framing) of one request. */
 struct http_out {
@@ -101,10 +95,10 @@ struct http_req {
 
     /* the head */
     const char *method;
-    http_buf target;
+    buf target;
     char *path;
     const char *query;
-    http_buf hbuf;
+    buf hbuf;
     http_hdr *hdrs;
     size_t nhdrs, hcap;
     size_t field_start;  /* offset of the header being parsed */
@@ -127,7 +121,7 @@ struct http_req {
     size_t body_max;
     uint64_t body_received;
     uint64_t ext_received;   /* chunk extension bytes, counted against the body limit */
-    http_buf body;
+    buf body;
     http_req_fn read_done;
     http_data_fn on_data;
     http_req_fn on_end;
@@ -136,7 +130,7 @@ struct http_req {
 
     /* the response */
     int status;
-    http_buf rhdrs;
+    buf rhdrs;
     int head_composed;   /* the response head is queued */
     int resp_ended;      /* the whole response is queued */
     int srv_replied;     /* the server answered in the handler's place (error, timeout) */
@@ -278,55 +272,6 @@ static char *http_strndup(const char *s, size_t n)
     char *p = http_alloc(n + 1);
     memcpy(p, s, n);
     return p;
-}
-
-static void buf_append(http_buf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            fprintf(stderr, "http_server: out of memory\n");
-            abort();
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_printf(http_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(http_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        buf_append(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = http_alloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    buf_append(b, big, (size_t)n);
-    free(big);
-}
-
-static void buf_free(http_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
 }
 
 static int is_ows(char ch)
@@ -767,7 +712,7 @@ static void req_settle_body(http_req *r, int at_end)
 }
 
 /* Writes the status line and headers; chooses the framing. */
-static void req_compose_head(http_req *r, http_buf *b, int status, const char *ctype,
+static void req_compose_head(http_req *r, buf *b, int status, const char *ctype,
                              int64_t clen)
 {
     http_server *srv = r->srv;
@@ -808,7 +753,7 @@ static void req_compose_head(http_req *r, http_buf *b, int status, const char *c
 static void req_reply_internal(http_req *r, int status, const char *ctype, const void *body,
                                size_t len)
 {
-    http_buf b = {0};
+    buf b = {0};
     req_settle_body(r, 1); /* the handler is done with this request, body included */
     req_compose_head(r, &b, status, ctype, status_has_body(status) ? (int64_t)len : -1);
     if (!r->no_body && len)
@@ -947,7 +892,7 @@ void http_resp_start(http_req *r, int status, int64_t content_length)
             r->status = status;
         return;
     }
-    http_buf b = {0};
+    buf b = {0};
     req_settle_body(r, 0);
     req_compose_head(r, &b, status, NULL, content_length);
     http_out *o = out_new(r, b.len);
@@ -1150,13 +1095,8 @@ void http_req_read_body(http_req *r, size_t max, http_req_fn done)
         done(r);
         return;
     }
-    if (r->content_length > 0 && !r->body.p) {
-        r->body.p = malloc((size_t)r->content_length + 1);
-        if (!r->body.p)
-            abort();
-        r->body.cap = (size_t)r->content_length + 1;
-        r->body.p[0] = '\0';
-    }
+    if (r->content_length > 0 && !r->body.p)
+        buf_reserve(&r->body, (size_t)r->content_length);
     req_hold(r); /* a failed write of the 100 closes the connection: done never comes */
     req_send_continue(r);
     conn_kick(r->conn);
