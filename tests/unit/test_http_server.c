@@ -16,6 +16,7 @@
 #include "crypto.h"
 #include "http_server.h"
 #include "test.h"
+#include "tls.h"
 
 static uv_loop_t *loop;
 
@@ -194,7 +195,7 @@ static void listen_errors_and_reuseport(void)
     http_server_free(a);
     http_server_free(b);
 
-    /* TLS listeners (opts.tls) are tested with the gateway: tests/unit/test_tls.c and
+    /* TLS listeners (opts.tls): tls_transport below, and through the gateway in
      * tests/integration/test_gateway.py. */
     run_until_closed();
 }
@@ -477,6 +478,130 @@ static void drain_and_free(void)
     wait_client(&c3);
 }
 
+/* ---- TLS: the transport seam (http_transport.c) under pipelining, a large response
+ * (several records in one write), a chunked one, and close_notify on Connection: close */
+
+static void h_tls(http_req *req, void *ud)
+{
+    (void)ud;
+    static char big[100000];
+    memset(big, 'x', sizeof big);
+    if (strcmp(http_req_path(req), "/big") == 0) {
+        http_reply(req, 200, "text/plain", big, sizeof big);
+    } else if (strcmp(http_req_path(req), "/chunked") == 0) {
+        http_resp_start(req, 200, -1);
+        http_resp_write(req, "hello ", 6, NULL, NULL);
+        http_resp_write(req, "tls", 3, NULL, NULL);
+        http_resp_end(req);
+    } else {
+        http_reply(req, 200, "text/plain", http_req_is_tls(req) ? "tls" : "pln", 3);
+    }
+}
+
+/* Python's ssl client: sends c->req, reads until the end and says how it ended: "EOF
+ * close_notify" (a clean TLS close) or "EOF ragged" (TCP closed without close_notify). */
+static void *tls_client_main(void *arg)
+{
+    client *c = arg;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c '\n"
+             "import socket, ssl, sys\n"
+             "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+             "ctx.check_hostname = False\n"
+             "ctx.verify_mode = ssl.CERT_NONE\n"
+             "s = ctx.wrap_socket(socket.create_connection((\"127.0.0.1\", %d), timeout=5),"
+             " suppress_ragged_eofs=False)\n"
+             "s.sendall(bytes.fromhex(sys.argv[1]))\n"
+             "data = b\"\"\n"
+             "try:\n"
+             "    while True:\n"
+             "        d = s.recv(65536)\n"
+             "        if not d:\n"
+             "            end = b\"close_notify\"\n"
+             "            break\n"
+             "        data += d\n"
+             "except ssl.SSLEOFError:\n"
+             "    end = b\"ragged\"\n"
+             "sys.stdout.buffer.write(data + b\"EOF \" + end)\n"
+             "' ",
+             c->port);
+    size_t n = strlen(cmd);
+    for (size_t i = 0; i < c->len && n + 3 < sizeof cmd; i++)
+        n += (size_t)snprintf(cmd + n, sizeof cmd - n, "%02x", (unsigned char)c->req[i]);
+    FILE *f = popen(cmd, "r");
+    if (f) {
+        c->rlen = fread(c->resp, 1, sizeof c->resp - 1, f);
+        pclose(f);
+    }
+    c->resp[c->rlen] = '\0';
+    __atomic_store_n(&c->finished, 1, __ATOMIC_RELEASE);
+    uv_async_send(&client_done);
+    return NULL;
+}
+
+static void tls_transport(void)
+{
+    char dir[] = "/tmp/test_http_server_XXXXXX", crt[64], key[64], cmd[512];
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    snprintf(crt, sizeof crt, "%s/ec.crt", dir);
+    snprintf(key, sizeof key, "%s/ec.key", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=localhost -keyout %s -out %s 2>/dev/null", key, crt);
+    CHECK_INT(system(cmd), 0);
+    char err[256] = "";
+    tls_server_opts to = {.cert_file = crt, .key_file = key};
+    tls_server *ts = tls_server_new(&to, err, sizeof err);
+    CHECK(ts != NULL);
+    if (!ts) {
+        printf("  tls_server_new: %s\n", err);
+        return;
+    }
+    http_server_opts o = {0};
+    o.handler = h_tls;
+    o.tls = ts;
+    http_server *srv = http_server_new(loop, &o);
+    int port, fd = listen_in_range(&port);
+    CHECK_INT(http_server_listen_fd(srv, fd), 0);
+
+    static client c;
+    c.port = port;
+    c.req = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /big HTTP/1.1\r\nHost: h\r\n\r\n"
+            "GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    c.len = strlen(c.req);
+    pthread_create(&c.thread, NULL, tls_client_main, &c);
+    wait_client(&c);
+    pthread_join(c.thread, NULL);
+    const char *a = strstr(c.resp, "\r\n\r\ntls");
+    CHECK(a != NULL);
+    const char *big = a ? strstr(a, "Content-Length: 100000\r\n\r\nxxxx") : NULL;
+    CHECK(big != NULL);
+    if (big) {
+        const char *body = strstr(big, "\r\n\r\n") + 4;
+        size_t i = 0;
+        while (body[i] == 'x')
+            i++;
+        CHECK_INT(i, 100000);
+        CHECK(strncmp(body + i, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    }
+    const char *ch = big ? strstr(big, "Transfer-Encoding: chunked\r\n") : NULL;
+    CHECK(ch != NULL);
+    CHECK(ch && strstr(ch, "Connection: close\r\n") != NULL);
+    CHECK(ch && strstr(ch, "\r\n\r\n6\r\nhello \r\n3\r\ntls\r\n0\r\n\r\nEOF close_notify") != NULL);
+    if (!ch)
+        printf("  got %zu bytes: %.300s\n", c.rlen, c.resp);
+    http_server_free(srv);
+    run_until_closed();
+    tls_server_free(ts);
+    unlink(crt);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_suite = "http_server";
@@ -494,6 +619,7 @@ int main(void)
     RUN(observer_and_client_gone);
     RUN(response_framing);
     RUN(drain_and_free);
+    RUN(tls_transport);
     uv_close((uv_handle_t *)&client_done, NULL);
     uv_close((uv_handle_t *)&later_timer, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
