@@ -249,7 +249,8 @@ int conn_blocked(http_conn *c);
 long conn_parse(http_conn *c, const char *data, size_t len);
 void conn_fail(http_conn *c, int status, const char *msg);
 
-/* http_request.c: the request's lifetime and queue */
+/* http_request.c: the request's lifetime and queue. req_hold/req_release is the one rule of
+ * the request's lifetime (see there): hold r around any call out that may end it. */
 http_req *req_new(http_conn *c);
 void req_maybe_free(http_req *r);
 void req_hold(http_req *r);
