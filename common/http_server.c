@@ -46,6 +46,7 @@
 
 #include "crypto.h"
 #include "http_syntax.h"
+#include "xalloc.h"
 
 #define HTTP_WRITE_BATCH 16     /* response pieces handed to one uv_write */
 #define HTTP_READ_SIZE 65536    /* one read; also the largest body piece given to a handler */
@@ -251,35 +252,6 @@ static void srv_check_done(http_server *srv);
 
 /* ---------------------------------------------------------------- small helpers */
 
-/* The read buffer: not zeroed (only the rlen bytes read into it are ever looked at), as it
- * is taken again for each request of a keep-alive connection. */
-static void *http_alloc_rbuf(void)
-{
-    void *p = malloc(HTTP_READ_SIZE);
-    if (!p) {
-        fprintf(stderr, "http_server: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static void *http_alloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (!p) {
-        fprintf(stderr, "http_server: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *http_strndup(const char *s, size_t n)
-{
-    char *p = http_alloc(n + 1);
-    memcpy(p, s, n);
-    return p;
-}
-
 static void buf_append(http_buf *b, const void *data, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
@@ -314,7 +286,7 @@ static void buf_printf(http_buf *b, const char *fmt, ...)
         buf_append(b, tmp, (size_t)n);
         return;
     }
-    char *big = http_alloc((size_t)n + 1);
+    char *big = xcalloc(1, (size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -443,7 +415,7 @@ void http_limits_default(http_limits *l)
 
 static http_req *req_new(http_conn *c)
 {
-    http_req *r = http_alloc(sizeof *r);
+    http_req *r = xcalloc(1, sizeof *r);
     r->conn = c;
     r->srv = c->srv;
     r->loop = c->srv->loop;
@@ -558,7 +530,7 @@ static void req_set_id(http_req *r)
 
 static http_out *out_new(http_req *r, size_t len)
 {
-    http_out *o = http_alloc(sizeof *o + len);
+    http_out *o = xcalloc(1, sizeof *o + len);
     o->req = r;
     o->len = len;
     return o;
@@ -657,7 +629,7 @@ static int conn_tls_flush(http_conn *c)
     size_t n = tls_conn_take_out(c->tls, &out);
     if (n == 0)
         return 0;
-    tls_write *w = http_alloc(sizeof *w);
+    tls_write *w = xcalloc(1, sizeof *w);
     w->data = out;
     w->wr.data = w;
     uv_buf_t b = uv_buf_init(out, (unsigned)n);
@@ -835,7 +807,7 @@ static char *error_body(const char *code, const char *message, size_t *len)
     json_decref(j);
     if (!s) {
         static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"error\"}}";
-        s = http_strndup(fallback, sizeof fallback - 1);
+        s = xstrndup(fallback, sizeof fallback - 1);
     }
     *len = strlen(s);
     return s;
@@ -1083,7 +1055,7 @@ void http_req_set_param(http_req *r, const char *name, const char *value)
     for (size_t i = 0; i < r->nparams; i++) {
         if (strcmp(r->params[i].name, name) == 0) {
             free(r->params[i].value);
-            r->params[i].value = http_strndup(value, strlen(value));
+            r->params[i].value = xstrndup(value, strlen(value));
             return;
         }
     }
@@ -1091,8 +1063,8 @@ void http_req_set_param(http_req *r, const char *name, const char *value)
     if (!p)
         abort();
     r->params = p;
-    p[r->nparams].name = http_strndup(name, strlen(name));
-    p[r->nparams].value = http_strndup(value, strlen(value));
+    p[r->nparams].name = xstrndup(name, strlen(name));
+    p[r->nparams].value = xstrndup(value, strlen(value));
     r->nparams++;
 }
 
@@ -1509,7 +1481,7 @@ static void req_split_target(http_req *r)
 {
     const char *t = r->target.p ? r->target.p : "";
     size_t n = strcspn(t, "?");
-    r->path = http_strndup(t, n);
+    r->path = xstrndup(t, n);
     r->query = t[n] == '?' ? t + n + 1 : "";
 }
 
@@ -1769,7 +1741,7 @@ static int conn_tls_pull(http_conn *c)
     if (c->tls_closed || c->lingering)
         return 0;
     if (!c->rbuf)
-        c->rbuf = http_alloc_rbuf();
+        c->rbuf = xmalloc(HTTP_READ_SIZE);
     c->roff = 0;
     int n = TLS_AGAIN;
     while (c->rlen < HTTP_READ_SIZE) {
@@ -1883,12 +1855,12 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     if (c->tls) {
         if (!c->srv->tls_rbuf)
-            c->srv->tls_rbuf = http_alloc_rbuf();
+            c->srv->tls_rbuf = xmalloc(HTTP_READ_SIZE);
         *buf = uv_buf_init(c->srv->tls_rbuf, HTTP_READ_SIZE);
         return;
     }
     if (!c->rbuf)
-        c->rbuf = http_alloc_rbuf();
+        c->rbuf = xmalloc(HTTP_READ_SIZE);
     *buf = uv_buf_init(c->rbuf, HTTP_READ_SIZE);
 }
 
@@ -2114,7 +2086,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     http_server *srv = ls->data;
     if (status < 0)
         return;
-    http_conn *c = http_alloc(sizeof *c);
+    http_conn *c = xcalloc(1, sizeof *c);
     c->srv = srv;
     uv_tcp_init(srv->loop, &c->tcp);
     c->tcp.data = c;
@@ -2172,7 +2144,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
 http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
 {
     http_settings_init();
-    http_server *srv = http_alloc(sizeof *srv);
+    http_server *srv = xcalloc(1, sizeof *srv);
     srv->loop = loop;
     http_limits d;
     http_limits_default(&d);
@@ -2197,7 +2169,7 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
     srv->conn_hook = opts->conn_hook;
     srv->error_headers = opts->error_headers;
     if (opts->server_name)
-        srv->server_name = http_strndup(opts->server_name, strlen(opts->server_name));
+        srv->server_name = xstrndup(opts->server_name, strlen(opts->server_name));
     uv_idle_init(loop, &srv->kick);
     srv->kick.data = srv;
     uv_timer_init(loop, &srv->drain_timer);
