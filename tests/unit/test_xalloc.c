@@ -9,30 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Runs fn in a child with stderr captured; returns the signal that ended it (0: none). */
-static int run_child(void (*fn)(void), char *err, size_t errcap) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        alarm(5);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < errcap && (n = read(fds[0], err + len, errcap - len - 1)) > 0) len += (size_t)n;
-    err[len] = '\0';
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-}
-
 static void calloc_overflow(void) {
     volatile size_t n = SIZE_MAX / 2;
     free(xcalloc(n, 4)); /* n * 4 does not fit in size_t */
@@ -40,7 +16,8 @@ static void calloc_overflow(void) {
 
 static void oom_aborts_with_a_line(void) {
     char err[512];
-    CHECK_INT(run_child(calloc_overflow, err, sizeof err), SIGABRT);
+    int st = test_run_child(calloc_overflow, err, sizeof err);
+    CHECK(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     CHECK(strstr(err, "out of memory allocating") != NULL);
 }
 
