@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "jwt.h"
@@ -39,13 +40,6 @@ struct auth_client {
     int refs;                  /* 1 for the owner + 1 per request in flight */
     int closing;
 };
-
-static uint64_t ac_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 void auth_client_opts_default(auth_client_opts *o)
 {
@@ -216,7 +210,7 @@ static void ac_on_me(hc_err err, const http_response *resp, void *ud)
         ans = json_pack("{s:i}", "status", 401);
     }
     if (ans)
-        jwt_cache_put(c->answers, f->key, ans, ac_now_ms() + c->o.cache_ttl_ms);
+        jwt_cache_put(c->answers, f->key, ans, clock_mono_ms() + c->o.cache_ttl_ms);
     else if (!c->closing)
         log_warn(NULL, "auth /auth/me failed: %s (status %d)", hc_strerror(err),
                  err == HC_OK ? resp->status : 0);
@@ -271,7 +265,7 @@ void auth_client_check(auth_client *c, http_req *req, auth_client_fn cb, void *u
     }
     uint8_t key[32];
     crypto_sha256(cred, strlen(cred), key);
-    json_t *ans = jwt_cache_get(c->answers, key, ac_now_ms());
+    json_t *ans = jwt_cache_get(c->answers, key, clock_mono_ms());
     if (ans) {
         ac_answer(ans, cb, ud);
         return;
@@ -304,7 +298,7 @@ static int ac_verify_service(auth_client *c, const char *token, auth_identity *i
     crypto_sha256(token, len, key);
     jwt_expect ex = {.typ = "svc", .iss = c->issuer, .aud = c->service,
                      .now = (int64_t)time(NULL), .leeway = AC_LEEWAY_S};
-    json_t *claims = jwt_cache_get(c->svc_tokens, key, ac_now_ms());
+    json_t *claims = jwt_cache_get(c->svc_tokens, key, clock_mono_ms());
     jwt_err err;
     if (claims) {
         err = jwt_check_time(claims, &ex);
@@ -314,7 +308,7 @@ static int ac_verify_service(auth_client *c, const char *token, auth_identity *i
         if (err == JWT_OK) {
             int64_t ttl = json_integer_value(json_object_get(claims, "exp")) - ex.now;
             if (ttl > 0)
-                jwt_cache_put(c->svc_tokens, key, claims, ac_now_ms() + (uint64_t)ttl * 1000u);
+                jwt_cache_put(c->svc_tokens, key, claims, clock_mono_ms() + (uint64_t)ttl * 1000u);
         }
     }
     if (err == JWT_EKID)
@@ -372,7 +366,7 @@ static void ac_finish_service(auth_client *c, ac_waiter *w, int allow_fetch)
 {
     auth_identity id;
     int st = ac_verify_service(c, w->token, &id);
-    uint64_t now = ac_now_ms();
+    uint64_t now = clock_mono_ms();
     if (st == 0 && allow_fetch &&
         (c->jwks_fetched_ms == 0 || now - c->jwks_fetched_ms >= c->o.jwks_refresh_min_ms ||
          c->jwks_inflight)) {

@@ -1,6 +1,7 @@
 /* buf: the growable byte buffer (contract in buf.h). Capacity doubles from 256 bytes, so
  * appending n bytes in pieces costs O(n) copies. */
 #include "buf.h"
+#include "xalloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,12 +15,7 @@ void buf_reserve(buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + n + 1)
         cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        fprintf(stderr, "buf: out of memory\n");
-        abort();
-    }
-    b->p = p;
+    b->p = xrealloc(b->p, cap);
     b->cap = cap;
     b->p[b->len] = '\0';
 }

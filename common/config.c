@@ -3,6 +3,8 @@
  * a message naming the variable, so a typo never runs silently with another value. */
 #include "config.h"
 
+#include "xalloc.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -32,21 +34,10 @@ static char *config_read_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 256, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return NULL;
-    }
+    char *buf = xmalloc(cap);
     for (;;) {
         if (len + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = nb;
+            buf = xrealloc(buf, cap * 2);
             cap *= 2;
         }
         size_t n = fread(buf + len, 1, cap - len - 1, f);
@@ -92,13 +83,8 @@ const char *config_str(const char *name, const char *def) {
         fprintf(stderr, "config: %s=\"%s\": cannot read: %s\n", fname, path, strerror(errno));
         exit(2);
     }
-    config_entry *e = malloc(sizeof *e);
-    char *ename = strdup(name);
-    if (!e || !ename) {
-        fprintf(stderr, "config: out of memory\n");
-        exit(2);
-    }
-    e->name = ename;
+    config_entry *e = xmalloc(sizeof *e);
+    e->name = xstrdup(name);
     e->value = value;
     e->next = config_files;
     config_files = e;
@@ -253,9 +239,7 @@ size_t config_list(const char *s, char ***items)
 {
     size_t n = 0;
     const char *p = s ? s : "";
-    char **v = calloc(strlen(p) / 2 + 2, sizeof *v); /* at most one item per two bytes + 1 */
-    if (!v)
-        abort();
+    char **v = xcalloc(strlen(p) / 2 + 2, sizeof *v); /* at most one item per two bytes + 1 */
     while (*p) {
         size_t len = strcspn(p, ",");
         const char *b = p, *e = p + len;
@@ -263,8 +247,8 @@ size_t config_list(const char *s, char ***items)
             b++;
         while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
-        if (e > b && !(v[n++] = strndup(b, (size_t)(e - b))))
-            abort();
+        if (e > b)
+            v[n++] = xstrndup(b, (size_t)(e - b));
         p += len;
         if (*p == ',')
             p++;

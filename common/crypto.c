@@ -3,6 +3,8 @@
  * ECDSA P-256 with JWS-style raw r||s signatures. */
 #include "crypto.h"
 
+#include "xalloc.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +103,7 @@ static int crypto_rng(void *ctx, unsigned char *buf, size_t len) {
 
 int crypto_random_token(char *out, size_t nbytes) {
     uint8_t small[64];
-    uint8_t *buf = nbytes <= sizeof small ? small : malloc(nbytes);
-    if (!buf) return -1;
+    uint8_t *buf = nbytes <= sizeof small ? small : xmalloc(nbytes);
     int rc = crypto_random(buf, nbytes);
     if (rc == 0) crypto_b64url_encode(buf, nbytes, out);
     memset(buf, 0, nbytes);
@@ -250,8 +251,8 @@ static int crypto_ec_key_finish(crypto_ec_key *key) {
 }
 
 static crypto_ec_key *crypto_ec_key_alloc(void) {
-    crypto_ec_key *key = calloc(1, sizeof *key);
-    if (key) mbedtls_ecp_keypair_init(&key->kp);
+    crypto_ec_key *key = xcalloc(1, sizeof *key);
+    mbedtls_ecp_keypair_init(&key->kp);
     return key;
 }
 
@@ -259,8 +260,7 @@ crypto_ec_key *crypto_ec_key_from_pem(const char *pem, size_t len) {
     /* mbedTLS wants PEM NUL-terminated with the NUL counted in the length. */
     while (len > 0 && pem[len - 1] == '\0') len--;
     if (len == 0) return NULL;
-    unsigned char *buf = malloc(len + 1);
-    if (!buf) return NULL;
+    unsigned char *buf = xmalloc(len + 1);
     memcpy(buf, pem, len);
     buf[len] = '\0';
 

@@ -31,6 +31,7 @@
 #include "http_client.h"
 #include "buf.h"
 #include "http_syntax.h"
+#include "xalloc.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -149,19 +150,6 @@ static void hc_exchange_finish(http_exchange *x, hc_err err);
 static void hc_exchange_attach(http_exchange *x, int allow_pool);
 static void hc_timer_cb(uv_timer_t *t);
 
-/* Out of memory is not handled: the process aborts, as Redis does. */
-static void *hc_alloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) abort();
-    return p;
-}
-
-static void *hc_realloc(void *p, size_t n) {
-    p = realloc(p, n ? n : 1);
-    if (!p) abort();
-    return p;
-}
-
 const char *hc_strerror(hc_err err) {
     switch (err) {
     case HC_OK: return "ok";
@@ -184,7 +172,7 @@ void http_client_opts_default(http_client_opts *o) {
 }
 
 http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts) {
-    http_client *c = hc_alloc(sizeof *c);
+    http_client *c = xcalloc(1, sizeof *c);
     c->loop = loop;
     if (opts)
         c->opts = *opts;
@@ -421,7 +409,7 @@ static void hc_conn_close(hc_conn *k) {
 }
 
 static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr) {
-    hc_conn *k = hc_alloc(sizeof *k);
+    hc_conn *k = xcalloc(1, sizeof *k);
     k->c = c;
     memcpy(&k->addr, addr, hc_addr_len(addr));
     /* Neither init can fail: the socket itself is created by uv_tcp_connect. */
@@ -462,7 +450,7 @@ static void hc_conn_to_pool(hc_conn *k) {
         return;
     }
     if (!b) {
-        b = hc_alloc(sizeof *b);
+        b = xcalloc(1, sizeof *b);
         memcpy(&b->addr, &k->addr, sizeof b->addr);
         b->next = c->buckets;
         c->buckets = b;
@@ -594,7 +582,7 @@ static void hc_exchange_flush(http_exchange *x) {
         if (hc_submit(k, x, w) < 0) return;
     }
     if (x->body_ended && x->chunked && !x->end_sent) {
-        hc_wreq *w = hc_alloc(sizeof *w);
+        hc_wreq *w = xcalloc(1, sizeof *w);
         w->req.data = w;
         w->x = x;
         w->kind = HC_W_END;
@@ -609,7 +597,7 @@ static void hc_exchange_flush(http_exchange *x) {
 /* Starts the request on an ACTIVE connection. */
 static void hc_conn_send(hc_conn *k) {
     http_exchange *x = k->x;
-    hc_wreq *w = hc_alloc(sizeof *w);
+    hc_wreq *w = xcalloc(1, sizeof *w);
     w->req.data = w;
     w->x = x;
     w->kind = HC_W_HEAD;
@@ -751,7 +739,7 @@ static int hc_on_header_field(llhttp_t *p, const char *at, size_t len) {
         if (x->nh == HC_MAX_HEADERS) return -1;
         if (x->nh == x->hoff_cap) {
             x->hoff_cap = x->hoff_cap ? x->hoff_cap * 2 : 16;
-            x->hoff = hc_realloc(x->hoff, x->hoff_cap * sizeof *x->hoff);
+            x->hoff = xrealloc(x->hoff, x->hoff_cap * sizeof *x->hoff);
         }
         x->hoff[x->nh].name = x->hbuf.len;
         x->hoff[x->nh].value = 0;
@@ -795,7 +783,7 @@ static int hc_headers_build(http_exchange *x) {
         x->hstate = 0;
     }
     if (x->hstate != 0) return -1;
-    x->hdrs = hc_alloc((x->nh ? x->nh : 1) * sizeof *x->hdrs);
+    x->hdrs = xcalloc(1, (x->nh ? x->nh : 1) * sizeof *x->hdrs);
     for (size_t i = 0; i < x->nh; i++) {
         char *v = x->hbuf.p + x->hoff[i].value;
         size_t n = strlen(v);
@@ -1033,7 +1021,7 @@ static http_exchange *hc_exchange_new(http_client *c, const struct sockaddr *add
                                       int64_t body_len, const http_exchange_cbs *cbs, void *ud) {
     http_exchange *x;
     if (c->freeing) return NULL;
-    x = hc_alloc(sizeof *x);
+    x = xcalloc(1, sizeof *x);
     x->c = c;
     if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)
         memcpy(&x->addr, addr, hc_addr_len(addr));
@@ -1085,7 +1073,7 @@ int http_exchange_write(http_exchange *x, const void *data, size_t len,
     hc_wreq *w;
     if (x->finished || x->body_ended || len == 0) return UV_EINVAL;
     if (x->body_len > 0 && x->body_written + len > (uint64_t)x->body_len) return UV_EINVAL;
-    w = hc_alloc(sizeof *w);
+    w = xcalloc(1, sizeof *w);
     w->req.data = w;
     w->x = x;
     w->cb = cb;
@@ -1211,12 +1199,12 @@ void http_client_fetch(http_client *c, const struct sockaddr *addr, const char *
         cb(HC_ECANCELED, NULL, ud);
         return;
     }
-    f = hc_alloc(sizeof *f);
+    f = xcalloc(1, sizeof *f);
     f->c = c;
     f->cb = cb;
     f->ud = ud;
     if (body_len > 0) {
-        f->body = hc_alloc(body_len);
+        f->body = xcalloc(1, body_len);
         memcpy(f->body, body, body_len);
         f->body_len = body_len;
     }

@@ -27,7 +27,7 @@ int http_token_equals(const char *s, size_t n, const char *word)
 
 http_req *req_new(http_conn *c)
 {
-    http_req *r = http_alloc(sizeof *r);
+    http_req *r = xcalloc(1, sizeof *r);
     r->conn = c;
     r->srv = c->srv;
     r->loop = c->srv->loop;
@@ -191,7 +191,7 @@ void http_req_set_param(http_req *r, const char *name, const char *value)
     for (size_t i = 0; i < r->nparams; i++) {
         if (strcmp(r->params[i].name, name) == 0) {
             free(r->params[i].value);
-            r->params[i].value = http_strndup(value, strlen(value));
+            r->params[i].value = xstrndup(value, strlen(value));
             return;
         }
     }
@@ -199,8 +199,8 @@ void http_req_set_param(http_req *r, const char *name, const char *value)
     if (!p)
         abort();
     r->params = p;
-    p[r->nparams].name = http_strndup(name, strlen(name));
-    p[r->nparams].value = http_strndup(value, strlen(value));
+    p[r->nparams].name = xstrndup(name, strlen(name));
+    p[r->nparams].value = xstrndup(value, strlen(value));
     r->nparams++;
 }
 

@@ -95,7 +95,7 @@ static const char *http_error_code(int status)
 
 http_out *out_new(http_req *r, size_t len)
 {
-    http_out *o = http_alloc(sizeof *o + len);
+    http_out *o = xcalloc(1, sizeof *o + len);
     o->req = r;
     o->len = len;
     return o;
@@ -328,7 +328,7 @@ static char *error_body(const char *code, const char *message, size_t *len)
     json_decref(j);
     if (!s) {
         static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"error\"}}";
-        s = http_strndup(fallback, sizeof fallback - 1);
+        s = xstrndup(fallback, sizeof fallback - 1);
     }
     *len = strlen(s);
     return s;

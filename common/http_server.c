@@ -33,35 +33,6 @@ static void srv_close_listener(http_server *srv);
 
 /* ---------------------------------------------------------------- small helpers */
 
-/* The read buffer: not zeroed (only the rlen bytes read into it are ever looked at), as it
- * is taken again for each request of a keep-alive connection. */
-void *http_alloc_rbuf(void)
-{
-    void *p = malloc(HTTP_READ_SIZE);
-    if (!p) {
-        fprintf(stderr, "http_server: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-void *http_alloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (!p) {
-        fprintf(stderr, "http_server: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-char *http_strndup(const char *s, size_t n)
-{
-    char *p = http_alloc(n + 1);
-    memcpy(p, s, n);
-    return p;
-}
-
 void http_limits_default(http_limits *l)
 {
     l->max_request_line = 8192;
@@ -421,7 +392,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     http_server *srv = ls->data;
     if (status < 0)
         return;
-    http_conn *c = http_alloc(sizeof *c);
+    http_conn *c = xcalloc(1, sizeof *c);
     c->srv = srv;
     uv_tcp_init(srv->loop, &c->tcp);
     c->tcp.data = c;
@@ -480,7 +451,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
 http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
 {
     http_wire_settings(); /* set up once, before any loop runs */
-    http_server *srv = http_alloc(sizeof *srv);
+    http_server *srv = xcalloc(1, sizeof *srv);
     srv->loop = loop;
     http_limits d;
     http_limits_default(&d);
@@ -505,7 +476,7 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
     srv->conn_hook = opts->conn_hook;
     srv->error_headers = opts->error_headers;
     if (opts->server_name)
-        srv->server_name = http_strndup(opts->server_name, strlen(opts->server_name));
+        srv->server_name = xstrndup(opts->server_name, strlen(opts->server_name));
     uv_idle_init(loop, &srv->kick);
     srv->kick.data = srv;
     uv_timer_init(loop, &srv->drain_timer);

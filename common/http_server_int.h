@@ -10,6 +10,7 @@
 #define COMMON_HTTP_SERVER_INT_H
 
 #include "http_server.h"
+#include "xalloc.h"
 #include "buf.h"
 #include "tls.h"
 
@@ -232,10 +233,8 @@ static inline int is_ows(char ch)
     return ch == ' ' || ch == '\t';
 }
 
-/* http_server.c: memory, connections, timers */
-void *http_alloc(size_t n);
-void *http_alloc_rbuf(void);
-char *http_strndup(const char *s, size_t n);
+/* http_server.c: connections, timers (memory: xalloc.h; the read buffer is not zeroed, as only
+ * the rlen bytes read into it are ever looked at) */
 void conn_close(http_conn *c);
 void conn_update(http_conn *c);
 void conn_kick(http_conn *c);

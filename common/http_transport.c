@@ -30,7 +30,7 @@ static int conn_tls_flush(http_conn *c)
     size_t n = tls_conn_take_out(c->tls, &out);
     if (n == 0)
         return 0;
-    tls_write *w = http_alloc(sizeof *w);
+    tls_write *w = xcalloc(1, sizeof *w);
     w->data = out;
     w->wr.data = w;
     uv_buf_t b = uv_buf_init(out, (unsigned)n);
@@ -49,7 +49,7 @@ static int conn_tls_pull(http_conn *c)
     if (c->tls_closed || c->lingering)
         return 0;
     if (!c->rbuf)
-        c->rbuf = http_alloc_rbuf();
+        c->rbuf = xmalloc(HTTP_READ_SIZE);
     c->roff = 0;
     int n = TLS_AGAIN;
     while (c->rlen < HTTP_READ_SIZE) {
@@ -92,7 +92,7 @@ static void plain_nothing_void(http_conn *c)
 static uv_buf_t plain_read_buf(http_conn *c)
 {
     if (!c->rbuf)
-        c->rbuf = http_alloc_rbuf();
+        c->rbuf = xmalloc(HTTP_READ_SIZE);
     return uv_buf_init(c->rbuf, HTTP_READ_SIZE);
 }
 
@@ -142,7 +142,7 @@ static int tls_open(http_conn *c)
 static uv_buf_t tls_read_buf(http_conn *c)
 {
     if (!c->srv->tls_rbuf)
-        c->srv->tls_rbuf = http_alloc_rbuf();
+        c->srv->tls_rbuf = xmalloc(HTTP_READ_SIZE);
     return uv_buf_init(c->srv->tls_rbuf, HTTP_READ_SIZE);
 }
 

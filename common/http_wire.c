@@ -257,7 +257,7 @@ static void req_split_target(http_req *r)
 {
     const char *t = r->target.p ? r->target.p : "";
     size_t n = strcspn(t, "?");
-    r->path = http_strndup(t, n);
+    r->path = xstrndup(t, n);
     r->query = t[n] == '?' ? t + n + 1 : "";
 }
 

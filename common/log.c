@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -52,8 +53,7 @@ static json_t *log_string(const char *s) {
     json_t *j = json_string(s);
     if (j) return j;
     size_t len = strlen(s), cap = 3 * len + 1;
-    char *copy = malloc(cap);
-    if (!copy) return NULL;
+    char *copy = xmalloc(cap);
     utf8_sanitize(copy, cap, s, len);
     j = json_string(copy);
     free(copy);
@@ -113,15 +113,11 @@ static void log_line(log_level level, const char *request_id, json_t *fields, co
     json_decref(line);
     if (!text) goto out;
     size_t len = strlen(text);
-    char *withnl = realloc(text, len + 2);
-    if (withnl) {
-        withnl[len] = '\n';
-        withnl[len + 1] = '\0';
-        log_write(withnl, len + 1);
-        free(withnl);
-    } else {
-        free(text);
-    }
+    char *withnl = xrealloc(text, len + 2);
+    withnl[len] = '\n';
+    withnl[len + 1] = '\0';
+    log_write(withnl, len + 1);
+    free(withnl);
 
 out:
     json_decref(fields);
@@ -141,14 +137,10 @@ void log_emit(log_level level, const char *request_id, json_t *fields, const cha
     int n = vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
     va_end(ap);
     if (n >= (int)sizeof msgbuf) {
-        msg = malloc((size_t)n + 1);
-        if (msg) {
-            va_start(ap, fmt);
-            vsnprintf(msg, (size_t)n + 1, fmt, ap);
-            va_end(ap);
-        } else {
-            msg = msgbuf; /* truncated rather than lost */
-        }
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+            xalloc_oom((size_t)n + 1);
+        va_end(ap);
     } else if (n < 0) {
         msgbuf[0] = '\0';
     }

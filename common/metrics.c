@@ -3,6 +3,8 @@
  * by name, histogram buckets cumulative). Single-threaded: event loop thread only. */
 #include "metrics.h"
 
+#include "xalloc.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,22 +36,6 @@ typedef struct metric_family {
 
 static metric_family *metrics_head, *metrics_tail;
 
-static void *metrics_alloc(size_t n) {
-    void *p = calloc(1, n);
-    if (!p) {
-        fprintf(stderr, "metrics: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *metrics_strdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *p = metrics_alloc(n);
-    memcpy(p, s, n);
-    return p;
-}
-
 static metric *metrics_get(metric_type type, const char *name, const char *help,
                            const char *labels) {
     static const char *type_names[] = {"counter", "gauge", "histogram"};
@@ -64,9 +50,9 @@ static metric *metrics_get(metric_type type, const char *name, const char *help,
         abort();
     }
     if (!f) {
-        f = metrics_alloc(sizeof *f);
-        f->name = metrics_strdup(name);
-        f->help = metrics_strdup(help ? help : "");
+        f = xcalloc(1, sizeof *f);
+        f->name = xstrdup(name);
+        f->help = xstrdup(help ? help : "");
         f->type = type;
         if (metrics_tail) metrics_tail->next = f;
         else metrics_head = f;
@@ -75,9 +61,9 @@ static metric *metrics_get(metric_type type, const char *name, const char *help,
     metric *m;
     for (m = f->series; m; m = m->next)
         if (strcmp(m->labels, labels) == 0) return m;
-    m = metrics_alloc(sizeof *m);
+    m = xcalloc(1, sizeof *m);
     m->type = type;
-    m->labels = metrics_strdup(labels);
+    m->labels = xstrdup(labels);
     if (f->series_tail) f->series_tail->next = m;
     else f->series = m;
     f->series_tail = m;
@@ -143,12 +129,7 @@ static void metrics_printf(metrics_out *o, const char *fmt, ...) {
             return;
         }
         size_t ncap = o->cap * 2 + (size_t)n;
-        char *nb = realloc(o->buf, ncap);
-        if (!nb) {
-            fprintf(stderr, "metrics: out of memory\n");
-            abort();
-        }
-        o->buf = nb;
+        o->buf = xrealloc(o->buf, ncap);
         o->cap = ncap;
     }
 }
@@ -179,7 +160,7 @@ static void metrics_help(metrics_out *o, const metric_family *f) {
 
 char *metrics_render(size_t *len) {
     static const char *type_names[] = {"counter", "gauge", "histogram"};
-    metrics_out o = {.buf = metrics_alloc(4096), .len = 0, .cap = 4096};
+    metrics_out o = {.buf = xcalloc(1, 4096), .len = 0, .cap = 4096};
     char num[64];
     for (const metric_family *f = metrics_head; f; f = f->next) {
         metrics_help(&o, f);

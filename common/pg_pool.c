@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -115,23 +116,6 @@ static void conn_on_timer(uv_timer_t *t);
 
 /* ---- small helpers ---- */
 
-static void *pg_xalloc(size_t n) {
-    void *p = calloc(1, n);
-    if (!p) {
-        fprintf(stderr, "pg_pool: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *pg_xstrdup(const char *s) {
-    if (!s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = pg_xalloc(n);
-    memcpy(d, s, n);
-    return d;
-}
-
 static void list_push(req_list *l, pg_req *r) {
     r->next = NULL;
     if (l->tail) l->tail->next = r;
@@ -151,13 +135,13 @@ static pg_req *list_pop(req_list *l) {
 }
 
 static pg_req *req_new(req_kind kind, const char *sql, int nparams, const char *const *params) {
-    pg_req *r = pg_xalloc(sizeof *r);
+    pg_req *r = xcalloc(1, sizeof *r);
     r->kind = kind;
-    r->sql = pg_xstrdup(sql ? sql : "");
+    r->sql = xstrdup(sql ? sql : "");
     if (nparams > 0 && params) {
         r->nparams = nparams;
-        r->params = pg_xalloc(sizeof(char *) * (size_t)nparams);
-        for (int i = 0; i < nparams; i++) r->params[i] = pg_xstrdup(params[i]);
+        r->params = xcalloc((size_t)nparams, sizeof(char *));
+        for (int i = 0; i < nparams; i++) r->params[i] = xstrdup(params[i]);
     }
     return r;
 }
@@ -190,8 +174,8 @@ static void pg_params(const pg_pool_opts *o, const char *hostaddr, const char *p
     int extra = 0;
     while (o->conninfo && o->conninfo[extra]) extra += 2;
     size_t cap = 8 + (size_t)extra / 2;
-    *kw = pg_xalloc(sizeof(char *) * cap);
-    *val = pg_xalloc(sizeof(char *) * cap);
+    *kw = xcalloc(cap, sizeof(char *));
+    *val = xcalloc(cap, sizeof(char *));
     int n = 0;
     pg_kv(*kw, *val, &n, "host", o->host);
     pg_kv(*kw, *val, &n, "hostaddr", hostaddr);
@@ -359,7 +343,7 @@ static void conn_on_result(pg_conn *c, PGresult *res) {
         break;
     case REQ_BEGIN:
         if (st == PG_OK) {
-            pg_tx *tx = pg_xalloc(sizeof *tx);
+            pg_tx *tx = xcalloc(1, sizeof *tx);
             tx->pool = p;
             tx->conn = c;
             c->tx = tx;
@@ -439,7 +423,7 @@ static void conn_watch(pg_conn *c, int events) {
     }
     if (c->poll && c->sock != fd) conn_close_poll(c);
     if (!c->poll) {
-        uv_poll_t *h = pg_xalloc(sizeof *h);
+        uv_poll_t *h = xcalloc(1, sizeof *h);
         int rc = uv_poll_init(c->pool->loop, h, fd);
         if (rc < 0) {
             free(h);
@@ -581,7 +565,7 @@ static void conn_connect(pg_conn *c) {
         conn_start_pq(c, p->host);
         return;
     }
-    pg_resolve *rs = pg_xalloc(sizeof *rs);
+    pg_resolve *rs = xcalloc(1, sizeof *rs);
     rs->conn = c;
     rs->gen = c->gen;
     rs->req.data = rs;
@@ -739,7 +723,7 @@ static void pg_opts_from_url(pg_pool_opts *o) {
                         "(postgres://user:password@host:port/dbname?sslmode=...)");
         int n = 0;
         for (PQconninfoOption *c = url_opts; c->keyword; c++) n++;
-        url_extra = pg_xalloc(sizeof(char *) * (size_t)(2 * n + 1));
+        url_extra = xcalloc((size_t)(2 * n + 1), sizeof(char *));
         int k = 0;
         for (PQconninfoOption *c = url_opts; c->keyword; c++) {
             static const char *const own[] = {"host", "port", "dbname", "user", "password"};
@@ -805,15 +789,15 @@ static void conn_on_timer_closed(uv_handle_t *h) {
 }
 
 pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts) {
-    pg_pool *p = pg_xalloc(sizeof *p);
+    pg_pool *p = xcalloc(1, sizeof *p);
     p->loop = loop;
     p->o = *opts;
     if (p->o.size < 1) p->o.size = 1;
     if (p->o.max_queue < 0) p->o.max_queue = 0;
-    p->host = pg_xstrdup(opts->host && *opts->host ? opts->host : "127.0.0.1");
-    p->dbname = pg_xstrdup(opts->dbname);
-    p->user = pg_xstrdup(opts->user);
-    p->password = pg_xstrdup(opts->password);
+    p->host = xstrdup(opts->host && *opts->host ? opts->host : "127.0.0.1");
+    p->dbname = xstrdup(opts->dbname);
+    p->user = xstrdup(opts->user);
+    p->password = xstrdup(opts->password);
     if (opts->port > 0) snprintf(p->port, sizeof p->port, "%d", opts->port);
     p->o.host = p->host;
     p->o.dbname = p->dbname;
@@ -822,8 +806,8 @@ pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts) {
     int extra = 0;
     while (opts->conninfo && opts->conninfo[extra]) extra++;
     if (extra > 0) {
-        p->conninfo = pg_xalloc(sizeof(char *) * (size_t)(extra + 1));
-        for (int i = 0; i < extra; i++) p->conninfo[i] = pg_xstrdup(opts->conninfo[i]);
+        p->conninfo = xcalloc((size_t)(extra + 1), sizeof(char *));
+        for (int i = 0; i < extra; i++) p->conninfo[i] = xstrdup(opts->conninfo[i]);
     }
     p->o.conninfo = (const char *const *)p->conninfo;
 
@@ -832,7 +816,7 @@ pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts) {
     uv_timer_init(loop, &p->qtimer);
     p->qtimer.data = p;
     p->handles = 1;
-    p->conns = pg_xalloc(sizeof(pg_conn) * (size_t)p->o.size);
+    p->conns = xcalloc((size_t)p->o.size, sizeof(pg_conn));
     for (int i = 0; i < p->o.size; i++) {
         pg_conn *c = &p->conns[i];
         c->pool = p;
@@ -974,14 +958,9 @@ static char **migrate_list(const char *dir, int *n) {
         if (e->d_name[0] == '.' || l < 5 || strcmp(e->d_name + l - 4, ".sql") != 0) continue;
         if (len == cap) {
             cap = cap ? cap * 2 : 16;
-            char **nn = realloc(names, sizeof(char *) * (size_t)cap);
-            if (!nn) {
-                fprintf(stderr, "pg_migrate: out of memory\n");
-                abort();
-            }
-            names = nn;
+            names = xrealloc(names, sizeof(char *) * (size_t)cap);
         }
-        names[len++] = pg_xstrdup(e->d_name);
+        names[len++] = xstrdup(e->d_name);
     }
     closedir(d);
     if (len > 1) qsort(names, (size_t)len, sizeof(char *), migrate_cmp);
@@ -997,12 +976,7 @@ static char *migrate_read(const char *path) {
     do {
         if (cap - len < 4096) {
             cap = cap ? cap * 2 : 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                fprintf(stderr, "pg_migrate: out of memory\n");
-                abort();
-            }
-            buf = nb;
+            buf = xrealloc(buf, cap);
         }
         got = fread(buf + len, 1, cap - len - 1, f);
         len += got;

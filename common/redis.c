@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -77,11 +78,6 @@ struct redis {
 static void redis_retry(redis *r);
 static void redis_timer_cb(uv_timer_t *t);
 
-static void redis_oom(void) {
-    fprintf(stderr, "redis: out of memory\n");
-    abort();
-}
-
 /* Frees r once redis_free was called and nothing refers to it any more. */
 static void redis_maybe_free(redis *r) {
     if (r->state != RS_FREED || r->ac || r->resolving || !r->timer_closed || r->cmds) return;
@@ -131,8 +127,7 @@ static void redis_cmd_timer_cb(uv_timer_t *t) {
 }
 
 static redis_cmd *redis_cmd_new(redis *r, redis_fn cb, void *ud) {
-    redis_cmd *c = calloc(1, sizeof *c);
-    if (!c) redis_oom();
+    redis_cmd *c = xcalloc(1, sizeof *c);
     c->r = r;
     c->cb = cb;
     c->ud = ud;
@@ -249,7 +244,7 @@ static void redis_disconnect_cb(const redisAsyncContext *cac, int status) {
 /* Starts a connection to r->addrs[r->addr_i]. */
 static void redis_connect_addr(redis *r) {
     redisAsyncContext *ac = redisAsyncConnect(r->addrs[r->addr_i], r->port);
-    if (!ac) redis_oom();
+    if (!ac) xalloc_oom(sizeof *ac);
     if (ac->err) {
         /* Refused at once (loopback), or no socket. */
         redis_log_down(r, ac->c.errstr);
@@ -382,17 +377,10 @@ void redis_opts_default(redis_opts *o) {
 
 redis *redis_new(uv_loop_t *loop, const redis_opts *opts) {
     if (!opts->host || !opts->host[0] || opts->port <= 0 || opts->port > 65535) return NULL;
-    redis *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    redis *r = xcalloc(1, sizeof *r);
     r->loop = loop;
-    r->host = strdup(opts->host);
-    r->password = opts->password && opts->password[0] ? strdup(opts->password) : NULL;
-    if (!r->host || (opts->password && opts->password[0] && !r->password)) {
-        free(r->host);
-        free(r->password);
-        free(r);
-        return NULL;
-    }
+    r->host = xstrdup(opts->host);
+    r->password = opts->password && opts->password[0] ? xstrdup(opts->password) : NULL;
     r->port = opts->port;
     r->connect_timeout_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : 2000;
     r->command_timeout_ms = opts->command_timeout_ms;

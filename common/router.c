@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "query.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 #define ROUTER_MAX_SEGS 64
 
@@ -41,26 +42,9 @@ struct router {
 
 static const char router_unmatched[] = "unmatched";
 
-static void *router_alloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (!p) {
-        fprintf(stderr, "router: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *router_strndup(const char *s, size_t n)
-{
-    char *p = router_alloc(n + 1);
-    memcpy(p, s, n);
-    return p;
-}
-
 router *router_new(void)
 {
-    return router_alloc(sizeof(router));
+    return xcalloc(1, sizeof(router));
 }
 
 void router_free(router *r)
@@ -105,12 +89,12 @@ static void router_add_route(router *r, const char *method, const char *pattern,
     if (!method || !*method || !pattern || pattern[0] != '/' || !fn)
         router_bad_pattern(pattern ? pattern : "(null)", "must start with '/'");
     route rt = {0};
-    rt.method = router_strndup(method, strlen(method));
-    rt.pattern = router_strndup(pattern, strlen(pattern));
+    rt.method = xstrndup(method, strlen(method));
+    rt.pattern = xstrndup(pattern, strlen(pattern));
     rt.fn = fn;
     rt.max_body = max_body;
     rt.stream = stream;
-    rt.segs = router_alloc(ROUTER_MAX_SEGS * sizeof *rt.segs);
+    rt.segs = xcalloc(1, ROUTER_MAX_SEGS * sizeof *rt.segs);
     size_t nparams = 0;
     const char *p = pattern + 1;
     for (;;) {
@@ -127,12 +111,12 @@ static void router_add_route(router *r, const char *method, const char *pattern,
             if (++nparams > ROUTER_MAX_PARAMS)
                 router_bad_pattern(pattern, "too many parameters");
             seg->is_param = 1;
-            seg->text = router_strndup(p + 1, n - 2);
+            seg->text = xstrndup(p + 1, n - 2);
         } else {
             for (size_t i = 0; i < n; i++)
                 if (!router_literal_char(p[i]))
                     router_bad_pattern(pattern, "a literal holds a forbidden character");
-            seg->text = router_strndup(p, n);
+            seg->text = xstrndup(p, n);
         }
         if (p[n] == '\0')
             break;
@@ -163,7 +147,7 @@ void router_add_stream(router *r, const char *method, const char *pattern, http_
  * '/', NUL or bytes that are not UTF-8 (a value that would reach PostgreSQL as text). */
 static char *router_decode(const char *s, size_t n)
 {
-    char *out = router_alloc(n + 1);
+    char *out = xcalloc(1, n + 1);
     long len = query_unescape(s, n, out, n + 1, 0);
     if (len < 0 || memchr(out, '/', (size_t)len) != NULL || !utf8_valid(out, (size_t)len)) {
         free(out);

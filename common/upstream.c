@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 typedef struct us_host {
     upstream *u;
@@ -91,15 +92,8 @@ static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r);
 static void us_fetch_go(us_fetch *f);
 static void us_defer_arm(upstream *u);
 
-/* Out of memory is not handled: the process aborts, as Redis does. */
-static void *us_alloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) abort();
-    return p;
-}
-
 static char *us_strndup(const char *s, size_t n) {
-    char *d = us_alloc(n + 1);
+    char *d = xcalloc(1, n + 1);
     memcpy(d, s, n);
     return d;
 }
@@ -167,7 +161,7 @@ static int us_parse_item(const char *s, size_t n, us_host *h) {
         struct sockaddr_in6 a6;
         if (uv_ip6_addr(h->host, atoi(h->port), &a6) != 0) return -1;
         h->numeric = 1;
-        h->addrs = us_alloc(sizeof *h->addrs);
+        h->addrs = xcalloc(1, sizeof *h->addrs);
         memcpy(h->addrs, &a6, sizeof a6);
         h->naddrs = 1;
     } else {
@@ -175,7 +169,7 @@ static int us_parse_item(const char *s, size_t n, us_host *h) {
         if (!us_valid_name(host, hn)) return -1;
         if (uv_ip4_addr(h->host, atoi(h->port), &a4) == 0) {
             h->numeric = 1;
-            h->addrs = us_alloc(sizeof *h->addrs);
+            h->addrs = xcalloc(1, sizeof *h->addrs);
             memcpy(h->addrs, &a4, sizeof a4);
             h->naddrs = 1;
         }
@@ -257,7 +251,7 @@ static void us_sync_peers(upstream *u) {
             const struct sockaddr_storage *a = &u->hosts[h].addrs[j];
             upstream_peer *p;
             if (us_find_peer(u, a)) continue;
-            p = us_alloc(sizeof *p);
+            p = xcalloc(1, sizeof *p);
             memcpy(&p->addr, a, sizeof p->addr);
             us_addr_text(a, p->text, sizeof p->text);
             p->refs = 1;
@@ -337,7 +331,7 @@ static void us_resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *r
         for (struct addrinfo *ai = res; status == 0 && ai; ai = ai->ai_next)
             if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) n++;
         if (n > 0) {
-            struct sockaddr_storage *addrs = us_alloc(n * sizeof *addrs);
+            struct sockaddr_storage *addrs = xcalloc(1, n * sizeof *addrs);
             size_t k = 0;
             for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
                 struct sockaddr_storage a;
@@ -473,7 +467,7 @@ static void us_health_tick(uv_timer_t *t) {
         upstream_peer *p = u->peers[i];
         us_check *ck;
         if (p->checking) continue;
-        ck = us_alloc(sizeof *ck);
+        ck = xcalloc(1, sizeof *ck);
         ck->u = u;
         ck->peer = p;
         p->refs++;
@@ -493,7 +487,7 @@ upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
     size_t count = 1;
     if (!servers || !*servers) return NULL;
     for (s = servers; *s; s++) count += *s == ',';
-    u = us_alloc(sizeof *u);
+    u = xcalloc(1, sizeof *u);
     u->loop = loop;
     u->client = client;
     u->name = us_strndup(name ? name : "upstream", strlen(name ? name : "upstream"));
@@ -504,7 +498,7 @@ upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
     if (u->opts.health_path) u->health_path = us_strndup(u->opts.health_path,
                                                            strlen(u->opts.health_path));
     u->opts.health_path = u->health_path;
-    u->hosts = us_alloc(count * sizeof *u->hosts);
+    u->hosts = xcalloc(1, count * sizeof *u->hosts);
     s = servers;
     for (size_t i = 0; i < count; i++) {
         const char *end = strchr(s, ',');
@@ -682,13 +676,13 @@ static void us_fetch_go(us_fetch *f) {
 void upstream_fetch(upstream *u, const char *method, const char *target,
                     const http_header *headers, size_t nheaders, const void *body,
                     size_t body_len, unsigned timeout_ms, http_fetch_fn cb, void *ud) {
-    us_fetch *f = us_alloc(sizeof *f);
+    us_fetch *f = xcalloc(1, sizeof *f);
     size_t ml = strlen(method) + 1, tl = strlen(target) + 1, size = ml + tl + body_len + 1;
     char *blob;
     for (size_t i = 0; i < nheaders; i++)
         size += strlen(headers[i].name) + strlen(headers[i].value) + 2;
     /* One block: method, target, body, then the header strings. */
-    blob = f->method = us_alloc(size);
+    blob = f->method = xcalloc(1, size);
     memcpy(blob, method, ml);
     f->target = blob + ml;
     memcpy(f->target, target, tl);
@@ -696,7 +690,7 @@ void upstream_fetch(upstream *u, const char *method, const char *target,
     if (body_len) memcpy(f->body, body, body_len);
     f->body_len = body_len;
     blob = f->body + body_len + 1;
-    f->headers = us_alloc((nheaders ? nheaders : 1) * sizeof *f->headers);
+    f->headers = xcalloc(1, (nheaders ? nheaders : 1) * sizeof *f->headers);
     f->nheaders = nheaders;
     for (size_t i = 0; i < nheaders; i++) {
         size_t nl = strlen(headers[i].name) + 1, vl = strlen(headers[i].value) + 1;

@@ -67,6 +67,26 @@ typedef struct gw_config {
 /* Reads path into *c (defaults first). Returns 0, or -1 with a message in err. */
 int gw_config_load(const char *path, gw_config *c, char *err, size_t errcap);
 
+/* The sections a key belongs to: [gateway], [upstream NAME], [route PREFIX]. */
+typedef enum gw_section { GW_SEC_GATEWAY, GW_SEC_UPSTREAM, GW_SEC_ROUTE } gw_section;
+
+/* One key of the file, as Redis's standardConfig: its section and name, the setter that parses
+ * a value into the field at off (size bytes; set_listen also writes the port at off2), the
+ * bounds of an unsigned number and the default (parsed by the same setter). */
+typedef struct gw_key {
+    gw_section section;
+    const char *name;
+    int (*set)(const struct gw_key *k, void *obj, const char *v);
+    size_t off, size, off2;
+    long min, max;
+    const char *def;
+} gw_key;
+
+/* All the keys the file may contain (n of them). */
+const gw_key *gw_config_keys(size_t *n);
+/* "gateway", "upstream" or "route". */
+const char *gw_config_section_name(gw_section s);
+
 /* "100r/m", "10r/s" -> requests per second. Returns 0 on success. */
 int gw_config_parse_rate(const char *s, double *per_s);
 

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "clock.h"
+
 #define PROBE 8
 
 unsigned gw_ratelimit_check(gw_shm *s, int route, const char *ip, double rate, unsigned burst)
@@ -14,7 +16,7 @@ unsigned gw_ratelimit_check(gw_shm *s, int route, const char *ip, double rate, u
     uint64_t h = gw_hash(ip, strlen(ip), (uint64_t)route * 0x9e3779b97f4a7c15ull + 1);
     size_t part = h % GW_RL_PARTS;
     size_t start = (size_t)(h / GW_RL_PARTS) % GW_RL_PART_SLOTS;
-    int64_t now = gw_now_ms();
+    int64_t now = (int64_t)clock_mono_ms();
     unsigned retry = 0;
 
     gw_shm_lock(&s->rl_lock[part]);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "crypto.h"
 
 #define GW_SHM_MAGIC 0x67773031u
@@ -73,13 +74,6 @@ void gw_shm_unlock(pthread_mutex_t *m)
     pthread_mutex_unlock(m);
 }
 
-int64_t gw_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 uint64_t gw_hash(const void *data, size_t len, uint64_t seed)
 {
     const uint8_t *p = data;
@@ -96,7 +90,7 @@ void gw_shm_rotate_ticket_key(gw_shm *s)
     gw_ticket_key k;
     crypto_random(k.name, sizeof k.name);
     crypto_random(k.key, sizeof k.key);
-    k.created_ms = gw_now_ms();
+    k.created_ms = (int64_t)clock_mono_ms();
     gw_shm_lock(&s->state_lock);
     memmove(&s->keys[1], &s->keys[0], sizeof(gw_ticket_key) * (GW_SHM_KEYS - 1));
     s->keys[0] = k;

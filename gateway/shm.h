@@ -68,9 +68,6 @@ gw_shm *gw_shm_attach(int fd);
 void gw_shm_lock(pthread_mutex_t *m);
 void gw_shm_unlock(pthread_mutex_t *m);
 
-/* Milliseconds of CLOCK_MONOTONIC (the same clock in every process of the machine). */
-int64_t gw_now_ms(void);
-
 /* FNV-1a over bytes, never 0. */
 uint64_t gw_hash(const void *data, size_t len, uint64_t seed);
 

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "cidr.h"
+#include "clock.h"
 #include "jwt.h"
 #include "service.h"
 
@@ -39,7 +40,6 @@ typedef struct auth_state {
 
 extern auth_state auth;
 
-uint64_t auth_now_ms(void);
 int64_t auth_now_s(void);
 
 /* pg_query on the service's pool; once the pool is closed (shutdown), cb gets PG_DOWN. */

@@ -193,7 +193,7 @@ int es256_verify_access(const char *token, size_t len, es256_verified_fn cb, voi
     crypto_sha256(token, len, key);
     jwt_expect ex;
     es256_expect(&ex);
-    json_t *claims = jwt_cache_get(auth.token_cache, key, auth_now_ms());
+    json_t *claims = jwt_cache_get(auth.token_cache, key, clock_mono_ms());
     if (claims) {
         metric_inc(es.m_hit);
         jwt_err err = jwt_check_time(claims, &ex);

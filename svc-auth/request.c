@@ -10,13 +10,6 @@
 #include "auth.h"
 #include "crypto.h"
 
-uint64_t auth_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 int64_t auth_now_s(void)
 {
     return (int64_t)time(NULL);

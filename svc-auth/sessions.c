@@ -44,10 +44,10 @@ static void sess_finish(sess_lookup *l, auth_session_state st)
         pp = &(*pp)->next;
     *pp = l->next;
     if (st == AUTH_SESSION_ALIVE)
-        jwt_cache_put(auth.session_cache, l->key, json_true(), auth_now_ms() + auth.positive_ttl_ms);
+        jwt_cache_put(auth.session_cache, l->key, json_true(), clock_mono_ms() + auth.positive_ttl_ms);
     else if (st == AUTH_SESSION_REVOKED)
         jwt_cache_put(auth.session_cache, l->key, json_false(),
-                      auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
+                      clock_mono_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
     sess_waiter *w = l->waiters;
     free(l);
     while (w) {
@@ -96,7 +96,7 @@ void auth_session_check(const char *sid, auth_session_fn cb, void *ud)
     }
     uint8_t key[32];
     crypto_sha256(sid, strlen(sid), key);
-    json_t *v = jwt_cache_get(auth.session_cache, key, auth_now_ms());
+    json_t *v = jwt_cache_get(auth.session_cache, key, clock_mono_ms());
     if (v) {
         cb(json_is_true(v) ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED, ud);
         return;
@@ -128,7 +128,7 @@ void auth_session_revoked(const char *sid)
     uint8_t key[32];
     crypto_sha256(sid, strlen(sid), key);
     jwt_cache_put(auth.session_cache, key, json_false(),
-                  auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
+                  clock_mono_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
     if (auth.svc.redis)
         redis_command(auth.svc.redis, NULL, NULL, "SET auth:revoked:%s 1 EX %ld", sid,
                       auth.access_ttl_s + 2 * AUTH_LEEWAY_S);

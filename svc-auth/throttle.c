@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "crypto.h"
 
 enum { TH_IP = 1, TH_ACCT = 2 };
@@ -37,13 +38,6 @@ void throttle_init(redis *const *rp, long per_ip_max, long per_account_max, long
     th.per_ip_max = per_ip_max;
     th.per_account_max = per_account_max;
     th.window_s = window_s;
-}
-
-static uint64_t th_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void th_keys(const char *email, const char *ip, char ipkey[64], char acctkey[64])
@@ -90,7 +84,7 @@ static int th_counted(redis_status st, redisReply *reply, long *value, long *ttl
 
 static void th_held(throttle_ticket *t, int which, long ttl)
 {
-    uint64_t until = th_now_ms() + (uint64_t)ttl * 1000u;
+    uint64_t until = clock_mono_ms() + (uint64_t)ttl * 1000u;
     if (!t->held || until < t->until_ms)
         t->until_ms = until;
     t->held |= which;
@@ -164,7 +158,7 @@ void throttle_done(throttle_ticket *t, int failed)
     if (!t)
         return;
     /* past the end of a window, a DECR would start a new counter below zero */
-    if (!failed && t->held && *th.rp && th_now_ms() + 1000u < t->until_ms) {
+    if (!failed && t->held && *th.rp && clock_mono_ms() + 1000u < t->until_ms) {
         if (t->held & TH_IP)
             th_add(*th.rp, t->ipkey, -1, NULL, NULL);
         if (t->held & TH_ACCT)

@@ -158,7 +158,7 @@ static void authk_on_row(pg_status st, PGresult *res, void *ud)
                       pg_get(res, 0, "email"), "roles", pg_get(res, 0, "roles"));
     else
         v = json_null();
-    jwt_cache_put(auth.apikey_cache, k->key, v, auth_now_ms() + auth.positive_ttl_ms);
+    jwt_cache_put(auth.apikey_cache, k->key, v, clock_mono_ms() + auth.positive_ttl_ms);
     authk_answer(k->req, v, k->me, k->cb);
     json_decref(v);
     free(k);
@@ -171,7 +171,7 @@ static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn 
     k->cb = cb;
     k->me = me;
     crypto_sha256(key, strlen(key), k->key);
-    json_t *v = jwt_cache_get(auth.apikey_cache, k->key, auth_now_ms());
+    json_t *v = jwt_cache_get(auth.apikey_cache, k->key, clock_mono_ms());
     if (v) {
         free(k);
         authk_answer(req, v, me, cb);

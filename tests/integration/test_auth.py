@@ -631,6 +631,35 @@ def logout_seen_by_second_instance_within_1s(ctx):
 
 
 @test
+def session_cache_ttl_ignores_wall_clock_jumps(ctx):
+    """The "session alive" cache lasts AUTH_SESSION_CACHE_TTL of monotonic time: a wall clock
+    set back an hour (NTP, an operator) must not keep a revoked session alive for that hour."""
+    import subprocess
+    lib = os.path.join(ctx["tmp"], "clockshift.so")
+    src = os.path.join(os.path.dirname(__file__), "clockshift.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", lib, src], check=True)
+    shift = os.path.join(ctx["tmp"], "clockshift")
+    with open(shift, "w") as f:
+        f.write("0")
+    env = dict(ctx["env"], LD_PRELOAD=lib, CLOCKSHIFT_FILE=shift,
+               ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], "clockshift.log"))
+    ctx["procs"].append(inst)
+    try:
+        _, t = new_user(ctx)
+        tok = t["access_token"]
+        eq(me(inst.port, tok).status, 200, "alive (now cached)")
+        with open(shift, "w") as f:
+            f.write("-3600")
+        eq(U.request(A(ctx), "POST", "/auth/logout", None, U.bearer(tok)).status, 204)
+        took = wait_status(lambda: me(inst.port, tok), 401, 3.0)
+        true(took is not None and took < 1.0, f"revoked within 1 s after the clock was set back ({took})")
+    finally:
+        eq(inst.stop(), 0)
+        ctx["procs"].remove(inst)
+
+
+@test
 def redis_flushall_keeps_revoked_tokens_revoked(ctx):
     _, t1 = new_user(ctx)
     _, t2 = new_user(ctx)

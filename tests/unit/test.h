@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int test_failed_cases, test_case_failed;
 static const char *test_suite = "test";
@@ -48,5 +50,34 @@ static const char *test_suite = "test";
     } while (0)
 
 #define TEST_EXIT() (test_failed_cases ? 1 : 0)
+
+/* Runs fn in a child process with its stderr captured into err (NUL-terminated); returns the
+ * child's wait status (WIFEXITED/WEXITSTATUS, WIFSIGNALED/WTERMSIG), -1 if it could not run. */
+static inline int test_run_child(void (*fn)(void), char *err, size_t errcap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        alarm(5);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < errcap && (n = read(fds[0], err + len, errcap - len - 1)) > 0)
+        len += (size_t)n;
+    err[len] = '\0';
+    close(fds[0]);
+    int st = -1;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        return -1;
+    return st;
+}
 
 #endif

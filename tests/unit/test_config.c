@@ -8,28 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Runs fn in a child with stderr captured; returns the exit status (-1 when not exited). */
-static int run_child(void (*fn)(void), char *err, size_t errcap) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        alarm(5);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < errcap && (n = read(fds[0], err + len, errcap - len - 1)) > 0) len += (size_t)n;
-    err[len] = '\0';
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+/* The exit status of fn run in a child (stderr into err); -1 when it did not exit. */
+static int child_exit(void (*fn)(void), char *err, size_t errcap) {
+    int st = test_run_child(fn, err, errcap);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void env_values(void) {
@@ -197,16 +179,16 @@ static void child_good(void) {
 
 static void bad_values_exit_2(void) {
     char err[1024];
-    CHECK_INT(run_child(child_good, err, sizeof err), 0);
-    CHECK_INT(run_child(child_bad_int, err, sizeof err), 2);
+    CHECK_INT(child_exit(child_good, err, sizeof err), 0);
+    CHECK_INT(child_exit(child_bad_int, err, sizeof err), 2);
     CHECK(strstr(err, "T_BAD_INT") != NULL);
-    CHECK_INT(run_child(child_bad_size, err, sizeof err), 2);
+    CHECK_INT(child_exit(child_bad_size, err, sizeof err), 2);
     CHECK(strstr(err, "T_BAD_SIZE") != NULL);
-    CHECK_INT(run_child(child_bad_ms, err, sizeof err), 2);
+    CHECK_INT(child_exit(child_bad_ms, err, sizeof err), 2);
     CHECK(strstr(err, "T_BAD_MS") != NULL);
-    CHECK_INT(run_child(child_bad_bool, err, sizeof err), 2);
+    CHECK_INT(child_exit(child_bad_bool, err, sizeof err), 2);
     CHECK(strstr(err, "T_BAD_BOOL") != NULL);
-    CHECK_INT(run_child(child_missing_file, err, sizeof err), 2);
+    CHECK_INT(child_exit(child_missing_file, err, sizeof err), 2);
     CHECK(strstr(err, "T_NOFILE_FILE") != NULL);
 }
 
