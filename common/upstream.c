@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 
 #include "log.h"
+#include "net_addr.h"
 
 typedef struct us_host {
     upstream *u;
@@ -186,30 +187,7 @@ static int us_parse_item(const char *s, size_t n, us_host *h) {
 /* ---- addresses and peers ---- */
 
 static int us_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
-    if (a->ss_family != b->ss_family) return 0;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-    }
-    return 0;
-}
-
-static void us_addr_text(const struct sockaddr_storage *a, char *out, size_t size) {
-    char ip[64] = "";
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const void *)a;
-        uv_ip6_name(s6, ip, sizeof ip);
-        snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
-    } else {
-        const struct sockaddr_in *s4 = (const void *)a;
-        uv_ip4_name(s4, ip, sizeof ip);
-        snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
-    }
+    return net_addr_eq((const struct sockaddr *)a, (const struct sockaddr *)b);
 }
 
 void upstream_peer_release(upstream_peer *p) {
@@ -259,7 +237,7 @@ static void us_sync_peers(upstream *u) {
             if (us_find_peer(u, a)) continue;
             p = us_alloc(sizeof *p);
             memcpy(&p->addr, a, sizeof p->addr);
-            us_addr_text(a, p->text, sizeof p->text);
+            net_addr_text((const struct sockaddr *)a, p->text, sizeof p->text);
             p->refs = 1;
             p->in_set = 1;
             if (u->npeers == u->cap) {

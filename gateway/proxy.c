@@ -18,6 +18,7 @@
 #include "access_log.h"
 #include "gzip.h"
 #include "headers.h"
+#include "http_headers.h"
 #include "log.h"
 #include "ratelimit.h"
 
@@ -649,9 +650,7 @@ static int px_headers(gw_px *px)
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         http_req_header_at(req, i, &name, &value);
-        if (gw_headers_hop(name, conn) || !strcasecmp(name, "X-Forwarded-For") ||
-            !strcasecmp(name, "X-Forwarded-Proto") || !strcasecmp(name, "X-Real-IP") ||
-            !strcasecmp(name, "X-Forwarded-Host") || !strcasecmp(name, "Forwarded"))
+        if (gw_headers_hop(name, conn) || (http_headers_flags(name) & HTTP_HDR_FORWARDING))
             continue;
         px->hdrs[px->nhdrs++] = (http_header){ name, value };
     }
