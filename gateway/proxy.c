@@ -24,7 +24,6 @@
 
 #define PX_HIGH (256 * 1024)   /* queued bytes that pause the sender */
 #define PX_LOW (64 * 1024)     /* and resume it */
-#define PX_MAX_TRIES 3
 
 typedef struct gw_px {
     gw_worker *w;
@@ -49,7 +48,6 @@ typedef struct gw_px {
     int req_paused, x_paused;
     int resp_started, resp_ended, client_closed;
     unsigned holds;              /* callbacks up the stack using it (px_hold) */
-    int last_timeout;            /* the previous try timed out: no instance left -> 504 */
     int tries;
     int status;
     gw_gzip *gz;
@@ -64,7 +62,7 @@ typedef struct px_write {
     size_t len;
 } px_write;
 
-static void px_try(gw_px *px, const upstream_peer *avoid);
+static void px_try(gw_px *px);
 
 /* ---- paths and routes ---- */
 
@@ -523,18 +521,16 @@ static void on_data(http_exchange *x, const char *data, size_t len, void *ud)
     px_release(px);
 }
 
-static int idempotent(const char *m)
-{
-    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
-           !strcmp(m, "OPTIONS") || !strcmp(m, "TRACE");
-}
-
 static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
 {
-    int sent = http_exchange_sent_any(x);
+    /* passive health and the one retry policy (upstream.h); never once the reply or the
+     * request body started, nor for a client that left or a body over the limit */
+    upstream_try t = { http_req_method(px->req), (unsigned)px->tries, http_exchange_sent_any(x),
+                       px->body_len == 0,
+                       px->resp_started || px->too_big || px->client_closed || px->body_started };
+    upstream_peer *next = upstream_try_done(px->up, px->peer, err, &t);
     px->x = NULL;
     if (err == HC_OK) {
-        upstream_peer_succeeded(px->up, px->peer);
         if (px->gz) {
             char *buf = NULL;
             size_t n;
@@ -547,9 +543,6 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
         http_resp_end(px->req);
         return;
     }
-    int transport = err == HC_ECONNECT || err == HC_ETIMEOUT || err == HC_ERESET;
-    if (transport)
-        upstream_peer_failed(px->up, px->peer);
     if (px->resp_started) {
         /* Cut short after the head went out: the client must see a broken response. */
         px->resp_ended = 1;
@@ -562,15 +555,10 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
         px_error(px, 413, "payload_too_large", "The request body is over this route's limit.");
         return;
     }
-    int retry = transport && !px->client_closed && px->tries < PX_MAX_TRIES && !px->body_started &&
-                (!sent || err == HC_ECONNECT ||
-                 (idempotent(http_req_method(px->req)) && px->body_len == 0));
-    if (retry) {
-        px->last_timeout = err == HC_ETIMEOUT;
-        upstream_peer *old = px->peer;
-        px->peer = NULL;
-        px_try(px, old);
-        upstream_peer_release(old);
+    if (next) {
+        upstream_peer_release(px->peer);
+        px->peer = next;
+        px_try(px);
         return;
     }
     if (err == HC_ETIMEOUT)
@@ -589,33 +577,11 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
 
 static const http_exchange_cbs px_cbs = { on_sent_head, on_response, on_data, on_done };
 
-/* Picks a live instance: round-robin by the upstream pool, skipping what the master's
- * active checks published as down. */
-static upstream_peer *px_pick(gw_px *px, const upstream_peer *avoid)
+/* Starts a try on px->peer (NULL: none available). Callers hold px. */
+static void px_try(gw_px *px)
 {
-    unsigned healthy, total;
-    upstream_counts(px->up, &healthy, &total);
-    const char *name = upstream_name(px->up);
-    for (unsigned i = 0; i <= total; i++) {
-        upstream_peer *p = upstream_pick(px->up, avoid);
-        if (!p)
-            return NULL;
-        if (!gw_shm_peer_down(px->w->shm, name, upstream_peer_text(p)))
-            return p;
-        upstream_peer_release(p);
-    }
-    return NULL;
-}
-
-/* Callers hold px. */
-static void px_try(gw_px *px, const upstream_peer *avoid)
-{
-    px->peer = px_pick(px, avoid);
     if (!px->peer) {
-        if (px->last_timeout)
-            px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
-        else
-            px_error(px, 502, "bad_gateway", "No instance of the service is available.");
+        px_error(px, 502, "bad_gateway", "No instance of the service is available.");
         return;
     }
     px->tries++;
@@ -800,6 +766,7 @@ void gw_proxy_handle(http_req *req, void *ud)
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
     px_hold(px);
-    px_try(px, NULL);
+    px->peer = upstream_pick(px->up, NULL);
+    px_try(px);
     px_release(px);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "net_addr.h"
 
 #define GW_SHM_MAGIC 0x67773031u
 
@@ -110,35 +111,77 @@ void gw_shm_ticket_keys(gw_shm *s, gw_ticket_key out[GW_SHM_KEYS])
     gw_shm_unlock(&s->state_lock);
 }
 
+void gw_shm_publish_health(gw_shm *s, const gw_shm_upstream *ups, size_t n)
+{
+    unsigned seq = atomic_load_explicit(&s->health_seq, memory_order_relaxed);
+    atomic_store_explicit(&s->health_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    memcpy(s->ups, ups, sizeof(gw_shm_upstream) * n);
+    s->nupstreams = (uint32_t)n;
+    s->published = 1;
+    atomic_store_explicit(&s->health_seq, seq + 2, memory_order_release);
+}
+
+/* Sequence-lock reads: begin returns the sequence to give to retry; retry is 1 when the master
+ * wrote meanwhile (what was read is thrown away and read again). */
+static unsigned health_read_begin(gw_shm *s)
+{
+    unsigned seq;
+    while ((seq = atomic_load_explicit(&s->health_seq, memory_order_acquire)) & 1u)
+        ;   /* the master is writing: a memcpy of a few KB */
+    return seq;
+}
+
+static int health_read_retry(gw_shm *s, unsigned seq)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&s->health_seq, memory_order_relaxed) != seq;
+}
+
 int gw_shm_upstream_counts(gw_shm *s, const char *name, unsigned *healthy, unsigned *total)
 {
-    int rc = -1;
-    gw_shm_lock(&s->state_lock);
-    for (uint32_t i = 0; s->published && i < s->nupstreams; i++) {
-        if (strcmp(s->ups[i].name, name) == 0) {
-            *healthy = s->ups[i].healthy;
-            *total = s->ups[i].total;
-            rc = 0;
-            break;
+    int rc;
+    unsigned seq, h = 0, t = 0;
+    do {
+        seq = health_read_begin(s);
+        rc = -1;
+        uint32_t n = s->published ? s->nupstreams : 0;
+        for (uint32_t i = 0; i < n && i < GW_MAX_UPSTREAMS; i++) {
+            if (strncmp(s->ups[i].name, name, sizeof s->ups[i].name) == 0) {
+                h = s->ups[i].healthy;
+                t = s->ups[i].total;
+                rc = 0;
+                break;
+            }
         }
+    } while (health_read_retry(s, seq));
+    if (rc == 0) {
+        *healthy = h;
+        *total = t;
     }
-    gw_shm_unlock(&s->state_lock);
     return rc;
 }
 
-int gw_shm_peer_down(gw_shm *s, const char *name, const char *addr)
+int gw_shm_peer_down(gw_shm *s, size_t idx, const char *name, const struct sockaddr *addr)
 {
-    int down = 0;
-    gw_shm_lock(&s->state_lock);
-    for (uint32_t i = 0; s->published && i < s->nupstreams; i++) {
-        if (strcmp(s->ups[i].name, name) != 0)
+    int down;
+    unsigned seq;
+    do {
+        seq = health_read_begin(s);
+        down = 0;
+        if (!s->published || idx >= s->nupstreams || idx >= GW_MAX_UPSTREAMS)
             continue;
-        for (uint32_t j = 0; j < s->ups[i].npeers; j++)
-            if (strcmp(s->ups[i].peers[j].addr, addr) == 0)
-                down = !s->ups[i].peers[j].healthy;
-        break;
-    }
-    gw_shm_unlock(&s->state_lock);
+        const gw_shm_upstream *u = &s->ups[idx];
+        if (strncmp(u->name, name, sizeof u->name) != 0)
+            continue;
+        uint32_t n = u->npeers < GW_SHM_PEERS ? u->npeers : GW_SHM_PEERS;
+        for (uint32_t j = 0; j < n; j++) {
+            if (net_addr_eq((const struct sockaddr *)&u->peers[j].sa, addr)) {
+                down = !u->peers[j].healthy;
+                break;
+            }
+        }
+    } while (health_read_retry(s, seq));
     return down;
 }
 

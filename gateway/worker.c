@@ -12,6 +12,13 @@
 #include "log.h"
 #include "proxy.h"
 
+/* Skips what the master's active checks published as down (no lock: see shm.h). */
+static int worker_peer_down(const upstream_peer *p, void *ud)
+{
+    const gw_shm_view *v = ud;
+    return gw_shm_peer_down(v->shm, v->idx, v->name, upstream_peer_addr(p));
+}
+
 static gw_worker worker;
 static uv_signal_t sig_term, sig_int;
 static int draining, servers_left;
@@ -176,6 +183,8 @@ int gw_worker_main(const gw_config *cfg, int slot)
             log_error(NULL, "worker: [upstream %s] servers do not parse", uc->name);
             return 1;
         }
+        w->views[i] = (gw_shm_view){ w->shm, i, uc->name };
+        upstream_set_skip(w->ups[i], worker_peer_down, &w->views[i]);
     }
     w->statics = gw_static_new(cfg);
     if (cfg->https_port) {

@@ -275,6 +275,7 @@ rate = off
 [upstream raw]
 servers = 127.0.0.1:{RAW_PORT}
 health_check = off
+fail_timeout = 1s
 
 [route /raw/]
 upstream = raw
@@ -795,6 +796,25 @@ def bad_upstream_response_headers_are_502(_):
         eq(r.status, 502, "big-ext: a complete response")
     except http.client.IncompleteRead:
         pass
+
+
+@test
+def malformed_upstream_answer_counts_against_the_instance(_):
+    # One rule for every caller of an upstream (common/upstream.c): a malformed answer
+    # (HC_EPROTO) is the instance's failure, so with max_fails = 1 it leaves the pool for
+    # fail_timeout. One keep-alive connection: the same worker sees all three requests.
+    time.sleep(1.1)   # earlier raw failures are over
+    conn = http.client.HTTPSConnection("127.0.0.1", HTTPS, context=tls_ctx(), timeout=10)
+    try:
+        eq(req("GET", "/raw/ok", conn=conn).status, 200)
+        eq(req("GET", "/raw/ctl-in-value", conn=conn).status, 502)
+        r = req("GET", "/raw/ok", conn=conn)
+        eq(r.status, 502, "the instance is out after its malformed answer")
+        eq(r.json()["error"]["code"], "bad_gateway")
+        time.sleep(1.1)
+        eq(req("GET", "/raw/ok", conn=conn).status, 200, "back after fail_timeout")
+    finally:
+        conn.close()
 
 
 def from_trusted_proxy(path, headers):
