@@ -10,7 +10,7 @@
 #include "crypto.h"
 #include "gateway.h"
 #include "log.h"
-#include "proxy.h"
+#include "route.h"
 
 /* Skips what the master's active checks published as down (no lock: see shm.h). */
 static int worker_peer_down(const upstream_peer *p, void *ud)
@@ -129,7 +129,7 @@ static http_server *server_on(gw_worker *w, int fd, tls_server *tls)
     o.limits.body_timeout_ms = (unsigned)c->body_timeout_ms;
     o.limits.idle_timeout_ms = (unsigned)c->keepalive_timeout_ms;
     o.limits.send_timeout_ms = (unsigned)c->send_timeout_ms;
-    o.handler = gw_proxy_handle;
+    o.handler = gw_route_handle;
     o.handler_ud = w;
     o.server_name = NULL;
     o.tls = tls;

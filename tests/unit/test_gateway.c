@@ -10,7 +10,8 @@
 
 #include "../../gateway/gw_config.h"
 #include "../../gateway/gzip.h"
-#include "../../gateway/proxy.h"
+#include "../../gateway/builtin.h"
+#include "../../gateway/route.h"
 #include "../../gateway/ratelimit.h"
 #include "../../gateway/shm.h"
 #include "test.h"
