@@ -1,4 +1,4 @@
-/* headers: hop-by-hop filtering, security headers and the client address (see headers.h). */
+/* headers: security headers and the client address (see headers.h). */
 #include "headers.h"
 
 #include <netinet/in.h>
@@ -7,17 +7,6 @@
 #include <strings.h>
 
 #include "gw_config.h"
-#include "http_headers.h"
-
-int gw_headers_hop(const char *name, const char *conn)
-{
-    return http_headers_hop(name, conn);
-}
-
-int gw_headers_security_name(const char *name)
-{
-    return (http_headers_flags(name) & HTTP_HDR_SECURITY) != 0;
-}
 
 void gw_headers_security(http_req *req, const char *csp)
 {

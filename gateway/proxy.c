@@ -231,7 +231,7 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     const char *vary = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *name = h[i].name;
-        if (gw_headers_hop(name, conn) || (tls && gw_headers_security_name(name)))
+        if (http_headers_hop(name, conn) || (tls && (http_headers_flags(name) & HTTP_HDR_SECURITY)))
             continue;
         if (strcasecmp(name, "Vary") == 0 && type_ok) {
             vary = h[i].value;
@@ -426,7 +426,7 @@ static int px_headers(gw_px *px)
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         http_req_header_at(req, i, &name, &value);
-        if (gw_headers_hop(name, conn) || (http_headers_flags(name) & HTTP_HDR_FORWARDING))
+        if (http_headers_hop(name, conn) || (http_headers_flags(name) & HTTP_HDR_FORWARDING))
             continue;
         px->hdrs[px->nhdrs++] = (http_header){ name, value };
     }

@@ -14,6 +14,7 @@
 #include "../../gateway/route.h"
 #include "../../gateway/ratelimit.h"
 #include "../../gateway/shm.h"
+#include "http_headers.h"
 #include "test.h"
 
 static char ini_path[] = "/tmp/test_gateway_XXXXXX";
@@ -121,6 +122,27 @@ static void routing(void)
     CHECK(gw_path_blocked("/metrics"));
     CHECK(!gw_path_blocked("/metricsx"));
     CHECK(!gw_path_blocked("/auth/internal"));
+}
+
+/* The one table of header names (common/http_headers.c) that the proxy's filters use. */
+static void header_table(void)
+{
+    static const char *hop[] = { "Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer",
+                                 "Transfer-Encoding", "Upgrade", "Content-Length", "HOST", "Date",
+                                 "X-Request-ID", "Expect", "Proxy-Authorization" };
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        CHECK(http_headers_hop(hop[i], NULL));
+    CHECK(!http_headers_hop("Authorization", NULL));
+    CHECK(!http_headers_hop("Content-Type", NULL));
+    CHECK(http_headers_hop("X-Secret", "keep-alive, x-secret"));   /* named by Connection */
+    CHECK(!http_headers_hop("X-Secret", "x-secretive"));
+    CHECK(http_headers_flags("x-forwarded-for") & HTTP_HDR_FORWARDING);
+    CHECK(http_headers_flags("Forwarded") & HTTP_HDR_FORWARDING);
+    CHECK(http_headers_flags("X-Frame-Options") & HTTP_HDR_SECURITY);
+    CHECK(http_headers_flags("content-length") & HTTP_HDR_FRAMING);
+    CHECK_INT(http_headers_flags("X-Instance"), 0);
+    CHECK(http_headers_list_has(" close ,foo", "close"));
+    CHECK(!http_headers_list_has(NULL, "close"));
 }
 
 static void rate_limit_leaky_bucket(void)
@@ -240,6 +262,7 @@ int main(void)
     RUN(config_errors);
     RUN(path_normalization);
     RUN(routing);
+    RUN(header_table);
     RUN(rate_limit_leaky_bucket);
     RUN(gzip_negotiation_and_roundtrip);
     RUN(cidrs);
