@@ -122,29 +122,32 @@ void gw_shm_publish_health(gw_shm *s, const gw_shm_upstream *ups, size_t n)
     atomic_store_explicit(&s->health_seq, seq + 2, memory_order_release);
 }
 
-/* Sequence-lock reads: begin returns the sequence to give to retry; retry is 1 when the master
- * wrote meanwhile (what was read is thrown away and read again). */
-static unsigned health_read_begin(gw_shm *s)
+/* Sequence-lock reads: a read that began at an even sequence and finds the same one after
+ * it saw a whole publication; otherwise it is thrown away and made again. A master that died
+ * while writing leaves the sequence odd: after HEALTH_READ_TRIES the shared view counts as not
+ * published (the worker's own passive health still applies), never a worker spinning forever.
+ * Whatever a torn read finds is bounded (indexes and counts are clamped) before it is used. */
+#define HEALTH_READ_TRIES 1000
+
+static int health_begin(gw_shm *s, unsigned *seq)
 {
-    unsigned seq;
-    while ((seq = atomic_load_explicit(&s->health_seq, memory_order_acquire)) & 1u)
-        ;   /* the master is writing: a memcpy of a few KB */
-    return seq;
+    *seq = atomic_load_explicit(&s->health_seq, memory_order_acquire);
+    return (*seq & 1u) == 0;
 }
 
-static int health_read_retry(gw_shm *s, unsigned seq)
+static int health_same(gw_shm *s, unsigned seq)
 {
     atomic_thread_fence(memory_order_acquire);
-    return atomic_load_explicit(&s->health_seq, memory_order_relaxed) != seq;
+    return atomic_load_explicit(&s->health_seq, memory_order_relaxed) == seq;
 }
 
 int gw_shm_upstream_counts(gw_shm *s, const char *name, unsigned *healthy, unsigned *total)
 {
-    int rc;
-    unsigned seq, h = 0, t = 0;
-    do {
-        seq = health_read_begin(s);
-        rc = -1;
+    for (int k = 0; k < HEALTH_READ_TRIES; k++) {
+        unsigned seq, h = 0, t = 0;
+        int rc = -1;
+        if (!health_begin(s, &seq))
+            continue;
         uint32_t n = s->published ? s->nupstreams : 0;
         for (uint32_t i = 0; i < n && i < GW_MAX_UPSTREAMS; i++) {
             if (strncmp(s->ups[i].name, name, sizeof s->ups[i].name) == 0) {
@@ -154,35 +157,40 @@ int gw_shm_upstream_counts(gw_shm *s, const char *name, unsigned *healthy, unsig
                 break;
             }
         }
-    } while (health_read_retry(s, seq));
-    if (rc == 0) {
-        *healthy = h;
-        *total = t;
+        if (!health_same(s, seq))
+            continue;
+        if (rc == 0) {
+            *healthy = h;
+            *total = t;
+        }
+        return rc;
     }
-    return rc;
+    return -1;
 }
 
 int gw_shm_peer_down(gw_shm *s, size_t idx, const char *name, const struct sockaddr *addr)
 {
-    int down;
-    unsigned seq;
-    do {
-        seq = health_read_begin(s);
-        down = 0;
-        if (!s->published || idx >= s->nupstreams || idx >= GW_MAX_UPSTREAMS)
+    if (idx >= GW_MAX_UPSTREAMS)
+        return 0;
+    const gw_shm_upstream *u = &s->ups[idx];
+    for (int k = 0; k < HEALTH_READ_TRIES; k++) {
+        unsigned seq;
+        int down = 0;
+        if (!health_begin(s, &seq))
             continue;
-        const gw_shm_upstream *u = &s->ups[idx];
-        if (strncmp(u->name, name, sizeof u->name) != 0)
-            continue;
-        uint32_t n = u->npeers < GW_SHM_PEERS ? u->npeers : GW_SHM_PEERS;
-        for (uint32_t j = 0; j < n; j++) {
-            if (net_addr_eq((const struct sockaddr *)&u->peers[j].sa, addr)) {
-                down = !u->peers[j].healthy;
-                break;
+        if (s->published && idx < s->nupstreams && strncmp(u->name, name, sizeof u->name) == 0) {
+            uint32_t n = u->npeers < GW_SHM_PEERS ? u->npeers : GW_SHM_PEERS;
+            for (uint32_t j = 0; j < n; j++) {
+                if (net_addr_eq((const struct sockaddr *)&u->peers[j].sa, addr)) {
+                    down = !u->peers[j].healthy;
+                    break;
+                }
             }
         }
-    } while (health_read_retry(s, seq));
-    return down;
+        if (health_same(s, seq))
+            return down;
+    }
+    return 0;
 }
 
 /* The slot of ip's entry in its partition, creating it (or NULL when the partition's probe

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -145,6 +146,43 @@ static void header_table(void)
     CHECK(!http_headers_list_has(NULL, "close"));
 }
 
+/* The master publishes upstream health; workers read it without a lock on every pick. */
+static void shared_health_read_without_lock(void)
+{
+    int fd;
+    gw_shm *s = gw_shm_create(&fd);
+    CHECK(s != NULL);
+    struct sockaddr_in a, b;
+    uv_ip4_addr("127.0.0.1", 3001, &a);
+    uv_ip4_addr("127.0.0.1", 3002, &b);
+    unsigned healthy = 9, total = 9;
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), -1);   /* not published */
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 0);
+    static gw_shm_upstream ups[1];
+    snprintf(ups[0].name, sizeof ups[0].name, "api");
+    ups[0].healthy = 1;
+    ups[0].total = 2;
+    ups[0].npeers = 2;
+    memcpy(&ups[0].peers[0].sa, &a, sizeof a);
+    ups[0].peers[0].healthy = 0;
+    memcpy(&ups[0].peers[1].sa, &b, sizeof b);
+    ups[0].peers[1].healthy = 1;
+    gw_shm_publish_health(s, ups, 1);
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), 0);
+    CHECK_INT(healthy, 1);
+    CHECK_INT(total, 2);
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 1);
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&b), 0);
+    CHECK_INT(gw_shm_peer_down(s, 0, "other", (struct sockaddr *)&a), 0);   /* newer config */
+    CHECK_INT(gw_shm_peer_down(s, 1, "api", (struct sockaddr *)&a), 0);
+    /* a master that died while writing: readers give up, they never spin forever */
+    atomic_fetch_add(&s->health_seq, 1);
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 0);
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), -1);
+    munmap(s, sizeof *s);
+    close(fd);
+}
+
 static void rate_limit_leaky_bucket(void)
 {
     int fd;
@@ -263,6 +301,7 @@ int main(void)
     RUN(path_normalization);
     RUN(routing);
     RUN(header_table);
+    RUN(shared_health_read_without_lock);
     RUN(rate_limit_leaky_bucket);
     RUN(gzip_negotiation_and_roundtrip);
     RUN(cidrs);
