@@ -30,7 +30,9 @@
  *     always replay it. */
 #include "http_client.h"
 #include "buf.h"
+#include "http_headers.h"
 #include "http_syntax.h"
+#include "net_addr.h"
 #include "xalloc.h"
 
 #include <llhttp.h>
@@ -181,42 +183,6 @@ http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts) {
     return c;
 }
 
-/* ---- addresses ---- */
-
-static socklen_t hc_addr_len(const struct sockaddr *sa) {
-    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
-static int hc_addr_eq(const struct sockaddr *a, const struct sockaddr *b) {
-    if (a->sa_family != b->sa_family) return 0;
-    if (a->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-    }
-    return 0;
-}
-
-/* "127.0.0.1:80" or "[::1]:80" for the Host header. */
-static void hc_addr_host(const struct sockaddr *sa, char *out, size_t size) {
-    char ip[64] = "";
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const void *)sa;
-        uv_ip6_name(s6, ip, sizeof ip);
-        snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
-    } else if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const void *)sa;
-        uv_ip4_name(s4, ip, sizeof ip);
-        snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
-    } else {
-        snprintf(out, size, "invalid");
-    }
-}
-
 /* ---- the request head ---- */
 
 static int hc_is_token(const char *s) {
@@ -232,20 +198,6 @@ static int hc_is_field_text(const char *s, int allow_space) {
         if (!allow_space && (ch == ' ' || ch == '\t')) return 0;
     }
     return 1;
-}
-
-/* 1 when a comma separated header value holds the token (case-insensitive). */
-static int hc_has_token(const char *v, const char *tok) {
-    size_t n = strlen(tok);
-    while (*v) {
-        while (*v == ' ' || *v == '\t' || *v == ',') v++;
-        const char *s = v;
-        while (*v && *v != ',') v++;
-        const char *e = v;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
-        if ((size_t)(e - s) == n && strncasecmp(s, tok, n) == 0) return 1;
-    }
-    return 0;
 }
 
 static int hc_method_has_body(const char *m) {
@@ -268,14 +220,13 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
     buf_puts(&b, target);
     buf_puts(&b, " HTTP/1.1\r\n");
     for (size_t i = 0; i < n; i++) {
-        if (strcasecmp(h[i].name, "Content-Length") == 0 ||
-            strcasecmp(h[i].name, "Transfer-Encoding") == 0)
+        if (http_headers_flags(h[i].name) & HTTP_HDR_FRAMING)
             continue;   /* we frame the body ourselves */
         if (strcasecmp(h[i].name, "Host") == 0) {
             if (have_host) continue;
             have_host = 1;
         }
-        if (strcasecmp(h[i].name, "Connection") == 0 && hc_has_token(h[i].value, "close"))
+        if (strcasecmp(h[i].name, "Connection") == 0 && http_headers_list_has(h[i].value, "close"))
             x->req_close = 1;
         buf_puts(&b, h[i].name);
         buf_puts(&b, ": ");
@@ -284,7 +235,7 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
     }
     if (!have_host) {
         char host[80];
-        hc_addr_host((const struct sockaddr *)&x->addr, host, sizeof host);
+        net_addr_text((const struct sockaddr *)&x->addr, host, sizeof host);
         buf_puts(&b, "Host: ");
         buf_puts(&b, host);
         buf_puts(&b, "\r\n");
@@ -411,7 +362,7 @@ static void hc_conn_close(hc_conn *k) {
 static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr) {
     hc_conn *k = xcalloc(1, sizeof *k);
     k->c = c;
-    memcpy(&k->addr, addr, hc_addr_len(addr));
+    memcpy(&k->addr, addr, net_addr_len(addr));
     /* Neither init can fail: the socket itself is created by uv_tcp_connect. */
     uv_tcp_init(c->loop, &k->tcp);
     uv_timer_init(c->loop, &k->timer);
@@ -427,7 +378,7 @@ static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr) {
 
 static hc_conn *hc_pool_take(http_client *c, const struct sockaddr *addr) {
     for (hc_bucket *b = c->buckets; b; b = b->next) {
-        if (!hc_addr_eq((const struct sockaddr *)&b->addr, addr)) continue;
+        if (!net_addr_eq((const struct sockaddr *)&b->addr, addr)) continue;
         hc_conn *k = b->idle;
         hc_bucket_remove(c, k);
         return k;
@@ -443,7 +394,7 @@ static void hc_conn_to_pool(hc_conn *k) {
         return;
     }
     for (b = c->buckets; b; b = b->next)
-        if (hc_addr_eq((const struct sockaddr *)&b->addr, (const struct sockaddr *)&k->addr))
+        if (net_addr_eq((const struct sockaddr *)&b->addr, (const struct sockaddr *)&k->addr))
             break;
     if (b && b->n >= c->opts.max_idle_per_peer) {
         hc_conn_close(k);
@@ -1024,7 +975,7 @@ static http_exchange *hc_exchange_new(http_client *c, const struct sockaddr *add
     x = xcalloc(1, sizeof *x);
     x->c = c;
     if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)
-        memcpy(&x->addr, addr, hc_addr_len(addr));
+        memcpy(&x->addr, addr, net_addr_len(addr));
     if (cbs) x->cbs = *cbs;
     x->ud = ud;
     x->body_len = body_len < 0 ? -1 : body_len;

@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 
 #include "log.h"
+#include "net_addr.h"
 #include "xalloc.h"
 
 typedef struct us_host {
@@ -67,6 +68,8 @@ struct upstream {
     int first_round_done;           /* every name answered once */
     us_fetch *waiting;              /* fetches waiting for the first resolution */
     us_fetch *deferred;             /* fetches to end with HC_ECONNECT from the loop */
+    upstream_skip_fn skip;          /* outside health (upstream_set_skip) */
+    void *skip_ud;
 };
 
 struct us_fetch {
@@ -180,30 +183,7 @@ static int us_parse_item(const char *s, size_t n, us_host *h) {
 /* ---- addresses and peers ---- */
 
 static int us_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
-    if (a->ss_family != b->ss_family) return 0;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-    }
-    return 0;
-}
-
-static void us_addr_text(const struct sockaddr_storage *a, char *out, size_t size) {
-    char ip[64] = "";
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const void *)a;
-        uv_ip6_name(s6, ip, sizeof ip);
-        snprintf(out, size, "[%s]:%u", ip, (unsigned)ntohs(s6->sin6_port));
-    } else {
-        const struct sockaddr_in *s4 = (const void *)a;
-        uv_ip4_name(s4, ip, sizeof ip);
-        snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(s4->sin_port));
-    }
+    return net_addr_eq((const struct sockaddr *)a, (const struct sockaddr *)b);
 }
 
 void upstream_peer_release(upstream_peer *p) {
@@ -253,13 +233,12 @@ static void us_sync_peers(upstream *u) {
             if (us_find_peer(u, a)) continue;
             p = xcalloc(1, sizeof *p);
             memcpy(&p->addr, a, sizeof p->addr);
-            us_addr_text(a, p->text, sizeof p->text);
+            net_addr_text((const struct sockaddr *)a, p->text, sizeof p->text);
             p->refs = 1;
             p->in_set = 1;
             if (u->npeers == u->cap) {
                 u->cap = u->cap ? u->cap * 2 : 8;
-                u->peers = realloc(u->peers, u->cap * sizeof *u->peers);
-                if (!u->peers) abort();
+                u->peers = xrealloc(u->peers, u->cap * sizeof *u->peers);
             }
             u->peers[u->npeers++] = p;
             log_info(NULL, "upstream %s: instance %s added", u->name, p->text);
@@ -392,6 +371,11 @@ static int us_healthy(const upstream *u, const upstream_peer *p, uint64_t now) {
     return 1;
 }
 
+void upstream_set_skip(upstream *u, upstream_skip_fn skip, void *ud) {
+    u->skip = skip;
+    u->skip_ud = ud;
+}
+
 upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid) {
     uint64_t now = uv_now(u->loop);
     upstream_peer *fallback = NULL;
@@ -399,7 +383,7 @@ upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid) {
     for (size_t i = 0; i < n; i++) {
         size_t at = (u->rr + i) % n;
         upstream_peer *p = u->peers[at];
-        if (!us_healthy(u, p, now)) continue;
+        if (!us_healthy(u, p, now) || (u->skip && u->skip(p, u->skip_ud))) continue;
         if (p == avoid) {
             fallback = p;
             continue;
@@ -566,14 +550,38 @@ void upstream_free(upstream *u) {
 
 /* ---- buffered requests ---- */
 
-static int us_idempotent(const char *m) {
-    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
-           strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0;
+int upstream_method_idempotent(const char *m) {
+    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < sizeof idem / sizeof *idem; i++)
+        if (strcmp(m, idem[i]) == 0) return 1;
+    return 0;
 }
 
-/* A failure of the instance (5xx answers are answers). */
+/* A failure of the instance (5xx answers are answers; a malformed one is the peer's fault). */
 static int us_is_failure(hc_err err) {
     return err == HC_ECONNECT || err == HC_ETIMEOUT || err == HC_ERESET || err == HC_EPROTO;
+}
+
+static int us_retryable(hc_err err, const upstream_try *t) {
+    if (t->final || t->tries >= UPSTREAM_MAX_TRIES) return 0;
+    if (err != HC_ECONNECT && err != HC_ETIMEOUT && err != HC_ERESET) return 0;
+    return err == HC_ECONNECT || !t->sent ||
+           (upstream_method_idempotent(t->method) && t->body_replayable);
+}
+
+upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t) {
+    if (u->freeing) return NULL;
+    if (err == HC_OK)
+        upstream_peer_succeeded(u, p);
+    else if (us_is_failure(err))
+        upstream_peer_failed(u, p);
+    if (!us_retryable(err, t)) return NULL;
+    upstream_peer *q = upstream_pick(u, p);
+    if (q == p) {
+        upstream_peer_release(q);
+        return NULL;
+    }
+    return q;
 }
 
 static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r) {
@@ -597,24 +605,13 @@ static void us_fetch_send(us_fetch *f, upstream_peer *p) {
 
 static void us_fetch_cb(hc_err err, const http_response *r, void *ud) {
     us_fetch *f = ud;
-    upstream *u = f->u;
-    upstream_peer *p = f->peer;
-    if (!u->freeing) {
-        if (err == HC_OK)
-            upstream_peer_succeeded(u, p);
-        else if (us_is_failure(err))
-            upstream_peer_failed(u, p);
-        if (f->tries < 2 && (err == HC_ECONNECT ||
-                             (us_idempotent(f->method) && (err == HC_ETIMEOUT ||
-                                                           err == HC_ERESET)))) {
-            upstream_peer *q = upstream_pick(u, p);
-            if (q && q != p) {
-                upstream_peer_release(p);
-                us_fetch_send(f, q);
-                return;
-            }
-            upstream_peer_release(q);
-        }
+    /* a buffered body is whole: an idempotent request may go again */
+    upstream_try t = {f->method, (unsigned)f->tries, 1, 1, 0};
+    upstream_peer *q = upstream_try_done(f->u, f->peer, err, &t);
+    if (q) {
+        upstream_peer_release(f->peer);
+        us_fetch_send(f, q);
+        return;
     }
     us_fetch_end(f, err, r);
 }

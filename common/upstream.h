@@ -45,13 +45,40 @@ const char *upstream_peer_text(const upstream_peer *p);   /* "127.0.0.1:3001" */
 void upstream_peer_failed(upstream *u, upstream_peer *p);
 void upstream_peer_succeeded(upstream *u, upstream_peer *p);
 
+/* A second opinion on health kept outside this upstream (the gateway's workers: what the
+ * master's active checks published): upstream_pick skips a peer for which skip returns 1. */
+typedef int (*upstream_skip_fn)(const upstream_peer *p, void *ud);
+void upstream_set_skip(upstream *u, upstream_skip_fn skip, void *ud);
+
+/* The one retry policy of every request to a service (the gateway's streamed proxy and
+ * upstream_fetch): at most UPSTREAM_MAX_TRIES tries, each on another peer. A try is retried
+ * when the peer failed before it answered (refused, timed out, reset; a malformed answer,
+ * HC_EPROTO, counts against the peer but is not retried) and the request can be sent again:
+ * nothing reached the peer, or the connection never opened, or the method is idempotent
+ * (RFC 9110 §9.2.2: GET HEAD OPTIONS TRACE PUT DELETE) and its body is still whole. */
+#define UPSTREAM_MAX_TRIES 2
+
+typedef struct upstream_try {
+    const char *method;
+    unsigned tries;           /* tries made, this one included */
+    int sent;                 /* some of the request may have reached the peer */
+    int body_replayable;      /* the body (if any) can be sent again */
+    int final;                /* the caller cannot try again (its answer already started) */
+} upstream_try;
+
+/* 1 for the idempotent methods of RFC 9110 §9.2.2. */
+int upstream_method_idempotent(const char *method);
+/* The end of one try on p with err: reports it to passive health (HC_OK a success; refused,
+ * timeout, reset and HC_EPROTO a failure), then, when the policy above allows another try,
+ * returns another healthy peer (the caller releases p); NULL when err is final. */
+upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t);
+
 void upstream_counts(const upstream *u, unsigned *healthy, unsigned *total);
 /* Calls fn for each instance (for /health and shared state publishing). */
 void upstream_each(const upstream *u, void (*fn)(const upstream_peer *p, int healthy, void *ud),
                    void *ud);
 
-/* A buffered request to the service: picks a peer, and on HC_ECONNECT (or any error for an
- * idempotent method) retries once more on another peer. When no peer is healthy: cb gets
+/* A buffered request to the service: picks a peer and retries as upstream_try_done says. When no peer is healthy: cb gets
  * HC_ECONNECT without trying. */
 void upstream_fetch(upstream *u, const char *method, const char *target,
                     const http_header *headers, size_t nheaders, const void *body,

@@ -12,6 +12,13 @@
 #include "tls.h"
 #include "upstream.h"
 
+/* What a worker's upstream asks the shared memory on each pick (upstream_set_skip). */
+typedef struct gw_shm_view {
+    gw_shm *shm;
+    size_t idx;
+    const char *name;
+} gw_shm_view;
+
 typedef struct gw_worker {
     uv_loop_t *loop;
     const gw_config *cfg;
@@ -19,6 +26,7 @@ typedef struct gw_worker {
     int slot;                                /* this worker's slot in the shared memory */
     http_client *client;
     upstream *ups[GW_MAX_UPSTREAMS];
+    gw_shm_view views[GW_MAX_UPSTREAMS];
     gw_static *statics;
     tls_server *tls;
     http_server *http_srv, *https_srv;

@@ -1,4 +1,4 @@
-/* headers: hop-by-hop filtering, security headers and the client address (see headers.h). */
+/* headers: security headers and the client address (see headers.h). */
 #include "headers.h"
 
 #include <netinet/in.h>
@@ -7,52 +7,6 @@
 #include <strings.h>
 
 #include "gw_config.h"
-
-static const char *hop_names[] = {
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade", "content-length", "host",
-    "date", "x-request-id", "expect", NULL,
-};
-
-/* 1 when the comma-separated list contains name (case-insensitive). */
-static int list_has(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *tok = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        if ((size_t)(p - tok) == n && strncasecmp(tok, name, n) == 0)
-            return 1;
-        while (*p && *p != ',')
-            p++;
-    }
-    return 0;
-}
-
-int gw_headers_hop(const char *name, const char *conn)
-{
-    for (int i = 0; hop_names[i]; i++)
-        if (strcasecmp(name, hop_names[i]) == 0)
-            return 1;
-    return conn && list_has(conn, name);
-}
-
-static const char *security_names[] = {
-    "strict-transport-security", "x-content-type-options", "x-frame-options",
-    "content-security-policy", "referrer-policy", NULL,
-};
-
-int gw_headers_security_name(const char *name)
-{
-    for (int i = 0; security_names[i]; i++)
-        if (strcasecmp(name, security_names[i]) == 0)
-            return 1;
-    return 0;
-}
 
 void gw_headers_security(http_req *req, const char *csp)
 {

@@ -1,5 +1,6 @@
-/* headers: what the gateway adds to and removes from headers: hop-by-hop headers, the security
- * headers of every https response, the forwarding headers of every proxied request. */
+/* headers: what the gateway adds to headers: the security headers of every https response and
+ * the client's address for the forwarding headers (which names are dropped or replaced is
+ * common/http_headers.c's table). */
 #ifndef GW_HEADERS_H
 #define GW_HEADERS_H
 
@@ -7,11 +8,6 @@
 
 #include "http_server.h"
 
-/* 1 for the hop-by-hop headers of RFC 9110 (and the ones the server frames itself), or a
- * header named in the Connection header's value conn (may be NULL). */
-int gw_headers_hop(const char *name, const char *conn);
-/* 1 for the response headers the gateway sets itself on https (the security headers). */
-int gw_headers_security_name(const char *name);
 /* Adds Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options,
  * Content-Security-Policy (csp), Referrer-Policy. */
 void gw_headers_security(http_req *req, const char *csp);

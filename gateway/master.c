@@ -14,6 +14,7 @@
 #include "crypto.h"
 #include "gateway.h"
 #include "log.h"
+#include "net_addr.h"
 #include "worker.h"
 
 typedef struct gw_child {
@@ -203,6 +204,7 @@ static void publish_peer(const upstream_peer *p, int healthy, void *ud)
         return;
     gw_shm_peer *sp = &pc->u->peers[pc->u->npeers++];
     snprintf(sp->addr, sizeof sp->addr, "%s", upstream_peer_text(p));
+    memcpy(&sp->sa, upstream_peer_addr(p), net_addr_len(upstream_peer_addr(p)));
     sp->healthy = (uint8_t)healthy;
 }
 
@@ -220,11 +222,7 @@ static void on_publish_timer(uv_timer_t *t)
         publish_ctx pc = { &snap[i] };
         upstream_each(M.ups[i], publish_peer, &pc);
     }
-    gw_shm_lock(&M.shm->state_lock);
-    memcpy(M.shm->ups, snap, sizeof snap);
-    M.shm->nupstreams = (uint32_t)M.nups;
-    M.shm->published = 1;
-    gw_shm_unlock(&M.shm->state_lock);
+    gw_shm_publish_health(M.shm, snap, M.nups);
 }
 
 static void on_rotate_timer(uv_timer_t *t)

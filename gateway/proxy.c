@@ -18,12 +18,11 @@
 #include "access_log.h"
 #include "gzip.h"
 #include "headers.h"
+#include "http_headers.h"
 #include "log.h"
-#include "ratelimit.h"
 
 #define PX_HIGH (256 * 1024)   /* queued bytes that pause the sender */
 #define PX_LOW (64 * 1024)     /* and resume it */
-#define PX_MAX_TRIES 3
 
 typedef struct gw_px {
     gw_worker *w;
@@ -48,7 +47,6 @@ typedef struct gw_px {
     int req_paused, x_paused;
     int resp_started, resp_ended, client_closed;
     unsigned holds;              /* callbacks up the stack using it (px_hold) */
-    int last_timeout;            /* the previous try timed out: no instance left -> 504 */
     int tries;
     int status;
     gw_gzip *gz;
@@ -63,198 +61,7 @@ typedef struct px_write {
     size_t len;
 } px_write;
 
-static void px_try(gw_px *px, const upstream_peer *avoid);
-
-/* ---- paths and routes ---- */
-
-static int seg_is(const char *s, size_t n, int dots)
-{
-    /* "." or ".." with any dot possibly written %2e / %2E. */
-    int count = 0;
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] == '.') {
-            i++;
-        } else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E')) {
-            i += 3;
-        } else {
-            return 0;
-        }
-        count++;
-    }
-    return count == dots;
-}
-
-int gw_path_normalize(const char *raw, char *out, size_t cap)
-{
-    const char *p = raw;
-    if (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) {
-        p = strchr(strchr(p, ':') + 3, '/');
-        if (!p)
-            p = "/";
-    }
-    if (*p != '/' || cap < 2)
-        return -1;
-    size_t n = 0;
-    size_t stack[512];
-    size_t depth = 0;
-    int trailing = 0;
-    out[n++] = '/';
-    while (*p) {
-        while (*p == '/')
-            p++;
-        if (!*p)
-            break;
-        const char *seg = p;
-        while (*p && *p != '/')
-            p++;
-        size_t len = (size_t)(p - seg);
-        trailing = (*p == '/');
-        if (memchr(seg, '\0', len) || (len >= 3 && strstr(seg, "%00") && strstr(seg, "%00") < p))
-            return -1;
-        if (seg_is(seg, len, 1)) {
-            trailing = 1;
-            continue;
-        }
-        if (seg_is(seg, len, 2)) {
-            if (depth == 0)
-                return -1;
-            n = stack[--depth];
-            trailing = 1;
-            continue;
-        }
-        if (depth == sizeof stack / sizeof stack[0] || n + len + 2 >= cap)
-            return -1;
-        stack[depth++] = n;
-        memcpy(out + n, seg, len);
-        n += len;
-        out[n++] = '/';
-    }
-    /* out ends with '/' here; drop it unless the path ended with one. */
-    if (n > 1 && !trailing)
-        n--;
-    out[n] = '\0';
-    return 0;
-}
-
-int gw_path_blocked(const char *path)
-{
-    static const char *blocked[] = { "/internal", "/livez", "/metrics", NULL };
-    for (int i = 0; blocked[i]; i++) {
-        size_t n = strlen(blocked[i]);
-        if (strncmp(path, blocked[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))
-            return 1;
-    }
-    return 0;
-}
-
-const gw_route_conf *gw_route_match(const gw_config *c, const char *path)
-{
-    const gw_route_conf *best = NULL;
-    size_t best_len = 0;
-    for (size_t i = 0; i < c->nroutes; i++) {
-        const char *pre = c->routes[i].prefix;
-        size_t n = strlen(pre);
-        if (strncmp(path, pre, n) != 0)
-            continue;
-        if (pre[n - 1] != '/' && path[n] != '\0' && path[n] != '/')
-            continue;
-        if (!best || n > best_len) {
-            best = &c->routes[i];
-            best_len = n;
-        }
-    }
-    return best;
-}
-
-/* ---- small replies ---- */
-
-static double ms_since(uint64_t t0)
-{
-    return (double)(uv_hrtime() - t0) / 1e6;
-}
-
-static void log_reply(gw_worker *w, http_req *req, const char *path, const char *client,
-                      const char *route, int status, uint64_t t0)
-{
-    if (!w->cfg->access_log)
-        return;
-    gw_access a = { http_req_id(req), client, http_req_method(req), path, route, NULL, status,
-                    http_req_is_tls(req), 0, 0, 0, ms_since(t0), -1 };
-    gw_access_log(&a);
-}
-
-/* The access log of an ACME challenge, once the file was read. */
-typedef struct acme_log {
-    gw_worker *w;
-    uint64_t t0;
-    char client[64];
-    char path[];
-} acme_log;
-
-static void acme_logged(http_req *req, int status, void *ud)
-{
-    acme_log *al = ud;
-    if (al) {
-        log_reply(al->w, req, al->path, al->client, "acme", status, al->t0);
-        free(al);
-    }
-}
-
-static void prep(http_req *req, const char *csp)
-{
-    if (http_req_is_tls(req))
-        gw_headers_security(req, csp);
-}
-
-static int reply_health(gw_worker *w, http_req *req)
-{
-    json_t *ups = json_object();
-    int ok = 1;
-    for (size_t i = 0; i < w->cfg->nupstreams; i++) {
-        unsigned healthy = 0, total = 0;
-        const char *name = w->cfg->upstreams[i].name;
-        if (gw_shm_upstream_counts(w->shm, name, &healthy, &total) != 0)
-            upstream_counts(w->ups[i], &healthy, &total);
-        if (healthy == 0)
-            ok = 0;
-        json_object_set_new(ups, name, json_pack("{s:i,s:i}", "healthy", healthy, "total", total));
-    }
-    json_t *body = json_pack("{s:s,s:o}", "status", ok ? "ok" : "unavailable", "upstreams", ups);
-    http_resp_header(req, "Cache-Control", "no-store");
-    http_reply_json(req, ok ? 200 : 503, body);
-    return ok ? 200 : 503;
-}
-
-static void reply_redirect(gw_worker *w, http_req *req)
-{
-    const char *host = http_req_header(req, "Host");
-    char name[256];
-    if (!host || !*host) {
-        http_reply_error(req, 400, "bad_request", "A Host header is required.");
-        return;
-    }
-    /* The host name without its port ("[v6]:port" keeps the brackets). */
-    snprintf(name, sizeof name, "%s", host);
-    char *colon = strrchr(name, ':');
-    if (colon && (name[0] != '[' || (colon > name && colon[-1] == ']')))
-        *colon = '\0';
-    for (char *c = name; *c; c++) {
-        if (*c == '/' || *c == '\\' || *c == '@' || (unsigned char)*c <= ' ') {
-            http_reply_error(req, 400, "bad_request", "Invalid Host header.");
-            return;
-        }
-    }
-    char loc[12288];
-    int port = w->cfg->https_port;
-    if (port == 443 || port == 0)
-        snprintf(loc, sizeof loc, "https://%s%s", name, http_req_target(req));
-    else
-        snprintf(loc, sizeof loc, "https://%s:%d%s", name, port, http_req_target(req));
-    http_resp_header(req, "Location", loc);
-    http_resp_close_after(req);
-    http_reply(req, 301, NULL, NULL, 0);
-}
+static void px_try(gw_px *px);
 
 /* ---- the proxied request's end ---- */
 
@@ -291,7 +98,7 @@ static void px_finish_log(gw_px *px)
     gw_access a = { http_req_id(px->req), px->client_ip, http_req_method(px->req), px->path,
                     px->route->prefix, px->peer_text[0] ? px->peer_text : NULL, px->status,
                     http_req_is_tls(px->req), px->tries, px->body_seen, px->bytes_out,
-                    ms_since(px->t0), px->upstream_ms };
+                    gw_ms_since(px->t0), px->upstream_ms };
     gw_access_log(&a);
 }
 
@@ -300,7 +107,8 @@ static void px_error(gw_px *px, int status, const char *code, const char *msg)
     px->status = status;
     px->resp_ended = 1;
     px_finish_log(px);
-    prep(px->req, px->route->csp);
+    if (http_req_is_tls(px->req))
+        gw_headers_security(px->req, px->route->csp);
     if (status == 502 || status == 503)
         http_resp_header(px->req, "Retry-After", "1");
     http_reply_error(px->req, status, code, msg);
@@ -407,7 +215,7 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     (void)x;
     http_req *req = px->req; /* alive: the reply is not ended while the exchange runs */
     const gw_config *c = px->w->cfg;
-    px->upstream_ms = ms_since(px->t_up);
+    px->upstream_ms = gw_ms_since(px->t_up);
     px->status = status;
     const char *conn = find_header(h, n, "Connection");
     const char *cl_text = find_header(h, n, "Content-Length");
@@ -423,7 +231,7 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     const char *vary = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *name = h[i].name;
-        if (gw_headers_hop(name, conn) || (tls && gw_headers_security_name(name)))
+        if (http_headers_hop(name, conn) || (tls && (http_headers_flags(name) & HTTP_HDR_SECURITY)))
             continue;
         if (strcasecmp(name, "Vary") == 0 && type_ok) {
             vary = h[i].value;
@@ -452,7 +260,8 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
         if (px->gz)
             http_resp_header(req, "Content-Encoding", "gzip");
     }
-    prep(req, px->route->csp);
+    if (tls)
+        gw_headers_security(req, px->route->csp);
     int64_t len = cl;
     if (px->gz)
         len = -1;
@@ -522,18 +331,16 @@ static void on_data(http_exchange *x, const char *data, size_t len, void *ud)
     px_release(px);
 }
 
-static int idempotent(const char *m)
-{
-    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
-           !strcmp(m, "OPTIONS") || !strcmp(m, "TRACE");
-}
-
 static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
 {
-    int sent = http_exchange_sent_any(x);
+    /* passive health and the one retry policy (upstream.h); never once the reply or the
+     * request body started, nor for a client that left or a body over the limit */
+    upstream_try t = { http_req_method(px->req), (unsigned)px->tries, http_exchange_sent_any(x),
+                       px->body_len == 0,
+                       px->resp_started || px->too_big || px->client_closed || px->body_started };
+    upstream_peer *next = upstream_try_done(px->up, px->peer, err, &t);
     px->x = NULL;
     if (err == HC_OK) {
-        upstream_peer_succeeded(px->up, px->peer);
         if (px->gz) {
             char *buf = NULL;
             size_t n;
@@ -546,9 +353,6 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
         http_resp_end(px->req);
         return;
     }
-    int transport = err == HC_ECONNECT || err == HC_ETIMEOUT || err == HC_ERESET;
-    if (transport)
-        upstream_peer_failed(px->up, px->peer);
     if (px->resp_started) {
         /* Cut short after the head went out: the client must see a broken response. */
         px->resp_ended = 1;
@@ -561,15 +365,10 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
         px_error(px, 413, "payload_too_large", "The request body is over this route's limit.");
         return;
     }
-    int retry = transport && !px->client_closed && px->tries < PX_MAX_TRIES && !px->body_started &&
-                (!sent || err == HC_ECONNECT ||
-                 (idempotent(http_req_method(px->req)) && px->body_len == 0));
-    if (retry) {
-        px->last_timeout = err == HC_ETIMEOUT;
-        upstream_peer *old = px->peer;
-        px->peer = NULL;
-        px_try(px, old);
-        upstream_peer_release(old);
+    if (next) {
+        upstream_peer_release(px->peer);
+        px->peer = next;
+        px_try(px);
         return;
     }
     if (err == HC_ETIMEOUT)
@@ -588,33 +387,11 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
 
 static const http_exchange_cbs px_cbs = { on_sent_head, on_response, on_data, on_done };
 
-/* Picks a live instance: round-robin by the upstream pool, skipping what the master's
- * active checks published as down. */
-static upstream_peer *px_pick(gw_px *px, const upstream_peer *avoid)
+/* Starts a try on px->peer (NULL: none available). Callers hold px. */
+static void px_try(gw_px *px)
 {
-    unsigned healthy, total;
-    upstream_counts(px->up, &healthy, &total);
-    const char *name = upstream_name(px->up);
-    for (unsigned i = 0; i <= total; i++) {
-        upstream_peer *p = upstream_pick(px->up, avoid);
-        if (!p)
-            return NULL;
-        if (!gw_shm_peer_down(px->w->shm, name, upstream_peer_text(p)))
-            return p;
-        upstream_peer_release(p);
-    }
-    return NULL;
-}
-
-/* Callers hold px. */
-static void px_try(gw_px *px, const upstream_peer *avoid)
-{
-    px->peer = px_pick(px, avoid);
     if (!px->peer) {
-        if (px->last_timeout)
-            px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
-        else
-            px_error(px, 502, "bad_gateway", "No instance of the service is available.");
+        px_error(px, 502, "bad_gateway", "No instance of the service is available.");
         return;
     }
     px->tries++;
@@ -649,9 +426,7 @@ static int px_headers(gw_px *px)
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         http_req_header_at(req, i, &name, &value);
-        if (gw_headers_hop(name, conn) || !strcasecmp(name, "X-Forwarded-For") ||
-            !strcasecmp(name, "X-Forwarded-Proto") || !strcasecmp(name, "X-Real-IP") ||
-            !strcasecmp(name, "X-Forwarded-Host") || !strcasecmp(name, "Forwarded"))
+        if (http_headers_hop(name, conn) || (http_headers_flags(name) & HTTP_HDR_FORWARDING))
             continue;
         px->hdrs[px->nhdrs++] = (http_header){ name, value };
     }
@@ -689,118 +464,39 @@ static int px_headers(gw_px *px)
     return 0;
 }
 
-/* ---- the handler ---- */
+/* ---- the start ---- */
 
-void gw_proxy_handle(http_req *req, void *ud)
+int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
 {
-    gw_worker *w = ud;
-    const gw_config *c = w->cfg;
-    uint64_t t0 = uv_hrtime();
-    char client[64];
-    gw_headers_client_ip(c, req, client, sizeof client);
-    int tls = http_req_is_tls(req);
-    const char *raw = http_req_path(req);
-    static const char acme[] = "/.well-known/acme-challenge/";
-
-    char path[4096];
-    if (gw_path_normalize(raw, path, sizeof path) != 0) {
-        prep(req, GW_CSP_API);
-        http_reply_error(req, 400, "bad_request", "Invalid request path.");
-        log_reply(w, req, "-", client, NULL, 400, t0);
-        return;
-    }
-    if (strncmp(path, acme, sizeof acme - 1) == 0 && c->acme_webroot[0]) {
-        prep(req, GW_CSP_API);
-        acme_log *al = NULL;
-        if (c->access_log && (al = malloc(sizeof *al + strlen(path) + 1)) != NULL) {
-            al->w = w;
-            al->t0 = t0;
-            snprintf(al->client, sizeof al->client, "%s", client);
-            strcpy(al->path, path);
-        }
-        gw_static_acme(w->statics, req, path + sizeof acme - 1, acme_logged, al);
-        return;
-    }
-    if (!tls && c->http_redirect && c->https_port) {
-        reply_redirect(w, req);
-        log_reply(w, req, path, client, "redirect", 301, t0);
-        return;
-    }
-    if (gw_path_blocked(path)) {
-        prep(req, GW_CSP_API);
-        http_reply_error(req, 404, "not_found", "Not found.");
-        log_reply(w, req, path, client, NULL, 404, t0);
-        return;
-    }
-    if (strcmp(path, "/health") == 0) {
-        prep(req, GW_CSP_API);
-        int status = reply_health(w, req);
-        log_reply(w, req, path, client, "health", status, t0);
-        return;
-    }
-    if (strcmp(path, "/docs") == 0 || strncmp(path, "/docs/", 6) == 0) {
-        prep(req, GW_CSP_DOCS);
-        int status = gw_static_docs(w->statics, req, path);
-        log_reply(w, req, path, client, "docs", status, t0);
-        return;
-    }
-    const gw_route_conf *route = gw_route_match(c, path);
-    if (!route) {
-        prep(req, GW_CSP_API);
-        http_reply_error(req, 404, "not_found", "No route for this path.");
-        log_reply(w, req, path, client, NULL, 404, t0);
-        return;
-    }
-    int route_idx = (int)(route - c->routes);
-    if (!route->rate_off) {
-        unsigned retry = gw_ratelimit_check(w->shm, route_idx, client, route->rate_per_s, route->burst);
-        if (retry) {
-            char ra[16];
-            snprintf(ra, sizeof ra, "%u", retry);
-            prep(req, route->csp);
-            http_resp_header(req, "Retry-After", ra);
-            http_reply_error(req, 429, "rate_limited", "Too many requests: slow down.");
-            log_reply(w, req, path, client, route->prefix, 429, t0);
-            return;
-        }
-    }
-    int64_t clen = http_req_content_length(req);
-    if (clen > 0 && (uint64_t)clen > route->max_body) {
-        prep(req, route->csp);
-        http_resp_close_after(req);
-        http_reply_error(req, 413, "payload_too_large", "The request body is over this route's limit.");
-        log_reply(w, req, path, client, route->prefix, 413, t0);
-        return;
-    }
-
+    gw_worker *w = a->w;
+    http_req *req = a->req;
     gw_px *px = calloc(1, sizeof *px);
-    if (!px) {
-        http_reply_error(req, 503, "unavailable", "Out of memory.");
-        return;
-    }
+    if (!px)
+        return -1;
     px->w = w;
     px->req = req;
     px->route = route;
-    px->route_idx = route_idx;
+    px->route_idx = (int)(route - w->cfg->routes);
     px->up = w->ups[route->upstream_idx];
-    px->t0 = t0;
+    px->t0 = a->t0;
     px->upstream_ms = -1;
-    px->body_len = clen;
-    snprintf(px->client_ip, sizeof px->client_ip, "%s", client);
+    px->body_len = http_req_content_length(req);
+    snprintf(px->client_ip, sizeof px->client_ip, "%s", a->client);
     const char *q = http_req_query(req);
-    size_t plen = strlen(path), tlen = plen + 1 + strlen(q) + 1;
-    px->path = strdup(path);
+    size_t tlen = strlen(a->path) + 1 + strlen(q) + 1;
+    px->path = strdup(a->path);
     px->target = malloc(tlen);
     if (!px->path || !px->target || px_headers(px) != 0) {
         px->resp_ended = 1;
         px_maybe_free(px);
-        http_reply_error(req, 503, "unavailable", "Out of memory.");
-        return;
+        return -1;
     }
-    snprintf(px->target, tlen, "%s%s%s", path, *q ? "?" : "", q);
+    snprintf(px->target, tlen, "%s%s%s", a->path, *q ? "?" : "", q);
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
     px_hold(px);
-    px_try(px, NULL);
+    px->peer = upstream_pick(px->up, NULL);
+    px_try(px);
     px_release(px);
+    return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "crypto.h"
+#include "net_addr.h"
 
 #define GW_SHM_MAGIC 0x67773031u
 
@@ -104,36 +105,86 @@ void gw_shm_ticket_keys(gw_shm *s, gw_ticket_key out[GW_SHM_KEYS])
     gw_shm_unlock(&s->state_lock);
 }
 
-int gw_shm_upstream_counts(gw_shm *s, const char *name, unsigned *healthy, unsigned *total)
+void gw_shm_publish_health(gw_shm *s, const gw_shm_upstream *ups, size_t n)
 {
-    int rc = -1;
-    gw_shm_lock(&s->state_lock);
-    for (uint32_t i = 0; s->published && i < s->nupstreams; i++) {
-        if (strcmp(s->ups[i].name, name) == 0) {
-            *healthy = s->ups[i].healthy;
-            *total = s->ups[i].total;
-            rc = 0;
-            break;
-        }
-    }
-    gw_shm_unlock(&s->state_lock);
-    return rc;
+    unsigned seq = atomic_load_explicit(&s->health_seq, memory_order_relaxed);
+    atomic_store_explicit(&s->health_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    memcpy(s->ups, ups, sizeof(gw_shm_upstream) * n);
+    s->nupstreams = (uint32_t)n;
+    s->published = 1;
+    atomic_store_explicit(&s->health_seq, seq + 2, memory_order_release);
 }
 
-int gw_shm_peer_down(gw_shm *s, const char *name, const char *addr)
+/* Sequence-lock reads: a read that began at an even sequence and finds the same one after
+ * it saw a whole publication; otherwise it is thrown away and made again. A master that died
+ * while writing leaves the sequence odd: after HEALTH_READ_TRIES the shared view counts as not
+ * published (the worker's own passive health still applies), never a worker spinning forever.
+ * Whatever a torn read finds is bounded (indexes and counts are clamped) before it is used. */
+#define HEALTH_READ_TRIES 1000
+
+static int health_begin(gw_shm *s, unsigned *seq)
 {
-    int down = 0;
-    gw_shm_lock(&s->state_lock);
-    for (uint32_t i = 0; s->published && i < s->nupstreams; i++) {
-        if (strcmp(s->ups[i].name, name) != 0)
+    *seq = atomic_load_explicit(&s->health_seq, memory_order_acquire);
+    return (*seq & 1u) == 0;
+}
+
+static int health_same(gw_shm *s, unsigned seq)
+{
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&s->health_seq, memory_order_relaxed) == seq;
+}
+
+int gw_shm_upstream_counts(gw_shm *s, const char *name, unsigned *healthy, unsigned *total)
+{
+    for (int k = 0; k < HEALTH_READ_TRIES; k++) {
+        unsigned seq, h = 0, t = 0;
+        int rc = -1;
+        if (!health_begin(s, &seq))
             continue;
-        for (uint32_t j = 0; j < s->ups[i].npeers; j++)
-            if (strcmp(s->ups[i].peers[j].addr, addr) == 0)
-                down = !s->ups[i].peers[j].healthy;
-        break;
+        uint32_t n = s->published ? s->nupstreams : 0;
+        for (uint32_t i = 0; i < n && i < GW_MAX_UPSTREAMS; i++) {
+            if (strncmp(s->ups[i].name, name, sizeof s->ups[i].name) == 0) {
+                h = s->ups[i].healthy;
+                t = s->ups[i].total;
+                rc = 0;
+                break;
+            }
+        }
+        if (!health_same(s, seq))
+            continue;
+        if (rc == 0) {
+            *healthy = h;
+            *total = t;
+        }
+        return rc;
     }
-    gw_shm_unlock(&s->state_lock);
-    return down;
+    return -1;
+}
+
+int gw_shm_peer_down(gw_shm *s, size_t idx, const char *name, const struct sockaddr *addr)
+{
+    if (idx >= GW_MAX_UPSTREAMS)
+        return 0;
+    const gw_shm_upstream *u = &s->ups[idx];
+    for (int k = 0; k < HEALTH_READ_TRIES; k++) {
+        unsigned seq;
+        int down = 0;
+        if (!health_begin(s, &seq))
+            continue;
+        if (s->published && idx < s->nupstreams && strncmp(u->name, name, sizeof u->name) == 0) {
+            uint32_t n = u->npeers < GW_SHM_PEERS ? u->npeers : GW_SHM_PEERS;
+            for (uint32_t j = 0; j < n; j++) {
+                if (net_addr_eq((const struct sockaddr *)&u->peers[j].sa, addr)) {
+                    down = !u->peers[j].healthy;
+                    break;
+                }
+            }
+        }
+        if (health_same(s, seq))
+            return down;
+    }
+    return 0;
 }
 
 /* The slot of ip's entry in its partition, creating it (or NULL when the partition's probe

@@ -6,8 +6,10 @@
 #define GW_SHM_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "gw_config.h"
 
@@ -20,6 +22,7 @@
 
 typedef struct gw_shm_peer {
     char addr[64];               /* "127.0.0.1:3001" */
+    struct sockaddr_storage sa;  /* the same, compared on each pick */
     uint8_t healthy;
 } gw_shm_peer;
 
@@ -48,7 +51,11 @@ typedef struct gw_conn_slot {
 
 typedef struct gw_shm {
     uint32_t magic;
-    pthread_mutex_t state_lock;
+    pthread_mutex_t state_lock;  /* ticket keys */
+    /* Upstream health: one writer (the master), read without a lock by every worker on each
+     * pick: a sequence lock (odd while the master writes; a reader that saw it change reads
+     * again). */
+    atomic_uint health_seq;
     int32_t published;           /* upstream health published at least once */
     uint32_t nupstreams;
     gw_shm_upstream ups[GW_MAX_UPSTREAMS];
@@ -75,10 +82,14 @@ uint64_t gw_hash(const void *data, size_t len, uint64_t seed);
 void gw_shm_rotate_ticket_key(gw_shm *s);
 void gw_shm_ticket_keys(gw_shm *s, gw_ticket_key out[GW_SHM_KEYS]);
 
-/* Health as the master sees it. healthy/total of the upstream named name; -1 if unknown. */
+/* Master: publishes n upstreams' health (no lock: only the master writes it). */
+void gw_shm_publish_health(gw_shm *s, const gw_shm_upstream *ups, size_t n);
+/* Health as the master sees it, read without a lock. healthy/total of the upstream named
+ * name; -1 if unknown. */
 int gw_shm_upstream_counts(gw_shm *s, const char *name, unsigned *healthy, unsigned *total);
-/* 1 when the master published addr of upstream name as down, 0 otherwise. */
-int gw_shm_peer_down(gw_shm *s, const char *name, const char *addr);
+/* 1 when the master published addr as down in the upstream at index idx, when that upstream
+ * is called name (the master's configuration may be newer than the worker's); 0 otherwise. */
+int gw_shm_peer_down(gw_shm *s, size_t idx, const char *name, const struct sockaddr *addr);
 
 /* Connection counting per client address, per worker slot (the master clears the slot of a
  * worker that exited, so a crash leaks nothing). Returns the count for ip across workers

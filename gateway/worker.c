@@ -10,7 +10,14 @@
 #include "crypto.h"
 #include "gateway.h"
 #include "log.h"
-#include "proxy.h"
+#include "route.h"
+
+/* Skips what the master's active checks published as down (no lock: see shm.h). */
+static int worker_peer_down(const upstream_peer *p, void *ud)
+{
+    const gw_shm_view *v = ud;
+    return gw_shm_peer_down(v->shm, v->idx, v->name, upstream_peer_addr(p));
+}
 
 static gw_worker worker;
 static uv_signal_t sig_term, sig_int;
@@ -122,7 +129,7 @@ static http_server *server_on(gw_worker *w, int fd, tls_server *tls)
     o.limits.body_timeout_ms = (unsigned)c->body_timeout_ms;
     o.limits.idle_timeout_ms = (unsigned)c->keepalive_timeout_ms;
     o.limits.send_timeout_ms = (unsigned)c->send_timeout_ms;
-    o.handler = gw_proxy_handle;
+    o.handler = gw_route_handle;
     o.handler_ud = w;
     o.server_name = NULL;
     o.tls = tls;
@@ -176,6 +183,8 @@ int gw_worker_main(const gw_config *cfg, int slot)
             log_error(NULL, "worker: [upstream %s] servers do not parse", uc->name);
             return 1;
         }
+        w->views[i] = (gw_shm_view){ w->shm, i, uc->name };
+        upstream_set_skip(w->ups[i], worker_peer_down, &w->views[i]);
     }
     w->statics = gw_static_new(cfg);
     if (cfg->https_port) {

@@ -275,6 +275,7 @@ rate = off
 [upstream raw]
 servers = 127.0.0.1:{RAW_PORT}
 health_check = off
+fail_timeout = 1s
 
 [route /raw/]
 upstream = raw
@@ -469,6 +470,42 @@ def access_log_line_without_secrets(_):
     out = S["gw"].output()
     for secret in ["qs-secret-1", "tok-secret-2", "ck-secret-3"]:
         true(secret not in out, f"{secret} never logged")
+
+
+@test
+def gateway_own_answers_have_security_headers_and_one_access_line(_):
+    # Every answer the gateway writes itself goes through one helper (gateway/builtin.c):
+    # security headers on https, one access line with the status the client got.
+    cases = [("GET", "/api/../../x", None, 400), ("GET", "/internal/x", None, 404),
+             ("GET", "/nothing-here", None, 404), ("GET", "/health", None, None),
+             ("POST", "/api/sink", {"Content-Length": str(2 << 20)}, 413)]
+    for i, (method, path, extra, status) in enumerate(cases):
+        rid = f"own-{i}-{time.time()}"
+        headers = {"X-Request-ID": rid}
+        headers.update(extra or {})
+        if method == "POST":
+            out = raw(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Request-ID: {rid}\r\n"
+                      f"Content-Length: {2 << 20}\r\n\r\n".encode(), tls=True)
+            true(out.startswith(b"HTTP/1.1 413"), f"{path}: {out[:40]!r}")
+            true(b"\r\nX-Frame-Options: DENY" in out, f"{path}: security headers")
+        else:
+            r = req(method, path, headers=headers)
+            status = status or r.status   # /health: 503 while the dead upstream is down
+            eq(r.status, status, path)
+            eq(r.h("X-Frame-Options"), "DENY", path)
+            true(r.h("Content-Security-Policy"), path)
+        wait_for(lambda: [a for a in access_lines() if a.get("request_id") == rid], 3,
+                 f"the access line of {path}")
+        lines = [a for a in access_lines() if a.get("request_id") == rid]
+        eq(len(lines), 1, f"{path}: one line")
+        eq(lines[0]["status"], status, f"{path}: the status logged")
+    # the redirect's own refusal is logged as what the client got, not as a 301
+    rid = f"own-redirect-{time.time()}"
+    out = raw(f"GET /x HTTP/1.1\r\nHost: \r\nConnection: close\r\nX-Request-ID: {rid}\r\n\r\n".encode())
+    true(out.startswith(b"HTTP/1.1 400"), f"empty Host: {out[:40]!r}")
+    wait_for(lambda: [a for a in access_lines() if a.get("request_id") == rid], 3,
+             "the redirect's access line")
+    eq([a["status"] for a in access_lines() if a.get("request_id") == rid], [400])
 
 
 @test
@@ -795,6 +832,25 @@ def bad_upstream_response_headers_are_502(_):
         eq(r.status, 502, "big-ext: a complete response")
     except http.client.IncompleteRead:
         pass
+
+
+@test
+def malformed_upstream_answer_counts_against_the_instance(_):
+    # One rule for every caller of an upstream (common/upstream.c): a malformed answer
+    # (HC_EPROTO) is the instance's failure, so with max_fails = 1 it leaves the pool for
+    # fail_timeout. One keep-alive connection: the same worker sees all three requests.
+    time.sleep(1.1)   # earlier raw failures are over
+    conn = http.client.HTTPSConnection("127.0.0.1", HTTPS, context=tls_ctx(), timeout=10)
+    try:
+        eq(req("GET", "/raw/ok", conn=conn).status, 200)
+        eq(req("GET", "/raw/ctl-in-value", conn=conn).status, 502)
+        r = req("GET", "/raw/ok", conn=conn)
+        eq(r.status, 502, "the instance is out after its malformed answer")
+        eq(r.json()["error"]["code"], "bad_gateway")
+        time.sleep(1.1)
+        eq(req("GET", "/raw/ok", conn=conn).status, 200, "back after fail_timeout")
+    finally:
+        conn.close()
 
 
 def from_trusted_proxy(path, headers):

@@ -262,6 +262,9 @@ class InstanceHandler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.route("DELETE")
 
+    def do_TRACE(self):
+        self.route("TRACE")
+
 
 class Suite:
     def __init__(self):

@@ -938,6 +938,12 @@ static void post_not_retried(void) {
     fres_clear(&f);
     CHECK_INT(stat_path("a", "GET /readclose"), 1);
     CHECK_INT(stat_path("b", "GET /readclose"), 1);
+    /* TRACE is idempotent (RFC 9110 §9.2.2): retried on the other instance as GET */
+    f = ufetch(u, "TRACE", "/readclose");
+    CHECK_INT(f.err, HC_ERESET);
+    fres_clear(&f);
+    CHECK_INT(stat_path("a", "TRACE /readclose"), 1);
+    CHECK_INT(stat_path("b", "TRACE /readclose"), 1);
     upstream_free(u);
     http_client_free(c);
 }

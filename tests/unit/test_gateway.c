@@ -4,15 +4,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "../../gateway/gw_config.h"
 #include "../../gateway/gzip.h"
-#include "../../gateway/proxy.h"
+#include "../../gateway/builtin.h"
+#include "../../gateway/route.h"
 #include "../../gateway/ratelimit.h"
 #include "../../gateway/shm.h"
+#include "http_headers.h"
 #include "test.h"
 
 static char ini_path[] = "/tmp/test_gateway_XXXXXX";
@@ -120,6 +123,64 @@ static void routing(void)
     CHECK(gw_path_blocked("/metrics"));
     CHECK(!gw_path_blocked("/metricsx"));
     CHECK(!gw_path_blocked("/auth/internal"));
+}
+
+/* The one table of header names (common/http_headers.c) that the proxy's filters use. */
+static void header_table(void)
+{
+    static const char *hop[] = { "Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer",
+                                 "Transfer-Encoding", "Upgrade", "Content-Length", "HOST", "Date",
+                                 "X-Request-ID", "Expect", "Proxy-Authorization" };
+    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
+        CHECK(http_headers_hop(hop[i], NULL));
+    CHECK(!http_headers_hop("Authorization", NULL));
+    CHECK(!http_headers_hop("Content-Type", NULL));
+    CHECK(http_headers_hop("X-Secret", "keep-alive, x-secret"));   /* named by Connection */
+    CHECK(!http_headers_hop("X-Secret", "x-secretive"));
+    CHECK(http_headers_flags("x-forwarded-for") & HTTP_HDR_FORWARDING);
+    CHECK(http_headers_flags("Forwarded") & HTTP_HDR_FORWARDING);
+    CHECK(http_headers_flags("X-Frame-Options") & HTTP_HDR_SECURITY);
+    CHECK(http_headers_flags("content-length") & HTTP_HDR_FRAMING);
+    CHECK_INT(http_headers_flags("X-Instance"), 0);
+    CHECK(http_headers_list_has(" close ,foo", "close"));
+    CHECK(!http_headers_list_has(NULL, "close"));
+}
+
+/* The master publishes upstream health; workers read it without a lock on every pick. */
+static void shared_health_read_without_lock(void)
+{
+    int fd;
+    gw_shm *s = gw_shm_create(&fd);
+    CHECK(s != NULL);
+    struct sockaddr_in a, b;
+    uv_ip4_addr("127.0.0.1", 3001, &a);
+    uv_ip4_addr("127.0.0.1", 3002, &b);
+    unsigned healthy = 9, total = 9;
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), -1);   /* not published */
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 0);
+    static gw_shm_upstream ups[1];
+    snprintf(ups[0].name, sizeof ups[0].name, "api");
+    ups[0].healthy = 1;
+    ups[0].total = 2;
+    ups[0].npeers = 2;
+    memcpy(&ups[0].peers[0].sa, &a, sizeof a);
+    ups[0].peers[0].healthy = 0;
+    memcpy(&ups[0].peers[1].sa, &b, sizeof b);
+    ups[0].peers[1].healthy = 1;
+    gw_shm_publish_health(s, ups, 1);
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), 0);
+    CHECK_INT(healthy, 1);
+    CHECK_INT(total, 2);
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 1);
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&b), 0);
+    CHECK_INT(gw_shm_peer_down(s, 0, "other", (struct sockaddr *)&a), 0);   /* newer config */
+    CHECK_INT(gw_shm_peer_down(s, 1, "api", (struct sockaddr *)&a), 0);
+    /* a master that died while writing: readers give up, they never spin forever */
+    atomic_fetch_add(&s->health_seq, 1);
+    CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 0);
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), -1);
+    munmap(s, sizeof *s);
+    close(fd);
 }
 
 static void rate_limit_leaky_bucket(void)
@@ -239,6 +300,8 @@ int main(void)
     RUN(config_errors);
     RUN(path_normalization);
     RUN(routing);
+    RUN(header_table);
+    RUN(shared_health_read_without_lock);
     RUN(rate_limit_leaky_bucket);
     RUN(gzip_negotiation_and_roundtrip);
     RUN(cidrs);
