@@ -113,6 +113,27 @@ void auth_client_reply_error(http_req *req, int status)
     }
 }
 
+static const struct {
+    const char *name;
+    unsigned bit;
+} ac_roles[] = {
+    {"user", AUTH_ROLE_USER},
+    {"org_admin", AUTH_ROLE_ORG_ADMIN},
+    {"admin", AUTH_ROLE_ADMIN},
+};
+
+unsigned auth_identity_role_bits(const json_t *roles)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < json_array_size(roles); i++) {
+        const char *s = json_string_value(json_array_get(roles, i));
+        for (size_t j = 0; s && j < sizeof(ac_roles) / sizeof(ac_roles[0]); j++)
+            if (strcmp(s, ac_roles[j].name) == 0)
+                bits |= ac_roles[j].bit;
+    }
+    return bits;
+}
+
 static void ac_copy(char *dst, size_t cap, json_t *v)
 {
     const char *s = json_string_value(v);
@@ -129,19 +150,7 @@ static void ac_identity_from(json_t *v, auth_identity *id)
     ac_copy(id->org, sizeof(id->org), json_object_get(v, "organization"));
     ac_copy(id->sid, sizeof(id->sid), json_object_get(v, "sid"));
     id->exp = json_integer_value(json_object_get(v, "exp"));
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(v, "roles"), i, r) {
-        const char *s = json_string_value(r);
-        if (!s)
-            continue;
-        if (strcmp(s, "user") == 0)
-            id->roles |= AUTH_ROLE_USER;
-        else if (strcmp(s, "org_admin") == 0)
-            id->roles |= AUTH_ROLE_ORG_ADMIN;
-        else if (strcmp(s, "admin") == 0)
-            id->roles |= AUTH_ROLE_ADMIN;
-    }
+    id->roles = auth_identity_role_bits(json_object_get(v, "roles"));
 }
 
 /* Calls cb with a cached or fresh answer object ({"status":200,...} or {"status":401}). */

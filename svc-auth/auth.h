@@ -6,8 +6,10 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "auth_client.h"
 #include "cidr.h"
 #include "jwt.h"
+#include "router.h"
 #include "service.h"
 
 #define AUTH_TOKEN_TYP "at+jwt"
@@ -68,13 +70,15 @@ int auth_is_uuid(const char *s);
 size_t auth_utf8_chars(const char *s);
 void auth_sha256_hex(const char *s, size_t len, char out[65]);
 void auth_reply_unauthorized(http_req *req, const char *code, const char *message, int me);
+/* 503 overloaded with Retry-After: the ES256 lane (es256.h) is full. */
+void auth_reply_es256_full(http_req *req);
 /* The roles of a user: the stored ones (JSON array text), ["user"] when unreadable. */
 json_t *auth_roles(const char *stored_json);
 int auth_roles_has(json_t *roles, const char *role);
 /* SQL fragment: a timestamptz column as RFC 3339 UTC text. */
 #define AUTH_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-/* ---- who is calling (tokens.c) ---- */
+/* ---- who is calling (authn.c) ---- */
 typedef enum { AUTH_KIND_TOKEN = 1, AUTH_KIND_API_KEY = 2 } auth_kind;
 
 typedef struct auth_ident {
@@ -86,12 +90,17 @@ typedef struct auth_ident {
 } auth_ident;
 
 void auth_ident_free(auth_ident *id);
-/* Done with the authentication: id is the caller's (NULL when a reply was already sent:
- * 401 or 503). */
-typedef void (*auth_ident_fn)(http_req *req, auth_ident *id);
+/* Done with the authentication: id is the caller's, to free (NULL when a reply was already
+ * sent: 401 or 503). */
+typedef void (*auth_ident_fn)(http_req *req, auth_ident *id, void *ud);
 /* Authenticates Authorization: Bearer (or the access_token cookie) and, when allow_api_key,
- * Authorization: ApiKey. me selects the /auth/me error body ({"active":false,...}). */
-void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb);
+ * Authorization: ApiKey. me selects the /auth/me error body ({"active":false,...}). Only
+ * /auth/me calls it: every other route needing a caller is added with router_add_auth. */
+void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb, void *ud);
+/* The router's authenticator (router_set_authn): an access token, no API key. */
+void auth_route_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud);
+void auth_ident_to_identity(const auth_ident *id, auth_identity *out);
+/* ---- issuing (tokens.c) ---- */
 /* Issues a new pair for the session in a login/refresh answer (200 + cookies, or 500). The
  * access token is signed on the threadpool (es256.h) in a place the caller reserved with
  * es256_reserve(): this call consumes it, whatever happens. */
@@ -106,7 +115,7 @@ int auth_email_valid(const char *email);
  * start-up, blocking, before the loop runs. 0 (also when no admin is configured) or -1. */
 int admin_bootstrap(void);
 
-/* ---- sessions (sessions.c) ---- */
+/* ---- sessions: the revocation store (revocation.c) ---- */
 typedef enum { AUTH_SESSION_ALIVE, AUTH_SESSION_REVOKED, AUTH_SESSION_ERROR } auth_session_state;
 typedef void (*auth_session_fn)(auth_session_state st, void *ud);
 /* Is the session alive? Local cache, then Redis (revoked facts only), then PostgreSQL. */

@@ -64,6 +64,7 @@ int main(void)
                   config_ms("AUTH_THROTTLE_WINDOW", 15 * 60 * 1000L) / 1000);
 
     router *r = auth.svc.router;
+    router_set_authn(r, auth_route_authn, NULL);
     users_routes(r);
     sessions_routes(r);
     tokens_routes(r);

@@ -203,6 +203,12 @@ void auth_reply_unauthorized(http_req *req, const char *code, const char *messag
     http_reply_error(req, 401, code, message);
 }
 
+void auth_reply_es256_full(http_req *req)
+{
+    http_resp_header(req, "Retry-After", "1");
+    http_reply_error(req, 503, "overloaded", "Too many token operations in progress; retry shortly.");
+}
+
 json_t *auth_roles(const char *stored_json)
 {
     json_error_t jerr;
