@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "cookie.h"
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
@@ -255,28 +256,12 @@ void auth_client_check(auth_client *c, http_req *req, auth_client_fn cb, void *u
         snprintf(cred, sizeof(cred), "%s", authz);
     } else {
         /* a browser's cookie: the same token as a Bearer */
-        const char *cookie = NULL;
-        for (size_t i = 0; i < http_req_header_count(req) && !cookie; i++) {
-            const char *n, *v;
-            http_req_header_at(req, i, &n, &v);
-            if (strcasecmp(n, "Cookie") == 0) {
-                const char *p = strstr(v, "access_token=");
-                while (p && p != v && p[-1] != ' ' && p[-1] != ';')
-                    p = strstr(p + 1, "access_token=");
-                cookie = p;
-            }
-        }
-        if (!cookie) {
+        char cookie[AC_MAX_CREDENTIAL + 1];
+        if (cookie_get(req, "access_token", cookie, sizeof(cookie)) <= 0) {
             cb(401, NULL, ud);
             return;
         }
-        cookie += strlen("access_token=");
-        size_t len = strcspn(cookie, "; ");
-        if (len == 0 || len > AC_MAX_CREDENTIAL) {
-            cb(401, NULL, ud);
-            return;
-        }
-        snprintf(cred, sizeof(cred), "Bearer %.*s", (int)len, cookie);
+        snprintf(cred, sizeof(cred), "Bearer %s", cookie);
     }
     uint8_t key[32];
     crypto_sha256(cred, strlen(cred), key);

@@ -62,10 +62,6 @@ json_t *auth_body_fields(http_req *req, auth_field *fields, size_t n, int allow_
 /* The client's address: X-Real-IP (set by the gateway) when the TCP peer is a trusted proxy
  * (TRUSTED_PROXIES) and the header is an IP address; else the TCP peer itself. */
 const char *auth_client_ip(http_req *req);
-/* Value of cookie name (copied into out), 0 when found. */
-int auth_cookie(http_req *req, const char *name, char *out, size_t cap);
-/* Value of a query-string parameter (percent-decoded into out), 0 when present. */
-int auth_query_param(const char *query, const char *name, char *out, size_t cap);
 int auth_is_uuid(const char *s);
 size_t auth_utf8_chars(const char *s);
 void auth_sha256_hex(const char *s, size_t len, char out[65]);

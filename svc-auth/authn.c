@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "cookie.h"
 #include "crypto.h"
 #include "es256.h"
 
@@ -218,7 +219,7 @@ void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn c
         cb(req, NULL, cb_ud);
         return;
     }
-    if (auth_cookie(req, "access_token", cookie, sizeof(cookie)) == 0 && cookie[0]) {
+    if (cookie_get(req, "access_token", cookie, sizeof(cookie)) > 0) {
         authn_token(req, cookie, me, cb, cb_ud);
         return;
     }

@@ -17,8 +17,6 @@
 #define AUTH_MIGRATIONS_DIR "svc-auth/migrations"
 #endif
 
-auth_state auth;
-
 int main(void)
 {
     /* argon2 allocates 19 MiB per hash: give it back to the system after each one. */

@@ -9,6 +9,7 @@
 #include "es256.h"
 #include "log.h"
 #include "metrics.h"
+#include "query.h"
 #include "passwords.h"
 #include "throttle.h"
 #include "utf8.h"
@@ -226,15 +227,18 @@ static void sessions_list_handler(http_req *req, const auth_identity *id)
     char limit_s[16] = "20", after[64] = "";
     const char *q = http_req_query(req);
     long limit = 20;
-    if (auth_query_param(q, "limit", limit_s, sizeof(limit_s)) == 0) {
-        char *end;
-        limit = strtol(limit_s, &end, 10);
-        if (*end || end == limit_s || limit < 1 || limit > 100) {
+    int has = query_param(q, "limit", limit_s, sizeof(limit_s));
+    if (has != 0) {
+        char *end = limit_s;
+        if (has > 0)
+            limit = strtol(limit_s, &end, 10);
+        if (has < 0 || *end || end == limit_s || limit < 1 || limit > 100) {
             http_reply_error(req, 400, "invalid_request", "limit must be an integer from 1 to 100.");
             return;
         }
     }
-    if (auth_query_param(q, "starting_after", after, sizeof(after)) == 0 && !auth_is_uuid(after)) {
+    has = query_param(q, "starting_after", after, sizeof(after));
+    if (has < 0 || (has > 0 && !auth_is_uuid(after))) {
         http_reply_error(req, 400, "invalid_request", "starting_after must be a session id.");
         return;
     }

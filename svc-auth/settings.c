@@ -10,6 +10,8 @@
 #include "log.h"
 #include "passwords.h"
 
+auth_state auth; /* the one state of the process */
+
 #define AUTH_TRUSTED_DEFAULT "127.0.0.0/8,::1/128"
 
 static int load_keys(void)

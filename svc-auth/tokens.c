@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "cookie.h"
 #include "crypto.h"
 #include "es256.h"
 #include "log.h"
@@ -145,7 +146,7 @@ static void refresh_handler(http_req *req)
     if (!body)
         return;
     char cookie[512];
-    if (!token && auth_cookie(req, "refresh_token", cookie, sizeof(cookie)) == 0 && cookie[0])
+    if (!token && cookie_get(req, "refresh_token", cookie, sizeof(cookie)) > 0)
         token = cookie;
     if (!token || !*token) {
         json_decref(body);
