@@ -71,7 +71,7 @@ static void key_on_revoke(pg_status st, PGresult *res, void *ud)
         uint8_t h[32];
         const char *hex = pg_get(res, 0, "key_hash");
         if (hex && crypto_unhex(hex, strlen(hex), h, 32) == 0)
-            jwt_cache_remove(auth.apikey_cache, h);
+            ttl_cache_remove(auth.apikey_cache, h);
         http_reply(req, 204, NULL, NULL, 0);
     }
 }

@@ -9,6 +9,7 @@
 #include "auth_client.h"
 #include "cidr.h"
 #include "jwt.h"
+#include "ttl_cache.h"
 #include "router.h"
 #include "service.h"
 
@@ -32,9 +33,9 @@ typedef struct auth_state {
     auth_service_secret services[AUTH_MAX_SERVICES];
     size_t n_services;
     jwt_keyset *keys;
-    jwt_cache *token_cache;     /* SHA-256(access token) -> verified claims, until exp */
-    jwt_cache *session_cache;   /* SHA-256(sid) -> true (alive, < 1 s) / false (revoked) */
-    jwt_cache *apikey_cache;    /* SHA-256(key) -> identity object or null, < 1 s */
+    ttl_cache *token_cache;     /* SHA-256(access token) -> verified claims, until exp */
+    ttl_cache *session_cache;   /* SHA-256(sid) -> true (alive, < 1 s) / false (revoked) */
+    ttl_cache *apikey_cache;    /* SHA-256(key) -> identity object or null, < 1 s */
     unsigned positive_ttl_ms;   /* how long an "alive" fact is trusted without PostgreSQL */
     cidr_list *trusted_proxies; /* peers whose X-Real-IP is believed (TRUSTED_PROXIES) */
 } auth_state;

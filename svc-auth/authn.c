@@ -156,7 +156,7 @@ static void authk_on_row(pg_status st, PGresult *res, void *ud)
                       pg_get(res, 0, "email"), "roles", pg_get(res, 0, "roles"));
     else
         v = json_null();
-    jwt_cache_put(auth.apikey_cache, k->key, v, auth_now_ms() + auth.positive_ttl_ms);
+    ttl_cache_put(auth.apikey_cache, k->key, v, auth_now_ms() + auth.positive_ttl_ms);
     authk_answer(k->req, v, k->me, k->cb, k->ud);
     json_decref(v);
     free(k);
@@ -171,7 +171,7 @@ static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn 
     k->ud = cb_ud;
     k->me = me;
     crypto_sha256(key, strlen(key), k->key);
-    json_t *v = jwt_cache_get(auth.apikey_cache, k->key, auth_now_ms());
+    json_t *v = ttl_cache_get(auth.apikey_cache, k->key, auth_now_ms());
     if (v) {
         free(k);
         authk_answer(req, v, me, cb, cb_ud);

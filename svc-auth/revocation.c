@@ -15,40 +15,38 @@
 #include "log.h"
 
 /* ---- the revocation check ---- */
-typedef struct sess_waiter {
-    auth_session_fn cb;
-    void *ud;
-    struct sess_waiter *next;
-} sess_waiter;
-
+/* One lookup in flight per session (ttl_cache_join on the session cache). */
 typedef struct sess_lookup {
     char sid[40];
     uint8_t key[32];
-    sess_waiter *waiters;
-    struct sess_lookup *next;
 } sess_lookup;
 
-static sess_lookup *sess_lookups;
+typedef struct sess_call {
+    auth_session_fn cb;
+    void *ud;
+} sess_call;
+
+static uint64_t sess_revoked_until(void)
+{
+    return auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u;
+}
 
 static void sess_finish(sess_lookup *l, auth_session_state st)
 {
-    sess_lookup **pp = &sess_lookups;
-    while (*pp != l)
-        pp = &(*pp)->next;
-    *pp = l->next;
-    if (st == AUTH_SESSION_ALIVE)
-        jwt_cache_put(auth.session_cache, l->key, json_true(), auth_now_ms() + auth.positive_ttl_ms);
-    else if (st == AUTH_SESSION_REVOKED)
-        jwt_cache_put(auth.session_cache, l->key, json_false(),
-                      auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
-    sess_waiter *w = l->waiters;
+    json_t *v = st == AUTH_SESSION_ALIVE ? json_true()
+              : st == AUTH_SESSION_REVOKED ? json_false() : NULL;
+    uint64_t until = st == AUTH_SESSION_ALIVE ? auth_now_ms() + auth.positive_ttl_ms
+                   : st == AUTH_SESSION_REVOKED ? sess_revoked_until() : 0;
+    ttl_cache_done(auth.session_cache, l->key, (int)st, v, until);
     free(l);
-    while (w) {
-        sess_waiter *next = w->next;
-        w->cb(st, w->ud);
-        free(w);
-        w = next;
-    }
+}
+
+static void sess_call_answer(int status, json_t *v, void *ud)
+{
+    sess_call call = *(sess_call *)ud;
+    free(ud);
+    (void)v;
+    call.cb((auth_session_state)status, call.ud);
 }
 
 static void sess_on_pg(pg_status st, PGresult *res, void *ud)
@@ -89,27 +87,23 @@ void auth_session_check(const char *sid, auth_session_fn cb, void *ud)
     }
     uint8_t key[32];
     crypto_sha256(sid, strlen(sid), key);
-    json_t *v = jwt_cache_get(auth.session_cache, key, auth_now_ms());
+    json_t *v = ttl_cache_get(auth.session_cache, key, auth_now_ms());
     if (v) {
         cb(json_is_true(v) ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED, ud);
         return;
     }
-    sess_waiter *w = calloc(1, sizeof(*w));
-    w->cb = cb;
-    w->ud = ud;
-    for (sess_lookup *l = sess_lookups; l; l = l->next) {
-        if (strcmp(l->sid, sid) == 0) {
-            w->next = l->waiters;
-            l->waiters = w;
-            return;
-        }
-    }
+    sess_call *call = calloc(1, sizeof(*call));
+    if (!call)
+        abort();
+    call->cb = cb;
+    call->ud = ud;
+    if (!ttl_cache_join(auth.session_cache, key, sess_call_answer, call))
+        return;
     sess_lookup *l = calloc(1, sizeof(*l));
+    if (!l)
+        abort();
     snprintf(l->sid, sizeof(l->sid), "%s", sid);
     memcpy(l->key, key, 32);
-    l->waiters = w;
-    l->next = sess_lookups;
-    sess_lookups = l;
     if (auth.svc.redis && redis_connected(auth.svc.redis))
         redis_command(auth.svc.redis, sess_on_redis, l, "EXISTS auth:revoked:%s", sid);
     else
@@ -120,8 +114,7 @@ void auth_session_revoked(const char *sid)
 {
     uint8_t key[32];
     crypto_sha256(sid, strlen(sid), key);
-    jwt_cache_put(auth.session_cache, key, json_false(),
-                  auth_now_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
+    ttl_cache_put(auth.session_cache, key, json_false(), sess_revoked_until());
     if (auth.svc.redis)
         redis_command(auth.svc.redis, NULL, NULL, "SET auth:revoked:%s 1 EX %ld", sid,
                       auth.access_ttl_s + 2 * AUTH_LEEWAY_S);
