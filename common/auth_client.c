@@ -10,8 +10,10 @@
 
 #include "clock.h"
 #include "config.h"
+#include "cookie.h"
 #include "crypto.h"
 #include "jwt.h"
+#include "ttl_cache.h"
 #include "log.h"
 
 #define AC_MAX_CREDENTIAL 4096
@@ -30,13 +32,12 @@ struct auth_client {
     upstream *up;
     auth_client_opts o;
     char service[64], issuer[256];
-    jwt_cache *answers;        /* SHA-256(credential) -> {"status":200|401,...identity} */
-    jwt_cache *svc_tokens;     /* SHA-256(service token) -> verified claims */
+    ttl_cache *answers;        /* SHA-256(credential) -> {"status":200|401,...identity} */
+    ttl_cache *svc_tokens;     /* SHA-256(service token) -> verified claims */
     jwt_keyset *jwks;
     uint64_t jwks_fetched_ms;  /* 0: never */
     int jwks_inflight;
     ac_waiter *jwks_waiters;
-    struct ac_fetch *fetches;  /* POST /auth/me in flight: one per credential (single flight) */
     int refs;                  /* 1 for the owner + 1 per request in flight */
     int closing;
 };
@@ -64,8 +65,8 @@ auth_client *auth_client_new(uv_loop_t *loop, upstream *auth, const auth_client_
         c->o.cache_ttl_ms = 1000;
     snprintf(c->service, sizeof(c->service), "%s", o->service ? o->service : "");
     snprintf(c->issuer, sizeof(c->issuer), "%s", o->issuer ? o->issuer : "suite-auth");
-    c->answers = jwt_cache_new(o->cache_max ? o->cache_max : 10000);
-    c->svc_tokens = jwt_cache_new(o->cache_max ? o->cache_max : 10000);
+    c->answers = ttl_cache_new(o->cache_max ? o->cache_max : 10000);
+    c->svc_tokens = ttl_cache_new(o->cache_max ? o->cache_max : 10000);
     c->jwks = jwt_keyset_new();
     c->refs = 1;
     return c;
@@ -75,8 +76,8 @@ static void ac_unref(auth_client *c)
 {
     if (--c->refs > 0)
         return;
-    jwt_cache_free(c->answers);
-    jwt_cache_free(c->svc_tokens);
+    ttl_cache_free(c->answers);
+    ttl_cache_free(c->svc_tokens);
     jwt_keyset_free(c->jwks);
     free(c);
 }
@@ -107,6 +108,27 @@ void auth_client_reply_error(http_req *req, int status)
     }
 }
 
+static const struct {
+    const char *name;
+    unsigned bit;
+} ac_roles[] = {
+    {"user", AUTH_ROLE_USER},
+    {"org_admin", AUTH_ROLE_ORG_ADMIN},
+    {"admin", AUTH_ROLE_ADMIN},
+};
+
+unsigned auth_identity_role_bits(const json_t *roles)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < json_array_size(roles); i++) {
+        const char *s = json_string_value(json_array_get(roles, i));
+        for (size_t j = 0; s && j < sizeof(ac_roles) / sizeof(ac_roles[0]); j++)
+            if (strcmp(s, ac_roles[j].name) == 0)
+                bits |= ac_roles[j].bit;
+    }
+    return bits;
+}
+
 static void ac_copy(char *dst, size_t cap, json_t *v)
 {
     const char *s = json_string_value(v);
@@ -123,19 +145,7 @@ static void ac_identity_from(json_t *v, auth_identity *id)
     ac_copy(id->org, sizeof(id->org), json_object_get(v, "organization"));
     ac_copy(id->sid, sizeof(id->sid), json_object_get(v, "sid"));
     id->exp = json_integer_value(json_object_get(v, "exp"));
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(v, "roles"), i, r) {
-        const char *s = json_string_value(r);
-        if (!s)
-            continue;
-        if (strcmp(s, "user") == 0)
-            id->roles |= AUTH_ROLE_USER;
-        else if (strcmp(s, "org_admin") == 0)
-            id->roles |= AUTH_ROLE_ORG_ADMIN;
-        else if (strcmp(s, "admin") == 0)
-            id->roles |= AUTH_ROLE_ADMIN;
-    }
+    id->roles = auth_identity_role_bits(json_object_get(v, "roles"));
 }
 
 /* Calls cb with a cached or fresh answer object ({"status":200,...} or {"status":401}). */
@@ -154,42 +164,25 @@ static void ac_answer(json_t *ans, auth_client_fn cb, void *ud)
 /* ---- POST /auth/me ---- */
 /* Requests that present a credential whose lookup is already in flight wait for its answer
  * instead of asking auth again (when a cached answer expires under load, one call, not one
- * per request in flight). */
-typedef struct ac_cb {
+ * per request in flight): ttl_cache_join on the answer cache. */
+typedef struct ac_call {
     auth_client_fn cb;
     void *ud;
-    struct ac_cb *next;
-} ac_cb;
+} ac_call;
 
 typedef struct ac_fetch {
     auth_client *c;
     uint8_t key[32];
-    ac_cb *first, *last;       /* the callers waiting for this answer, in arrival order */
-    struct ac_fetch *next;     /* in c->fetches */
 } ac_fetch;
 
-static void ac_fetch_wait(ac_fetch *f, auth_client_fn cb, void *ud)
+static void ac_call_answer(int status, json_t *ans, void *ud)
 {
-    ac_cb *w = calloc(1, sizeof(*w));
-    if (!w)
-        abort();
-    w->cb = cb;
-    w->ud = ud;
-    if (f->last)
-        f->last->next = w;
+    ac_call call = *(ac_call *)ud;
+    free(ud);
+    if (ans)
+        ac_answer(ans, call.cb, call.ud);
     else
-        f->first = w;
-    f->last = w;
-}
-
-static void ac_fetch_unlink(auth_client *c, ac_fetch *f)
-{
-    for (ac_fetch **pp = &c->fetches; *pp; pp = &(*pp)->next) {
-        if (*pp == f) {
-            *pp = f->next;
-            return;
-        }
-    }
+        call.cb(status, NULL, call.ud);
 }
 
 static void ac_on_me(hc_err err, const http_response *resp, void *ud)
@@ -209,20 +202,11 @@ static void ac_on_me(hc_err err, const http_response *resp, void *ud)
     } else if (!c->closing && err == HC_OK && resp->status == 401) {
         ans = json_pack("{s:i}", "status", 401);
     }
-    if (ans)
-        jwt_cache_put(c->answers, f->key, ans, clock_mono_ms() + c->o.cache_ttl_ms);
-    else if (!c->closing)
+    if (!ans && !c->closing)
         log_warn(NULL, "auth /auth/me failed: %s (status %d)", hc_strerror(err),
                  err == HC_OK ? resp->status : 0);
-    ac_fetch_unlink(c, f); /* before the callbacks: they may ask again */
-    for (ac_cb *w = f->first, *next; w; w = next) {
-        next = w->next;
-        if (ans)
-            ac_answer(ans, w->cb, w->ud);
-        else
-            w->cb(503, NULL, w->ud);
-        free(w);
-    }
+    ttl_cache_done(c->answers, f->key, ans ? 200 : 503, ans,
+                   ans ? clock_mono_ms() + c->o.cache_ttl_ms : 0);
     json_decref(ans);
     free(f);
     ac_unref(c);
@@ -240,50 +224,32 @@ void auth_client_check(auth_client *c, http_req *req, auth_client_fn cb, void *u
         snprintf(cred, sizeof(cred), "%s", authz);
     } else {
         /* a browser's cookie: the same token as a Bearer */
-        const char *cookie = NULL;
-        for (size_t i = 0; i < http_req_header_count(req) && !cookie; i++) {
-            const char *n, *v;
-            http_req_header_at(req, i, &n, &v);
-            if (strcasecmp(n, "Cookie") == 0) {
-                const char *p = strstr(v, "access_token=");
-                while (p && p != v && p[-1] != ' ' && p[-1] != ';')
-                    p = strstr(p + 1, "access_token=");
-                cookie = p;
-            }
-        }
-        if (!cookie) {
+        char cookie[AC_MAX_CREDENTIAL + 1];
+        if (cookie_get(req, "access_token", cookie, sizeof(cookie)) <= 0) {
             cb(401, NULL, ud);
             return;
         }
-        cookie += strlen("access_token=");
-        size_t len = strcspn(cookie, "; ");
-        if (len == 0 || len > AC_MAX_CREDENTIAL) {
-            cb(401, NULL, ud);
-            return;
-        }
-        snprintf(cred, sizeof(cred), "Bearer %.*s", (int)len, cookie);
+        snprintf(cred, sizeof(cred), "Bearer %s", cookie);
     }
     uint8_t key[32];
     crypto_sha256(cred, strlen(cred), key);
-    json_t *ans = jwt_cache_get(c->answers, key, clock_mono_ms());
+    json_t *ans = ttl_cache_get(c->answers, key, clock_mono_ms());
     if (ans) {
         ac_answer(ans, cb, ud);
         return;
     }
-    for (ac_fetch *f = c->fetches; f; f = f->next) {
-        if (memcmp(f->key, key, 32) == 0) {
-            ac_fetch_wait(f, cb, ud);
-            return;
-        }
-    }
+    ac_call *call = calloc(1, sizeof(*call));
+    if (!call)
+        abort();
+    call->cb = cb;
+    call->ud = ud;
+    if (!ttl_cache_join(c->answers, key, ac_call_answer, call))
+        return;
     ac_fetch *f = calloc(1, sizeof(*f));
     if (!f)
         abort();
     f->c = c;
     memcpy(f->key, key, 32);
-    ac_fetch_wait(f, cb, ud);
-    f->next = c->fetches;
-    c->fetches = f;
     c->refs++;
     http_header h[] = {{"Authorization", cred}, {"X-Request-ID", http_req_id(req)}};
     upstream_fetch(c->up, "POST", "/auth/me", h, 2, NULL, 0, c->o.timeout_ms, ac_on_me, f);
@@ -298,7 +264,7 @@ static int ac_verify_service(auth_client *c, const char *token, auth_identity *i
     crypto_sha256(token, len, key);
     jwt_expect ex = {.typ = "svc", .iss = c->issuer, .aud = c->service,
                      .now = (int64_t)time(NULL), .leeway = AC_LEEWAY_S};
-    json_t *claims = jwt_cache_get(c->svc_tokens, key, clock_mono_ms());
+    json_t *claims = ttl_cache_get(c->svc_tokens, key, clock_mono_ms());
     jwt_err err;
     if (claims) {
         err = jwt_check_time(claims, &ex);
@@ -308,7 +274,7 @@ static int ac_verify_service(auth_client *c, const char *token, auth_identity *i
         if (err == JWT_OK) {
             int64_t ttl = json_integer_value(json_object_get(claims, "exp")) - ex.now;
             if (ttl > 0)
-                jwt_cache_put(c->svc_tokens, key, claims, clock_mono_ms() + (uint64_t)ttl * 1000u);
+                ttl_cache_put(c->svc_tokens, key, claims, clock_mono_ms() + (uint64_t)ttl * 1000u);
         }
     }
     if (err == JWT_EKID)

@@ -15,6 +15,7 @@
 #define COMMON_AUTH_CLIENT_H
 
 #include <stddef.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "http_server.h"
@@ -67,5 +68,8 @@ void auth_client_check_service(auth_client *c, http_req *req, auth_client_fn cb,
 /* Replies the error for a failed check: 401 with WWW-Authenticate, or 503 with Retry-After. */
 void auth_client_reply_error(http_req *req, int status);
 int auth_identity_has_role(const auth_identity *id, unsigned role);
+/* The AUTH_ROLE_* bits of a JSON array of role names ("user", "org_admin", "admin"; others
+ * are ignored). */
+unsigned auth_identity_role_bits(const json_t *roles);
 
 #endif

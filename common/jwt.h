@@ -10,10 +10,7 @@
  * threads may sign and verify with one set at once (crypto.c makes ECDSA with a shared key
  * safe), as long as no key is added meanwhile; the claims they are given or return belong
  * to the calling thread (jansson objects are not shared between threads).
- *
- * jwt_cache is a bounded map from a SHA-256 key (of a token, of a credential) to a JSON
- * value with an expiry time: the verified-token cache of svc-auth and the answer cache of
- * auth_client. Single-threaded (event loop only). */
+ * Verified claims are cached in a ttl_cache (ttl_cache.h). */
 #ifndef COMMON_JWT_H
 #define COMMON_JWT_H
 
@@ -82,18 +79,5 @@ jwt_err jwt_verify(const jwt_keyset *ks, const char *token, size_t len, const jw
                    json_t **claims);
 /* Checks only the time claims of already verified claims (for cached tokens). */
 jwt_err jwt_check_time(json_t *claims, const jwt_expect *ex);
-
-/* ---- bounded expiring cache keyed by 32-byte hashes ---- */
-typedef struct jwt_cache jwt_cache;
-
-jwt_cache *jwt_cache_new(size_t max_entries);
-void jwt_cache_free(jwt_cache *c);
-/* The value stored for key if it has not expired at now_ms (borrowed ref), else NULL. */
-json_t *jwt_cache_get(jwt_cache *c, const uint8_t key[32], uint64_t now_ms);
-/* Stores value (a new reference is taken) until expires_ms, replacing an entry of the same
- * key. When full, the oldest entry is dropped. */
-void jwt_cache_put(jwt_cache *c, const uint8_t key[32], json_t *value, uint64_t expires_ms);
-void jwt_cache_remove(jwt_cache *c, const uint8_t key[32]);
-size_t jwt_cache_size(const jwt_cache *c);
 
 #endif

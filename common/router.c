@@ -6,7 +6,8 @@
  * segment is non-empty and percent-decodes to UTF-8 text without '/' or NUL. When several routes
  * match, the one whose first differing segment is a literal wins. HEAD falls back to GET.
  * Every answered request is counted in http_requests_total{method,route,status} and timed in
- * http_request_duration_seconds{method,route}. */
+ * http_request_duration_seconds{method,route}. A route added with router_add_auth runs its
+ * handler with the caller that the router's authenticator found (see router.h). */
 #include "router.h"
 
 #include <stdio.h>
@@ -31,13 +32,17 @@ typedef struct route {
     route_seg *segs;
     size_t nsegs;
     http_req_fn fn;
+    router_caller_fn caller_fn; /* set: the route needs a caller (router_add_auth) */
     size_t max_body;
     int stream;
+    struct router *owner;
 } route;
 
 struct router {
     route *routes;
     size_t n, cap;
+    router_authn_fn authn;      /* how a caller is found; NULL: none (auth routes: 503) */
+    void *authn_ctx;
 };
 
 static const char router_unmatched[] = "unmatched";
@@ -84,14 +89,17 @@ static void router_bad_pattern(const char *pattern, const char *why)
 
 /* A route is registered at start-up: a malformed pattern is a programming error. */
 static void router_add_route(router *r, const char *method, const char *pattern,
-                             http_req_fn fn, size_t max_body, int stream)
+                             http_req_fn fn, router_caller_fn caller_fn, size_t max_body,
+                             int stream)
 {
-    if (!method || !*method || !pattern || pattern[0] != '/' || !fn)
+    if (!method || !*method || !pattern || pattern[0] != '/' || (!fn && !caller_fn))
         router_bad_pattern(pattern ? pattern : "(null)", "must start with '/'");
     route rt = {0};
     rt.method = xstrndup(method, strlen(method));
     rt.pattern = xstrndup(pattern, strlen(pattern));
     rt.fn = fn;
+    rt.caller_fn = caller_fn;
+    rt.owner = r;
     rt.max_body = max_body;
     rt.stream = stream;
     rt.segs = xcalloc(1, ROUTER_MAX_SEGS * sizeof *rt.segs);
@@ -135,12 +143,30 @@ static void router_add_route(router *r, const char *method, const char *pattern,
 void router_add(router *r, const char *method, const char *pattern, http_req_fn fn,
                 size_t max_body)
 {
-    router_add_route(r, method, pattern, fn, max_body, 0);
+    router_add_route(r, method, pattern, fn, NULL, max_body, 0);
 }
 
 void router_add_stream(router *r, const char *method, const char *pattern, http_req_fn fn)
 {
-    router_add_route(r, method, pattern, fn, 0, 1);
+    router_add_route(r, method, pattern, fn, NULL, 0, 1);
+}
+
+void router_add_auth(router *r, const char *method, const char *pattern, router_caller_fn fn,
+                     size_t max_body)
+{
+    router_add_route(r, method, pattern, NULL, fn, max_body, 0);
+}
+
+void router_add_auth_stream(router *r, const char *method, const char *pattern,
+                            router_caller_fn fn)
+{
+    router_add_route(r, method, pattern, NULL, fn, 0, 1);
+}
+
+void router_set_authn(router *r, router_authn_fn fn, void *ctx)
+{
+    r->authn = fn;
+    r->authn_ctx = ctx;
 }
 
 /* Percent-decodes [s, s+n) into a new string; NULL when malformed or when it decodes to
@@ -274,6 +300,7 @@ static const route *router_find(const router *r, const char *method, const char 
         }
         m->status = 200;
         m->pattern = best->pattern;
+        m->needs_caller = best->caller_fn != NULL;
         return best;
     }
     if (!path_known)
@@ -319,6 +346,97 @@ static void router_observe(http_req *req, int status, double seconds, void *ud)
                    seconds);
 }
 
+/* ---- routes that need a caller ----
+ * The caller lives in a router_call from the authentication to the end of the reply. The
+ * authenticator may answer (and so end the request) before it calls router_authed, and a
+ * handler may end it before it returns: the call is freed by whichever of router_authed and
+ * the request's end comes last, and never touched after the handler was called. */
+typedef struct router_call {
+    http_req *req;
+    const route *rt;
+    auth_identity who;
+    int authed, ended;
+} router_call;
+
+static void router_call_done(http_req *req, int status, double seconds, void *ud)
+{
+    router_call *call = ud;
+    router_observe(req, status, seconds, call->rt->pattern);
+    call->ended = 1;
+    if (call->authed)
+        free(call);
+}
+
+static void router_authed(void *ud, const auth_identity *who)
+{
+    router_call *call = ud;
+    call->authed = 1;
+    if (!who) { /* answered by the authenticator */
+        if (call->ended)
+            free(call);
+        return;
+    }
+    call->who = *who;
+    call->rt->caller_fn(call->req, &call->who); /* may free call */
+}
+
+static void router_authenticate(http_req *req, const route *rt)
+{
+    const router *r = rt->owner;
+    if (!r->authn) {
+        auth_client_reply_error(req, 503);
+        return;
+    }
+    router_call *call = xcalloc(1, sizeof *call);
+    call->req = req;
+    call->rt = rt;
+    http_req_on_done(req, router_call_done, call);
+    r->authn(r->authn_ctx, req, router_authed, call);
+}
+
+static void router_body_read(http_req *req)
+{
+    const route *rt = http_req_data(req);
+    http_req_set_data(req, NULL);
+    router_authenticate(req, rt);
+}
+
+/* The auth_client authenticator: a user (token or API key) of an organization. */
+typedef struct router_ac_check {
+    http_req *req;
+    router_authed_fn done;
+    void *done_ud;
+} router_ac_check;
+
+static void router_ac_checked(int status, const auth_identity *id, void *ud)
+{
+    router_ac_check *chk = ud;
+    http_req *req = chk->req;
+    router_authed_fn done = chk->done;
+    void *done_ud = chk->done_ud;
+    free(chk);
+    if (status == 200 && id->kind != AUTH_ID_SERVICE && id->sub[0] && id->org[0]) {
+        done(done_ud, id);
+        return;
+    }
+    auth_client_reply_error(req, status == 200 ? 401 : status);
+    done(done_ud, NULL);
+}
+
+static void router_ac_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud)
+{
+    router_ac_check *chk = xcalloc(1, sizeof *chk);
+    chk->req = req;
+    chk->done = done;
+    chk->done_ud = done_ud;
+    auth_client_check(ctx, req, router_ac_checked, chk);
+}
+
+void router_use_auth_client(router *r, auth_client *c)
+{
+    router_set_authn(r, c ? router_ac_authn : NULL, c);
+}
+
 void router_dispatch(http_req *req, void *ud)
 {
     router *r = ud;
@@ -341,8 +459,14 @@ void router_dispatch(http_req *req, void *ud)
         http_req_set_param(req, m.names[i], m.values[i]);
     router_match_free(&m);
     http_req_on_done(req, router_observe, rt->pattern);
-    if (rt->stream)
+    if (rt->caller_fn && rt->stream) {
+        router_authenticate(req, rt);
+    } else if (rt->caller_fn) {
+        http_req_set_data(req, (void *)rt); /* until the body is read */
+        http_req_read_body(req, rt->max_body, router_body_read);
+    } else if (rt->stream) {
         rt->fn(req);
-    else
+    } else {
         http_req_read_body(req, rt->max_body, rt->fn);
+    }
 }

@@ -6,6 +6,7 @@
 #define COMMON_ROUTER_H
 
 #include <stddef.h>
+#include "auth_client.h"
 #include "http_server.h"
 
 typedef struct router router;
@@ -20,6 +21,35 @@ void router_add(router *r, const char *method, const char *pattern, http_req_fn 
 /* fn runs when the headers are complete; it reads or streams the body itself. */
 void router_add_stream(router *r, const char *method, const char *pattern, http_req_fn fn);
 
+/* ---- routes that need a caller (lwan's HANDLER_MUST_AUTHORIZE) ----
+ * The one way to authenticate a route: register it with router_add_auth. The router reads
+ * the body, asks the router's authenticator who is calling, then runs fn with the caller;
+ * `who` stays valid until the reply ends (the router frees it then: handlers neither copy nor
+ * free it). A missing or bad credential never reaches fn: the authenticator has answered
+ * (401 JSON with WWW-Authenticate, or 503). A router without an authenticator answers 503.
+ *
+ *     router_use_auth_client(r, ac);                 (once, at start-up)
+ *     router_add_auth(r, "GET", "/files/{id}", files_get, 0);
+ *     static void files_get(http_req *req, const auth_identity *who) { ... who->sub ... } */
+typedef void (*router_caller_fn)(http_req *req, const auth_identity *who);
+void router_add_auth(router *r, const char *method, const char *pattern, router_caller_fn fn,
+                     size_t max_body);
+/* Same, but fn runs once the caller is known, before the body is read: it streams it. */
+void router_add_auth_stream(router *r, const char *method, const char *pattern,
+                            router_caller_fn fn);
+
+/* An authenticator: learns the caller of req, then calls done(done_ud, who) once, with who
+ * valid during that call, or, after it answered the request itself (401/503), with NULL. */
+typedef void (*router_authed_fn)(void *done_ud, const auth_identity *who);
+typedef void (*router_authn_fn)(void *ctx, http_req *req, router_authed_fn done,
+                                void *done_ud);
+/* Sets the router's authenticator (NULL: none, auth routes answer 503). */
+void router_set_authn(router *r, router_authn_fn fn, void *ctx);
+/* The authenticator of every service but svc-auth itself: common/auth_client
+ * (auth_client_check); accepts a user's access token or API key of an organization, and
+ * answers auth_client_reply_error's 401/503 otherwise. c stays the caller's; c NULL: none. */
+void router_use_auth_client(router *r, auth_client *c);
+
 /* The http_server handler: http_server_opts.handler = router_dispatch, handler_ud = r. */
 void router_dispatch(http_req *req, void *r);
 
@@ -28,6 +58,7 @@ void router_dispatch(http_req *req, void *r);
 typedef struct router_match {
     int status;                      /* 200 found, 404 no such path, 405 other methods only */
     const char *pattern;             /* 200: the route's pattern (owned by the router) */
+    int needs_caller;                /* 200: registered with router_add_auth(_stream) */
     size_t nparams;                  /* 200: parameters, values percent-decoded */
     const char *names[ROUTER_MAX_PARAMS];
     char *values[ROUTER_MAX_PARAMS]; /* freed by router_match_free */

@@ -32,22 +32,18 @@ static void key_on_insert(pg_status st, PGresult *res, void *ud)
     free(c);
 }
 
-static void create_on_ident(http_req *req, auth_ident *id)
+static void create_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     key_ctx *c = calloc(1, sizeof(*c));
     c->req = req;
     const char *name = NULL;
     auth_field f[] = {{"name", 1, 100, &name}};
     c->body = auth_body_fields(req, f, 1, 0);
     if (!c->body) {
-        auth_ident_free(id);
         free(c);
         return;
     }
     if (!*name) {
-        auth_ident_free(id);
         json_decref(c->body);
         free(c);
         http_reply_error(req, 400, "invalid_request", "name must not be empty.");
@@ -61,12 +57,6 @@ static void create_on_ident(http_req *req, auth_ident *id)
     auth_pg("INSERT INTO api_keys (user_id, name, key_hash) VALUES ($1, $2, $3)"
             " RETURNING id, name, " AUTH_TS("created_at") " AS created_at",
             3, params, key_on_insert, c);
-    auth_ident_free(id);
-}
-
-static void create_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, create_on_ident);
 }
 
 static void key_on_revoke(pg_status st, PGresult *res, void *ud)
@@ -81,18 +71,15 @@ static void key_on_revoke(pg_status st, PGresult *res, void *ud)
         uint8_t h[32];
         const char *hex = pg_get(res, 0, "key_hash");
         if (hex && crypto_unhex(hex, strlen(hex), h, 32) == 0)
-            jwt_cache_remove(auth.apikey_cache, h);
+            ttl_cache_remove(auth.apikey_cache, h);
         http_reply(req, 204, NULL, NULL, 0);
     }
 }
 
-static void revoke_on_ident(http_req *req, auth_ident *id)
+static void revoke_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     const char *kid = http_req_param(req, "id");
     if (!kid || !auth_is_uuid(kid)) {
-        auth_ident_free(id);
         http_reply_error(req, 404, "not_found", "No such API key.");
         return;
     }
@@ -100,16 +87,10 @@ static void revoke_on_ident(http_req *req, auth_ident *id)
     auth_pg("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2"
             " AND revoked_at IS NULL RETURNING key_hash",
             2, params, key_on_revoke, req);
-    auth_ident_free(id);
-}
-
-static void revoke_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, revoke_on_ident);
 }
 
 void api_keys_routes(router *r)
 {
-    router_add(r, "POST", "/auth/api-keys", create_handler, 16384);
-    router_add(r, "DELETE", "/auth/api-keys/{id}", revoke_handler, 0);
+    router_add_auth(r, "POST", "/auth/api-keys", create_handler, 16384);
+    router_add_auth(r, "DELETE", "/auth/api-keys/{id}", revoke_handler, 0);
 }

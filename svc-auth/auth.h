@@ -6,9 +6,12 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "auth_client.h"
 #include "cidr.h"
 #include "clock.h"
 #include "jwt.h"
+#include "ttl_cache.h"
+#include "router.h"
 #include "service.h"
 
 #define AUTH_TOKEN_TYP "at+jwt"
@@ -31,9 +34,9 @@ typedef struct auth_state {
     auth_service_secret services[AUTH_MAX_SERVICES];
     size_t n_services;
     jwt_keyset *keys;
-    jwt_cache *token_cache;     /* SHA-256(access token) -> verified claims, until exp */
-    jwt_cache *session_cache;   /* SHA-256(sid) -> true (alive, < 1 s) / false (revoked) */
-    jwt_cache *apikey_cache;    /* SHA-256(key) -> identity object or null, < 1 s */
+    ttl_cache *token_cache;     /* SHA-256(access token) -> verified claims, until exp */
+    ttl_cache *session_cache;   /* SHA-256(sid) -> true (alive, < 1 s) / false (revoked) */
+    ttl_cache *apikey_cache;    /* SHA-256(key) -> identity object or null, < 1 s */
     unsigned positive_ttl_ms;   /* how long an "alive" fact is trusted without PostgreSQL */
     cidr_list *trusted_proxies; /* peers whose X-Real-IP is believed (TRUSTED_PROXIES) */
 } auth_state;
@@ -60,21 +63,19 @@ json_t *auth_body_fields(http_req *req, auth_field *fields, size_t n, int allow_
 /* The client's address: X-Real-IP (set by the gateway) when the TCP peer is a trusted proxy
  * (TRUSTED_PROXIES) and the header is an IP address; else the TCP peer itself. */
 const char *auth_client_ip(http_req *req);
-/* Value of cookie name (copied into out), 0 when found. */
-int auth_cookie(http_req *req, const char *name, char *out, size_t cap);
-/* Value of a query-string parameter (percent-decoded into out), 0 when present. */
-int auth_query_param(const char *query, const char *name, char *out, size_t cap);
 int auth_is_uuid(const char *s);
 size_t auth_utf8_chars(const char *s);
 void auth_sha256_hex(const char *s, size_t len, char out[65]);
 void auth_reply_unauthorized(http_req *req, const char *code, const char *message, int me);
+/* 503 overloaded with Retry-After: the ES256 lane (es256.h) is full. */
+void auth_reply_es256_full(http_req *req);
 /* The roles of a user: the stored ones (JSON array text), ["user"] when unreadable. */
 json_t *auth_roles(const char *stored_json);
 int auth_roles_has(json_t *roles, const char *role);
 /* SQL fragment: a timestamptz column as RFC 3339 UTC text. */
 #define AUTH_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-/* ---- who is calling (tokens.c) ---- */
+/* ---- who is calling (authn.c) ---- */
 typedef enum { AUTH_KIND_TOKEN = 1, AUTH_KIND_API_KEY = 2 } auth_kind;
 
 typedef struct auth_ident {
@@ -86,12 +87,17 @@ typedef struct auth_ident {
 } auth_ident;
 
 void auth_ident_free(auth_ident *id);
-/* Done with the authentication: id is the caller's (NULL when a reply was already sent:
- * 401 or 503). */
-typedef void (*auth_ident_fn)(http_req *req, auth_ident *id);
+/* Done with the authentication: id is the caller's, to free (NULL when a reply was already
+ * sent: 401 or 503). */
+typedef void (*auth_ident_fn)(http_req *req, auth_ident *id, void *ud);
 /* Authenticates Authorization: Bearer (or the access_token cookie) and, when allow_api_key,
- * Authorization: ApiKey. me selects the /auth/me error body ({"active":false,...}). */
-void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb);
+ * Authorization: ApiKey. me selects the /auth/me error body ({"active":false,...}). Only
+ * /auth/me calls it: every other route needing a caller is added with router_add_auth. */
+void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb, void *ud);
+/* The router's authenticator (router_set_authn): an access token, no API key. */
+void auth_route_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud);
+void auth_ident_to_identity(const auth_ident *id, auth_identity *out);
+/* ---- issuing (tokens.c) ---- */
 /* Issues a new pair for the session in a login/refresh answer (200 + cookies, or 500). The
  * access token is signed on the threadpool (es256.h) in a place the caller reserved with
  * es256_reserve(): this call consumes it, whatever happens. */
@@ -106,7 +112,7 @@ int auth_email_valid(const char *email);
  * start-up, blocking, before the loop runs. 0 (also when no admin is configured) or -1. */
 int admin_bootstrap(void);
 
-/* ---- sessions (sessions.c) ---- */
+/* ---- sessions: the revocation store (revocation.c) ---- */
 typedef enum { AUTH_SESSION_ALIVE, AUTH_SESSION_REVOKED, AUTH_SESSION_ERROR } auth_session_state;
 typedef void (*auth_session_fn)(auth_session_state st, void *ud);
 /* Is the session alive? Local cache, then Redis (revoked facts only), then PostgreSQL. */

@@ -8,13 +8,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "crypto.h"
 #include "metrics.h"
 #include "workq.h"
 
-#define ES256_BUCKETS 64   /* verifications in flight, by the first byte of their key */
+#define ES256_NOT_RUN (-1) /* the status of a check that never ran (lane full, shutdown) */
 
 typedef struct es256_sign_job {
     workq_job base;     /* first: the lane's part */
@@ -25,13 +26,13 @@ typedef struct es256_sign_job {
     void *ud;
 } es256_sign_job;
 
-typedef struct es256_waiter {
+typedef struct es256_call {
     es256_verified_fn cb;
     void *ud;
-    struct es256_waiter *next;
-} es256_waiter;
+} es256_call;
 
-/* One signature check in flight, shared by every request presenting the token meanwhile. */
+/* One signature check in flight, shared by every request presenting the token meanwhile
+ * (they wait in auth.token_cache: ttl_cache_join). */
 typedef struct es256_flight {
     workq_job base;     /* first: the lane's part */
     uint8_t key[32];    /* SHA-256 of the token */
@@ -40,13 +41,10 @@ typedef struct es256_flight {
     jwt_expect ex;
     jwt_err err;
     json_t *claims;
-    es256_waiter *head, *tail;
-    struct es256_flight *next;
 } es256_flight;
 
 static struct {
     workq *q;
-    es256_flight *flights[ES256_BUCKETS];
     metric *m_hit, *m_verify, *m_shared;
 } es;
 
@@ -129,21 +127,8 @@ int es256_sign(const char *typ, json_t *claims, int reserved, es256_signed_fn cb
 }
 
 /* ---- verification ---- */
-static es256_flight **es256_flight_slot(const uint8_t key[32])
-{
-    es256_flight **pp = &es.flights[key[0] % ES256_BUCKETS];
-    while (*pp && memcmp((*pp)->key, key, 32) != 0)
-        pp = &(*pp)->next;
-    return pp;
-}
-
 static void es256_flight_free(es256_flight *f)
 {
-    while (f->head) {
-        es256_waiter *w = f->head;
-        f->head = w->next;
-        free(w);
-    }
     json_decref(f->claims);
     free(f->token);
     free(f);
@@ -158,23 +143,25 @@ static void es256_verify_run(workq_job *w)
 static void es256_verify_done(workq_job *w, int ran)
 {
     es256_flight *f = (es256_flight *)w;
-    es256_flight **slot = es256_flight_slot(f->key);
-    if (*slot == f)
-        *slot = f->next;
-    if (ran && f->err == JWT_OK) {
-        int64_t exp = json_integer_value(json_object_get(f->claims, "exp"));
-        jwt_cache_put(auth.token_cache, f->key, f->claims,
-                      (uint64_t)(exp + AUTH_LEEWAY_S) * 1000u);
+    int ok = ran && f->err == JWT_OK;
+    uint64_t until = 0;
+    if (ok) {
+        /* kept until the token expires: its exp (wall clock) as a time on the cache's clock */
+        int64_t left = json_integer_value(json_object_get(f->claims, "exp")) + AUTH_LEEWAY_S -
+                       (int64_t)time(NULL);
+        until = clock_mono_ms() + (uint64_t)(left > 0 ? left : 0) * 1000u;
     }
-    es256_waiter *wt = f->head;
-    f->head = f->tail = NULL;
-    while (wt) {
-        es256_waiter *next = wt->next;
-        wt->cb(ran, f->err, ran && f->err == JWT_OK ? f->claims : NULL, wt->ud);
-        free(wt);
-        wt = next;
-    }
+    ttl_cache_done(auth.token_cache, f->key, ran ? (int)f->err : ES256_NOT_RUN,
+                   ok ? f->claims : NULL, until);
     es256_flight_free(f);
+}
+
+static void es256_call_answer(int status, json_t *claims, void *ud)
+{
+    es256_call call = *(es256_call *)ud;
+    free(ud);
+    int ran = status != ES256_NOT_RUN;
+    call.cb(ran, ran ? (jwt_err)status : JWT_OK, claims, call.ud);
 }
 
 static void es256_expect(jwt_expect *ex)
@@ -193,7 +180,7 @@ int es256_verify_access(const char *token, size_t len, es256_verified_fn cb, voi
     crypto_sha256(token, len, key);
     jwt_expect ex;
     es256_expect(&ex);
-    json_t *claims = jwt_cache_get(auth.token_cache, key, clock_mono_ms());
+    json_t *claims = ttl_cache_get(auth.token_cache, key, clock_mono_ms());
     if (claims) {
         metric_inc(es.m_hit);
         jwt_err err = jwt_check_time(claims, &ex);
@@ -206,38 +193,29 @@ int es256_verify_access(const char *token, size_t len, es256_verified_fn cb, voi
         cb(1, err, NULL, ud);
         return 0;
     }
-    es256_waiter *w = calloc(1, sizeof(*w));
-    if (!w)
+    es256_call *call = calloc(1, sizeof(*call));
+    if (!call)
         return -1;
-    w->cb = cb;
-    w->ud = ud;
-    es256_flight **slot = es256_flight_slot(key);
-    if (*slot) {   /* the same token is being checked: wait for that answer */
-        metric_inc(es.m_shared);
-        (*slot)->tail->next = w;
-        (*slot)->tail = w;
+    call->cb = cb;
+    call->ud = ud;
+    if (!ttl_cache_join(auth.token_cache, key, es256_call_answer, call)) {
+        metric_inc(es.m_shared); /* the same token is being checked: wait for that answer */
         return 0;
     }
     es256_flight *f = calloc(1, sizeof(*f));
     char *copy = malloc(len + 1);
-    if (!f || !copy) {
-        free(f);
-        free(copy);
-        free(w);
-        return -1;
-    }
+    if (!f || !copy)
+        abort();
     memcpy(copy, token, len);
     copy[len] = '\0';
     memcpy(f->key, key, 32);
     f->token = copy;
     f->len = len;
     f->ex = ex;
-    f->head = f->tail = w;
-    *slot = f;   /* before submitting: a refused uv_queue_work completes it at once */
     if (workq_submit(es.q, &f->base, es256_verify_run, es256_verify_done) != 0) {
-        *slot = NULL;
-        es256_flight_free(f);
-        return -1;
+        es256_flight_free(f); /* lane full: every waiter (this caller alone) hears so */
+        ttl_cache_done(auth.token_cache, key, ES256_NOT_RUN, NULL, 0);
+        return 0;
     }
     metric_inc(es.m_verify);
     return 0;
@@ -259,11 +237,7 @@ static void es256_drop(workq_job *w)
     if (w->run == es256_sign_run) {
         es256_sign_job_free((es256_sign_job *)w);
     } else {
-        es256_flight *f = (es256_flight *)w;
-        es256_flight **slot = es256_flight_slot(f->key);
-        if (*slot == f)
-            *slot = f->next;
-        es256_flight_free(f);
+        es256_flight_free((es256_flight *)w); /* its waiters go with auth.token_cache */
     }
 }
 

@@ -36,8 +36,8 @@ int es256_sign(const char *typ, json_t *claims, int reserved, es256_signed_fn cb
  * token is valid; claims (borrowed) are set only when err is JWT_OK. */
 typedef void (*es256_verified_fn)(int checked, jwt_err err, json_t *claims, void *ud);
 /* Verifies an access token (typ at+jwt, the configured issuer and audience). Returns 0 when
- * cb will run (or already ran: cache hits and cheap refusals answer at once), -1 when the
- * lane is full (cb never runs). */
+ * cb will run (or already ran: cache hits, cheap refusals and a full lane answer at once),
+ * -1 when out of memory (cb never runs). Checks of one token share one verification. */
 int es256_verify_access(const char *token, size_t len, es256_verified_fn cb, void *ud);
 
 /* Jobs running and waiting (for tests and metrics). */

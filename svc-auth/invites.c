@@ -28,18 +28,13 @@ static void invite_on_insert(pg_status st, PGresult *res, void *ud)
     free(c);
 }
 
-static void invite_on_ident(http_req *req, auth_ident *id)
+static void invite_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     json_t *body = auth_body_fields(req, NULL, 0, 1);   /* {} or nothing */
-    if (!body) {
-        auth_ident_free(id);
+    if (!body)
         return;
-    }
     json_decref(body);
-    if (!auth_roles_has(id->roles, "org_admin")) {
-        auth_ident_free(id);
+    if (!auth_identity_has_role(id, AUTH_ROLE_ORG_ADMIN)) {
         http_reply_error(req, 403, "forbidden", "Only an org_admin may invite.");
         return;
     }
@@ -54,15 +49,9 @@ static void invite_on_ident(http_req *req, auth_ident *id)
             " VALUES ($1, $2, $3, now() + $4::int * interval '1 second')"
             " RETURNING " AUTH_TS("expires_at") " AS expires_at",
             4, params, invite_on_insert, c);
-    auth_ident_free(id);
-}
-
-static void invite_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, invite_on_ident);
 }
 
 void invites_routes(router *r)
 {
-    router_add(r, "POST", "/auth/organizations/invites", invite_handler, 16384);
+    router_add_auth(r, "POST", "/auth/organizations/invites", invite_handler, 16384);
 }

@@ -17,8 +17,6 @@
 #define AUTH_MIGRATIONS_DIR "svc-auth/migrations"
 #endif
 
-auth_state auth;
-
 int main(void)
 {
     /* argon2 allocates 19 MiB per hash: give it back to the system after each one. */
@@ -64,6 +62,7 @@ int main(void)
                   config_ms("AUTH_THROTTLE_WINDOW", 15 * 60 * 1000L) / 1000);
 
     router *r = auth.svc.router;
+    router_set_authn(r, auth_route_authn, NULL);
     users_routes(r);
     sessions_routes(r);
     tokens_routes(r);

@@ -98,71 +98,6 @@ const char *auth_client_ip(http_req *req)
     return peer;
 }
 
-int auth_cookie(http_req *req, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < http_req_header_count(req); i++) {
-        const char *hn, *hv;
-        http_req_header_at(req, i, &hn, &hv);
-        if (strcasecmp(hn, "Cookie") != 0)
-            continue;
-        const char *p = hv;
-        while (*p) {
-            while (*p == ' ' || *p == ';')
-                p++;
-            const char *end = strchr(p, ';');
-            size_t len = end ? (size_t)(end - p) : strlen(p);
-            if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-                size_t vl = len - nl - 1;
-                if (vl + 1 > cap)
-                    return -1;
-                memcpy(out, p + nl + 1, vl);
-                out[vl] = '\0';
-                return 0;
-            }
-            p += len;
-        }
-    }
-    return -1;
-}
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-int auth_query_param(const char *query, const char *name, char *out, size_t cap)
-{
-    size_t nl = strlen(name);
-    const char *p = query;
-    while (p && *p) {
-        const char *end = strchr(p, '&');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '=')) {
-            const char *v = len == nl ? p + nl : p + nl + 1;
-            size_t o = 0;
-            for (; v < p + len; v++) {
-                char ch = *v;
-                if (ch == '+') {
-                    ch = ' ';
-                } else if (ch == '%' && v + 2 < p + len && hexval(v[1]) >= 0 &&
-                           hexval(v[2]) >= 0) {
-                    ch = (char)(hexval(v[1]) * 16 + hexval(v[2]));
-                    v += 2;
-                }
-                if (o + 1 >= cap)
-                    return -1;
-                out[o++] = ch;
-            }
-            out[o] = '\0';
-            return 0;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return -1;
-}
-
 int auth_is_uuid(const char *s)
 {
     if (strlen(s) != 36)
@@ -194,6 +129,12 @@ void auth_reply_unauthorized(http_req *req, const char *code, const char *messag
         return;
     }
     http_reply_error(req, 401, code, message);
+}
+
+void auth_reply_es256_full(http_req *req)
+{
+    http_resp_header(req, "Retry-After", "1");
+    http_reply_error(req, 503, "overloaded", "Too many token operations in progress; retry shortly.");
 }
 
 json_t *auth_roles(const char *stored_json)

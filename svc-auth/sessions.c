@@ -1,11 +1,5 @@
-/* sessions: POST /auth/login, POST /auth/logout, GET /auth/sessions,
- * DELETE /auth/sessions/{sid}, and the revocation check behind every access token.
- *
- * Revocation: PostgreSQL is the truth. This process remembers "revoked" facts (they never
- * change back) and "alive" facts for positive_ttl_ms (< 1 s) only; Redis holds "revoked"
- * facts (auth:revoked:<sid>) so a revoked session costs no PostgreSQL query. An empty or
- * unreachable Redis only means asking PostgreSQL: it can never make a revoked session alive.
- * Concurrent checks of one session share one lookup. */
+/* sessions: POST /auth/login, POST /auth/logout, GET /auth/sessions and
+ * DELETE /auth/sessions/{sid}. A revocation is recorded through revocation.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,124 +9,12 @@
 #include "es256.h"
 #include "log.h"
 #include "metrics.h"
+#include "query.h"
 #include "passwords.h"
 #include "throttle.h"
 #include "utf8.h"
 
 #define AUTH_REFRESH_BYTES 32
-
-/* ---- the revocation check ---- */
-typedef struct sess_waiter {
-    auth_session_fn cb;
-    void *ud;
-    struct sess_waiter *next;
-} sess_waiter;
-
-typedef struct sess_lookup {
-    char sid[40];
-    uint8_t key[32];
-    sess_waiter *waiters;
-    struct sess_lookup *next;
-} sess_lookup;
-
-static sess_lookup *sess_lookups;
-
-static void sess_finish(sess_lookup *l, auth_session_state st)
-{
-    sess_lookup **pp = &sess_lookups;
-    while (*pp != l)
-        pp = &(*pp)->next;
-    *pp = l->next;
-    if (st == AUTH_SESSION_ALIVE)
-        jwt_cache_put(auth.session_cache, l->key, json_true(), clock_mono_ms() + auth.positive_ttl_ms);
-    else if (st == AUTH_SESSION_REVOKED)
-        jwt_cache_put(auth.session_cache, l->key, json_false(),
-                      clock_mono_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
-    sess_waiter *w = l->waiters;
-    free(l);
-    while (w) {
-        sess_waiter *next = w->next;
-        w->cb(st, w->ud);
-        free(w);
-        w = next;
-    }
-}
-
-static void sess_on_pg(pg_status st, PGresult *res, void *ud)
-{
-    sess_lookup *l = ud;
-    if (st != PG_OK) {
-        log_warn(NULL, "session check failed: %s", st == PG_ERR_SQL ? pg_sqlstate(res) : "pg down/busy");
-        sess_finish(l, AUTH_SESSION_ERROR);
-        return;
-    }
-    const char *alive = PQntuples(res) == 1 ? pg_get(res, 0, "alive") : NULL;
-    sess_finish(l, alive && strcmp(alive, "t") == 0 ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED);
-}
-
-static void sess_ask_pg(sess_lookup *l)
-{
-    const char *params[] = {l->sid};
-    auth_pg("SELECT (revoked_at IS NULL AND expires_at > now()) AS alive FROM sessions "
-            "WHERE id = $1",
-            1, params, sess_on_pg, l);
-}
-
-static void sess_on_redis(redis_status st, redisReply *reply, void *ud)
-{
-    sess_lookup *l = ud;
-    if (st == REDIS_ST_OK && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        sess_finish(l, AUTH_SESSION_REVOKED);
-        return;
-    }
-    sess_ask_pg(l);   /* not known revoked (or Redis down): PostgreSQL decides */
-}
-
-void auth_session_check(const char *sid, auth_session_fn cb, void *ud)
-{
-    if (!auth_is_uuid(sid)) {
-        cb(AUTH_SESSION_REVOKED, ud);
-        return;
-    }
-    uint8_t key[32];
-    crypto_sha256(sid, strlen(sid), key);
-    json_t *v = jwt_cache_get(auth.session_cache, key, clock_mono_ms());
-    if (v) {
-        cb(json_is_true(v) ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED, ud);
-        return;
-    }
-    sess_waiter *w = calloc(1, sizeof(*w));
-    w->cb = cb;
-    w->ud = ud;
-    for (sess_lookup *l = sess_lookups; l; l = l->next) {
-        if (strcmp(l->sid, sid) == 0) {
-            w->next = l->waiters;
-            l->waiters = w;
-            return;
-        }
-    }
-    sess_lookup *l = calloc(1, sizeof(*l));
-    snprintf(l->sid, sizeof(l->sid), "%s", sid);
-    memcpy(l->key, key, 32);
-    l->waiters = w;
-    l->next = sess_lookups;
-    sess_lookups = l;
-    if (auth.svc.redis && redis_connected(auth.svc.redis))
-        redis_command(auth.svc.redis, sess_on_redis, l, "EXISTS auth:revoked:%s", sid);
-    else
-        sess_ask_pg(l);
-}
-
-void auth_session_revoked(const char *sid)
-{
-    uint8_t key[32];
-    crypto_sha256(sid, strlen(sid), key);
-    jwt_cache_put(auth.session_cache, key, json_false(),
-                  clock_mono_ms() + (uint64_t)(auth.access_ttl_s + 2 * AUTH_LEEWAY_S) * 1000u);
-    if (auth.svc.redis)
-        redis_command(auth.svc.redis, NULL, NULL, "SET auth:revoked:%s 1 EX %ld", sid,
-                      auth.access_ttl_s + 2 * AUTH_LEEWAY_S);
-}
 
 /* ---- POST /auth/login ---- */
 static void login_count(const char *result)
@@ -301,27 +183,19 @@ static void logout_on_update(pg_status st, PGresult *res, void *ud)
     http_req_set_data(req, NULL);
 }
 
-static void logout_on_ident(http_req *req, auth_ident *id)
+static void logout_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     char *sid = strdup(id->sid);
-    auth_ident_free(id);
     http_req_set_data(req, sid);
     const char *params[] = {sid};
     auth_pg( "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
              1, params, logout_on_update, req);
 }
 
-static void logout_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, logout_on_ident);
-}
-
 /* ---- GET /auth/sessions ---- */
 typedef struct list_ctx {
     http_req *req;
-    char sid[40];
+    char sid[64];
     long limit;
 } list_ctx;
 
@@ -348,24 +222,23 @@ static void sessions_on_list(pg_status st, PGresult *res, void *ud)
     free(c);
 }
 
-static void sessions_on_ident(http_req *req, auth_ident *id)
+static void sessions_list_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     char limit_s[16] = "20", after[64] = "";
     const char *q = http_req_query(req);
     long limit = 20;
-    if (auth_query_param(q, "limit", limit_s, sizeof(limit_s)) == 0) {
-        char *end;
-        limit = strtol(limit_s, &end, 10);
-        if (*end || end == limit_s || limit < 1 || limit > 100) {
-            auth_ident_free(id);
+    int has = query_param(q, "limit", limit_s, sizeof(limit_s));
+    if (has != 0) {
+        char *end = limit_s;
+        if (has > 0)
+            limit = strtol(limit_s, &end, 10);
+        if (has < 0 || *end || end == limit_s || limit < 1 || limit > 100) {
             http_reply_error(req, 400, "invalid_request", "limit must be an integer from 1 to 100.");
             return;
         }
     }
-    if (auth_query_param(q, "starting_after", after, sizeof(after)) == 0 && !auth_is_uuid(after)) {
-        auth_ident_free(id);
+    has = query_param(q, "starting_after", after, sizeof(after));
+    if (has < 0 || (has > 0 && !auth_is_uuid(after))) {
         http_reply_error(req, 400, "invalid_request", "starting_after must be a session id.");
         return;
     }
@@ -383,12 +256,6 @@ static void sessions_on_ident(http_req *req, auth_ident *id)
             " WHERE id = $2::uuid AND user_id = $1))"
             " ORDER BY created_at DESC, id DESC LIMIT $3::int",
             3, params, sessions_on_list, c);
-    auth_ident_free(id);
-}
-
-static void sessions_list_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, sessions_on_ident);
 }
 
 /* ---- DELETE /auth/sessions/{sid} ---- */
@@ -405,13 +272,10 @@ static void session_on_revoke(pg_status st, PGresult *res, void *ud)
     }
 }
 
-static void session_revoke_on_ident(http_req *req, auth_ident *id)
+static void session_revoke_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     const char *sid = http_req_param(req, "sid");
     if (!sid || !auth_is_uuid(sid)) {
-        auth_ident_free(id);
         http_reply_error(req, 404, "not_found", "No such live session.");
         return;
     }
@@ -419,18 +283,12 @@ static void session_revoke_on_ident(http_req *req, auth_ident *id)
     auth_pg("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2"
             " AND revoked_at IS NULL RETURNING id",
             2, params, session_on_revoke, req);
-    auth_ident_free(id);
-}
-
-static void session_revoke_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, session_revoke_on_ident);
 }
 
 void sessions_routes(router *r)
 {
     router_add(r, "POST", "/auth/login", login_handler, 16384);
-    router_add(r, "POST", "/auth/logout", logout_handler, 16384);
-    router_add(r, "GET", "/auth/sessions", sessions_list_handler, 0);
-    router_add(r, "DELETE", "/auth/sessions/{sid}", session_revoke_handler, 0);
+    router_add_auth(r, "POST", "/auth/logout", logout_handler, 16384);
+    router_add_auth(r, "GET", "/auth/sessions", sessions_list_handler, 0);
+    router_add_auth(r, "DELETE", "/auth/sessions/{sid}", session_revoke_handler, 0);
 }

@@ -10,6 +10,8 @@
 #include "log.h"
 #include "passwords.h"
 
+auth_state auth; /* the one state of the process */
+
 #define AUTH_TRUSTED_DEFAULT "127.0.0.0/8,::1/128"
 
 static int load_keys(void)
@@ -118,9 +120,9 @@ static int load_settings(void)
         log_error(NULL, "AUTH_TOKEN_CACHE must be at least 1");
         return -1;
     }
-    auth.token_cache = jwt_cache_new((size_t)cache);
-    auth.session_cache = jwt_cache_new((size_t)cache);
-    auth.apikey_cache = jwt_cache_new((size_t)cache);
+    auth.token_cache = ttl_cache_new((size_t)cache);
+    auth.session_cache = ttl_cache_new((size_t)cache);
+    auth.apikey_cache = ttl_cache_new((size_t)cache);
     /* Only these peers may say who the client is (X-Real-IP): the gateway. Locally it talks
      * over loopback; in containers, set the internal network the gateway is on. */
     char err[160];
@@ -138,9 +140,9 @@ void auth_settings_free(void)
     passwords_shutdown();
     es256_shutdown();
     cidr_list_free(auth.trusted_proxies);
-    jwt_cache_free(auth.token_cache);
-    jwt_cache_free(auth.session_cache);
-    jwt_cache_free(auth.apikey_cache);
+    ttl_cache_free(auth.token_cache);
+    ttl_cache_free(auth.session_cache);
+    ttl_cache_free(auth.apikey_cache);
     jwt_keyset_free(auth.keys);
     for (size_t i = 0; i < auth.n_services; i++)
         free(auth.services[i].name);

@@ -1,231 +1,18 @@
-/* tokens: who is calling (access tokens checked by es256.c, off the loop unless cached, then
- * the session check; API keys by SHA-256), issuing token pairs (signed off the loop),
- * POST /auth/refresh (rotation with reuse detection) and POST /internal/service-token. */
+/* tokens: issuing token pairs (signed off the loop), POST /auth/refresh (rotation with reuse
+ * detection) and POST /internal/service-token. Who is calling is authn.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "auth.h"
+#include "cookie.h"
 #include "crypto.h"
 #include "es256.h"
 #include "log.h"
 #include "metrics.h"
 
 #define AUTH_REFRESH_BYTES 32
-#define AUTH_MAX_CREDENTIAL 4096
-
-void auth_ident_free(auth_ident *id)
-{
-    if (!id)
-        return;
-    json_decref(id->roles);
-    free(id);
-}
-
-static void auth_copy(char *dst, size_t cap, json_t *v)
-{
-    const char *s = json_string_value(v);
-    snprintf(dst, cap, "%s", s ? s : "");
-}
-
-/* ---- access tokens ---- */
-typedef struct authn {
-    http_req *req;
-    auth_ident_fn cb;
-    int me;
-    auth_ident *id;
-} authn;
-
-static void authn_on_session(auth_session_state st, void *ud)
-{
-    authn *a = ud;
-    http_req *req = a->req;
-    auth_ident_fn cb = a->cb;
-    auth_ident *id = a->id;
-    int me = a->me;
-    free(a);
-    if (st == AUTH_SESSION_ALIVE) {
-        cb(req, id);
-        return;
-    }
-    auth_ident_free(id);
-    if (st == AUTH_SESSION_REVOKED) {
-        auth_reply_unauthorized(req, "token_revoked", "The session of this token was revoked.", me);
-    } else {
-        http_resp_header(req, "Retry-After", "1");
-        http_reply_error(req, 503, "unavailable", "Cannot check the session now; retry shortly.");
-    }
-    cb(req, NULL);
-}
-
-static void reply_es256_full(http_req *req)
-{
-    http_resp_header(req, "Retry-After", "1");
-    http_reply_error(req, 503, "overloaded", "Too many token operations in progress; retry shortly.");
-}
-
-static void authn_on_claims(int checked, jwt_err err, json_t *claims, void *ud)
-{
-    authn *a = ud;
-    http_req *req = a->req;
-    auth_ident_fn cb = a->cb;
-    int me = a->me;
-    if (!checked) {
-        free(a);
-        reply_es256_full(req);
-        cb(req, NULL);
-        return;
-    }
-    if (err != JWT_OK) {
-        free(a);
-        auth_reply_unauthorized(req, err == JWT_EEXPIRED ? "token_expired" : "invalid_token",
-                                jwt_strerror(err), me);
-        cb(req, NULL);
-        return;
-    }
-    json_t *sid = json_object_get(claims, "sid"), *sub = json_object_get(claims, "sub");
-    json_t *roles = json_object_get(claims, "roles");
-    if (!json_is_string(sid) || !json_is_string(sub) || !json_is_array(roles)) {
-        free(a);
-        auth_reply_unauthorized(req, "invalid_token", "The token lacks its claims.", me);
-        cb(req, NULL);
-        return;
-    }
-    auth_ident *id = calloc(1, sizeof(*id));
-    id->kind = AUTH_KIND_TOKEN;
-    auth_copy(id->sub, sizeof(id->sub), sub);
-    auth_copy(id->sid, sizeof(id->sid), sid);
-    auth_copy(id->org, sizeof(id->org), json_object_get(claims, "org"));
-    auth_copy(id->email, sizeof(id->email), json_object_get(claims, "email"));
-    id->roles = json_deep_copy(roles);
-    id->exp = json_integer_value(json_object_get(claims, "exp"));
-    a->id = id;
-    auth_session_check(id->sid, authn_on_session, a);
-}
-
-static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb)
-{
-    authn *a = calloc(1, sizeof(*a));
-    a->req = req;
-    a->cb = cb;
-    a->me = me;
-    if (es256_verify_access(token, strlen(token), authn_on_claims, a) != 0) {
-        free(a);
-        reply_es256_full(req);
-        cb(req, NULL);
-    }
-}
-
-/* ---- API keys ---- */
-typedef struct authk {
-    http_req *req;
-    auth_ident_fn cb;
-    int me;
-    uint8_t key[32];
-} authk;
-
-static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb)
-{
-    if (!json_is_object(v)) {
-        auth_reply_unauthorized(req, "invalid_api_key", "The API key is unknown or revoked.", me);
-        cb(req, NULL);
-        return;
-    }
-    auth_ident *id = calloc(1, sizeof(*id));
-    id->kind = AUTH_KIND_API_KEY;
-    auth_copy(id->sub, sizeof(id->sub), json_object_get(v, "sub"));
-    auth_copy(id->org, sizeof(id->org), json_object_get(v, "org"));
-    auth_copy(id->email, sizeof(id->email), json_object_get(v, "email"));
-    auth_copy(id->key_id, sizeof(id->key_id), json_object_get(v, "key_id"));
-    id->roles = auth_roles(json_string_value(json_object_get(v, "roles")));
-    cb(req, id);
-}
-
-static void authk_on_row(pg_status st, PGresult *res, void *ud)
-{
-    authk *k = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(k->req, st, res);
-        k->cb(k->req, NULL);
-        free(k);
-        return;
-    }
-    json_t *v;
-    if (PQntuples(res) == 1)
-        v = json_pack("{s:s,s:s,s:s,s:s,s:s}", "key_id", pg_get(res, 0, "id"), "sub",
-                      pg_get(res, 0, "sub"), "org", pg_get(res, 0, "org_id"), "email",
-                      pg_get(res, 0, "email"), "roles", pg_get(res, 0, "roles"));
-    else
-        v = json_null();
-    jwt_cache_put(auth.apikey_cache, k->key, v, clock_mono_ms() + auth.positive_ttl_ms);
-    authk_answer(k->req, v, k->me, k->cb);
-    json_decref(v);
-    free(k);
-}
-
-static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn cb)
-{
-    authk *k = calloc(1, sizeof(*k));
-    k->req = req;
-    k->cb = cb;
-    k->me = me;
-    crypto_sha256(key, strlen(key), k->key);
-    json_t *v = jwt_cache_get(auth.apikey_cache, k->key, clock_mono_ms());
-    if (v) {
-        free(k);
-        authk_answer(req, v, me, cb);
-        return;
-    }
-    char hex[65];
-    crypto_hex(k->key, 32, hex);
-    const char *params[] = {hex};
-    auth_pg("SELECT k.id, u.id AS sub, u.email, u.org_id, array_to_json(u.roles)::text AS roles "
-            "FROM api_keys k JOIN users u ON u.id = k.user_id "
-            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-            1, params, authk_on_row, k);
-}
-
-void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn cb)
-{
-    const char *h = http_req_header(req, "Authorization");
-    char cookie[AUTH_MAX_CREDENTIAL];
-    if (h) {
-        if (strlen(h) > AUTH_MAX_CREDENTIAL) {
-            auth_reply_unauthorized(req, "invalid_token", "The credential is too long.", me);
-            cb(req, NULL);
-            return;
-        }
-        const char *sp = strchr(h, ' ');
-        const char *cred = sp;
-        while (cred && *cred == ' ')
-            cred++;
-        if (sp && (size_t)(sp - h) == 6 && strncasecmp(h, "Bearer", 6) == 0 && *cred) {
-            authn_token(req, cred, me, cb);
-            return;
-        }
-        if (sp && (size_t)(sp - h) == 6 && strncasecmp(h, "ApiKey", 6) == 0 && *cred) {
-            if (allow_api_key) {
-                authn_api_key(req, cred, me, cb);
-                return;
-            }
-            auth_reply_unauthorized(req, "invalid_authorization",
-                                    "This endpoint needs a Bearer access token.", me);
-            cb(req, NULL);
-            return;
-        }
-        auth_reply_unauthorized(req, "invalid_authorization",
-                                "Authorization must be \"Bearer <token>\" or \"ApiKey <key>\".", me);
-        cb(req, NULL);
-        return;
-    }
-    if (auth_cookie(req, "access_token", cookie, sizeof(cookie)) == 0 && cookie[0]) {
-        authn_token(req, cookie, me, cb);
-        return;
-    }
-    auth_reply_unauthorized(req, "missing_credentials", "An Authorization header is required.", me);
-    cb(req, NULL);
-}
 
 /* ---- issuing ---- */
 typedef struct pair_ctx {
@@ -359,7 +146,7 @@ static void refresh_handler(http_req *req)
     if (!body)
         return;
     char cookie[512];
-    if (!token && auth_cookie(req, "refresh_token", cookie, sizeof(cookie)) == 0 && cookie[0])
+    if (!token && cookie_get(req, "refresh_token", cookie, sizeof(cookie)) > 0)
         token = cookie;
     if (!token || !*token) {
         json_decref(body);
@@ -371,7 +158,7 @@ static void refresh_handler(http_req *req)
      * token rotated without its answer would kill the session on the client's retry */
     if (es256_reserve() != 0) {
         json_decref(body);
-        reply_es256_full(req);
+        auth_reply_es256_full(req);
         return;
     }
     refresh_ctx *c = calloc(1, sizeof(*c));
@@ -459,7 +246,7 @@ static void service_token_handler(http_req *req)
                                "exp", (json_int_t)(now + auth.service_ttl_s));
     json_decref(body);
     if (es256_sign(AUTH_SERVICE_TYP, claims, 0, service_token_on_signed, req) != 0)
-        reply_es256_full(req);
+        auth_reply_es256_full(req);
 }
 
 static void service_token_on_signed(char *tok, void *ud)

@@ -179,8 +179,9 @@ static void register_handler(http_req *req)
 }
 
 /* ---- GET/POST /auth/me ---- */
-static void me_on_ident(http_req *req, auth_ident *id)
+static void me_on_ident(http_req *req, auth_ident *id, void *ud)
 {
+    (void)ud;
     if (!id)
         return;
     json_t *o = json_pack("{s:b,s:s,s:s,s:s,s:O,s:s}", "active", 1, "sub", id->sub, "email",
@@ -199,7 +200,7 @@ static void me_on_ident(http_req *req, auth_ident *id)
 
 static void me_handler(http_req *req)
 {
-    auth_authenticate(req, 1, 1, me_on_ident);
+    auth_authenticate(req, 1, 1, me_on_ident, NULL);
 }
 
 /* ---- POST /auth/password ---- */
@@ -207,7 +208,7 @@ typedef struct pw_ctx {
     http_req *req;
     json_t *body;
     const char *old_pw, *new_pw;
-    char sub[40], sid[40];
+    char sub[64], sid[64];
 } pw_ctx;
 
 static void pw_free(pw_ctx *c)
@@ -279,15 +280,12 @@ static void pw_on_user(pg_status st, PGresult *res, void *ud)
     }
 }
 
-static void password_on_ident(http_req *req, auth_ident *id)
+static void password_handler(http_req *req, const auth_identity *id)
 {
-    if (!id)
-        return;
     pw_ctx *c = calloc(1, sizeof(*c));
     c->req = req;
     snprintf(c->sub, sizeof(c->sub), "%s", id->sub);
     snprintf(c->sid, sizeof(c->sid), "%s", id->sid);
-    auth_ident_free(id);
     auth_field f[] = {{"old_password", 1, 1024, &c->old_pw}, {"new_password", 1, 0, &c->new_pw}};
     c->body = auth_body_fields(req, f, 2, 0);
     if (!c->body) {
@@ -302,15 +300,10 @@ static void password_on_ident(http_req *req, auth_ident *id)
     auth_pg( "SELECT password_hash FROM users WHERE id = $1", 1, params, pw_on_user, c);
 }
 
-static void password_handler(http_req *req)
-{
-    auth_authenticate(req, 0, 0, password_on_ident);
-}
-
 void users_routes(router *r)
 {
     router_add(r, "POST", "/auth/register", register_handler, 16384);
     router_add(r, "GET", "/auth/me", me_handler, 0);
     router_add(r, "POST", "/auth/me", me_handler, 16384);
-    router_add(r, "POST", "/auth/password", password_handler, 16384);
+    router_add_auth(r, "POST", "/auth/password", password_handler, 16384);
 }

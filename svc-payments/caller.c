@@ -1,4 +1,5 @@
-/* caller: authentication of svc-payments' callers through common/auth_client (see caller.h).
+/* caller: authentication of svc-payments' callers through common/auth_client, set as the
+ * router's authenticator (see caller.h).
  * The auth client and its upstream live for the process; main frees them from the
  * service's on_stop hook, once the service has drained. */
 #include "caller.h"
@@ -9,6 +10,7 @@
 #include "auth_client.h"
 #include "log.h"
 #include "payments.h"
+#include "router.h"
 #include "upstream.h"
 
 static upstream *caller_upstream;
@@ -38,6 +40,7 @@ int caller_setup(uv_loop_t *loop, http_client *client, const char *auth_url)
         caller_upstream = NULL;
         return -1;
     }
+    router_use_auth_client(payments.svc.router, caller_auth);
     service_add_check(&payments.svc, "auth", caller_auth_up, NULL);
     return 0;
 }
@@ -45,6 +48,7 @@ int caller_setup(uv_loop_t *loop, http_client *client, const char *auth_url)
 void caller_teardown(void)
 {
     if (caller_auth) {
+        router_use_auth_client(payments.svc.router, NULL); /* now answered 503 */
         auth_client_free(caller_auth);
         caller_auth = NULL;
     }
@@ -54,62 +58,19 @@ void caller_teardown(void)
     }
 }
 
-typedef struct caller_call {
-    http_req *req;
-    caller_fn next;
-} caller_call;
-
-static void caller_checked(int status, const auth_identity *id, void *ud)
+const char *caller_scope(const auth_identity *who)
 {
-    caller_call *call = ud;
-    http_req *req = call->req;
-    caller_fn next = call->next;
-    free(call);
-    if (status != 200 || id->kind == AUTH_ID_SERVICE || id->sub[0] == '\0' ||
-        id->org[0] == '\0') {
-        auth_client_reply_error(req, status == 200 ? 401 : status);
-        return;
-    }
-    caller *who = calloc(1, sizeof *who);
-    who->user = strdup(id->sub);
-    who->org = strdup(id->org);
-    who->is_admin = auth_identity_has_role(id, AUTH_ROLE_ADMIN);
-    who->is_org_admin = auth_identity_has_role(id, AUTH_ROLE_ORG_ADMIN);
-    next(req, who);
+    return caller_is_admin(who) ? "all"
+           : auth_identity_has_role(who, AUTH_ROLE_ORG_ADMIN) ? "org" : "own";
 }
 
-void caller_authenticate(http_req *req, caller_fn next)
+const char *caller_scope_id(const auth_identity *who)
 {
-    if (!caller_auth) { /* shutting down */
-        auth_client_reply_error(req, 503);
-        return;
-    }
-    caller_call *call = malloc(sizeof *call);
-    call->req = req;
-    call->next = next;
-    auth_client_check(caller_auth, req, caller_checked, call);
+    return caller_is_admin(who) ? ""
+           : auth_identity_has_role(who, AUTH_ROLE_ORG_ADMIN) ? who->org : who->sub;
 }
 
-void caller_free(caller *who)
+int caller_is_admin(const auth_identity *who)
 {
-    if (!who)
-        return;
-    free(who->user);
-    free(who->org);
-    free(who);
-}
-
-const char *caller_scope(const caller *who)
-{
-    return who->is_admin ? "all" : who->is_org_admin ? "org" : "own";
-}
-
-const char *caller_scope_id(const caller *who)
-{
-    return who->is_admin ? "" : who->is_org_admin ? who->org : who->user;
-}
-
-int caller_is_admin(const caller *who)
-{
-    return who->is_admin;
+    return auth_identity_has_role(who, AUTH_ROLE_ADMIN);
 }

@@ -172,7 +172,7 @@ static json_t *payments_row_json(const PGresult *res, int r)
 
 typedef struct pay_ctx {
     http_req *req;
-    caller *who;
+    const auth_identity *who; /* the router's: valid until the reply */
     json_t *body;
     payment_input in;
     idem_claim *claim;
@@ -185,7 +185,7 @@ typedef struct pay_ctx {
     int limit;
 } pay_ctx;
 
-static pay_ctx *pay_ctx_new(http_req *req, caller *who)
+static pay_ctx *pay_ctx_new(http_req *req, const auth_identity *who)
 {
     pay_ctx *c = calloc(1, sizeof *c);
     c->req = req;
@@ -195,7 +195,6 @@ static pay_ctx *pay_ctx_new(http_req *req, caller *who)
 
 static void pay_ctx_free(pay_ctx *c)
 {
-    caller_free(c->who);
     json_decref(c->body);
     json_decref(c->in.metadata);
     idem_claim_free(c->claim);
@@ -235,7 +234,7 @@ static void payments_insert(pay_ctx *c, pg_tx *tx, pg_query_fn cb)
     char amount[24];
     snprintf(amount, sizeof amount, "%lld", c->in.amount);
     char *meta = json_dumps(c->in.metadata, JSON_COMPACT);
-    const char *params[7] = {c->reference, c->who->user, c->who->org, amount, c->in.currency,
+    const char *params[7] = {c->reference, c->who->sub, c->who->org, amount, c->in.currency,
                              c->in.description, meta};
     if (tx)
         pg_tx_query(tx, PAYMENTS_SQL_INSERT, 7, params, cb, c);
@@ -346,7 +345,7 @@ static void payments_idem_claimed(pg_status st, const PGresult *res, idem_outcom
     }
 }
 
-static void payments_create(http_req *req, caller *who)
+static void payments_create(http_req *req, const auth_identity *who)
 {
     pay_ctx *c = pay_ctx_new(req, who);
     c->body = http_req_json(req);
@@ -363,7 +362,7 @@ static void payments_create(http_req *req, caller *who)
     if (!idem_key_valid(key))
         return pay_reply_error(c, 400, "invalid_request",
                                "Idempotency-Key must be 1 to 255 printable ASCII characters.");
-    c->claim = idem_claim_new(who->user, key, c->body);
+    c->claim = idem_claim_new(who->sub, key, c->body);
     idem_claim_run(payments.svc.pg, c->claim, payments.idem_ttl_s, payments.idem_lock_s,
                    payments_idem_claimed, c);
 }
@@ -390,7 +389,7 @@ static void payments_fetch(pay_ctx *c, pg_query_fn cb)
     pg_query(payments.svc.pg, PAYMENTS_SQL_GET, 3, params, cb, c);
 }
 
-static void payments_get(http_req *req, caller *who)
+static void payments_get(http_req *req, const auth_identity *who)
 {
     pay_ctx *c = pay_ctx_new(req, who);
     snprintf(c->reference, sizeof c->reference, "%s", http_req_param(req, "reference"));
@@ -444,7 +443,7 @@ static void payments_cursor_found(pg_status st, PGresult *res, void *ud)
     payments_list_run(c, id);
 }
 
-static void payments_list(http_req *req, caller *who)
+static void payments_list(http_req *req, const auth_identity *who)
 {
     pay_ctx *c = pay_ctx_new(req, who);
     const char *q = http_req_query(req);
@@ -516,10 +515,10 @@ static void payments_status_owner(pg_status st, PGresult *res, void *ud)
     if (PQntuples(res) == 0)
         return pay_reply_error(c, 404, "not_found", "No such payment.");
     const char *owner = pg_get(res, 0, "user_id");
-    payments_status_decide(c, owner && strcmp(owner, c->who->user) == 0);
+    payments_status_decide(c, owner && strcmp(owner, c->who->sub) == 0);
 }
 
-static void payments_status(http_req *req, caller *who)
+static void payments_status(http_req *req, const auth_identity *who)
 {
     pay_ctx *c = pay_ctx_new(req, who);
     snprintf(c->reference, sizeof c->reference, "%s", http_req_param(req, "reference"));
@@ -556,32 +555,12 @@ static void payments_status(http_req *req, caller *who)
              3, params, payments_status_owner, c);
 }
 
-static void payments_create_route(http_req *req)
-{
-    caller_authenticate(req, payments_create);
-}
-
-static void payments_list_route(http_req *req)
-{
-    caller_authenticate(req, payments_list);
-}
-
-static void payments_get_route(http_req *req)
-{
-    caller_authenticate(req, payments_get);
-}
-
-static void payments_status_route(http_req *req)
-{
-    caller_authenticate(req, payments_status);
-}
-
 void payments_routes(router *r)
 {
     /* listed in /metrics from the start */
     metrics_counter("payments_created_total", "Payments created.", NULL);
-    router_add(r, "POST", "/payments", payments_create_route, PAYMENTS_MAX_BODY);
-    router_add(r, "GET", "/payments", payments_list_route, 0);
-    router_add(r, "GET", "/payments/{reference}", payments_get_route, 0);
-    router_add(r, "PATCH", "/payments/{reference}/status", payments_status_route, 4096);
+    router_add_auth(r, "POST", "/payments", payments_create, PAYMENTS_MAX_BODY);
+    router_add_auth(r, "GET", "/payments", payments_list, 0);
+    router_add_auth(r, "GET", "/payments/{reference}", payments_get, 0);
+    router_add_auth(r, "PATCH", "/payments/{reference}/status", payments_status, 4096);
 }

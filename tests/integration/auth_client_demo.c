@@ -1,5 +1,6 @@
 /* auth_client_demo: a minimal service on common/auth_client for test_auth.py. GET /whoami
- * checks the caller's Authorization through auth (POST /auth/me); GET /internal/whoami checks
+ * is a route that needs a caller (router_add_auth): the router checks the caller's
+ * Authorization through auth (POST /auth/me) before it runs; GET /internal/whoami checks
  * X-Service-Token against auth's JWKS. Environment: PORT, AUTH_UPSTREAM ("host:port,..."),
  * SERVICE_NAME (the audience of service tokens), AUTH_ISSUER, DEMO_JWKS_REFRESH (ms). */
 #include <stdlib.h>
@@ -12,13 +13,8 @@ static service demo;
 static upstream *demo_auth;
 static auth_client *demo_client;
 
-static void demo_answer(int status, const auth_identity *id, void *ud)
+static void demo_whoami(http_req *req, const auth_identity *id)
 {
-    http_req *req = ud;
-    if (status != 200) {
-        auth_client_reply_error(req, status);
-        return;
-    }
     static const char *kinds[] = {"", "token", "api_key", "service"};
     json_t *roles = json_array();
     if (auth_identity_has_role(id, AUTH_ROLE_USER))
@@ -33,9 +29,14 @@ static void demo_answer(int status, const auth_identity *id, void *ud)
                                         (json_int_t)id->exp));
 }
 
-static void demo_whoami(http_req *req)
+static void demo_answer(int status, const auth_identity *id, void *ud)
 {
-    auth_client_check(demo_client, req, demo_answer, req);
+    http_req *req = ud;
+    if (status != 200) {
+        auth_client_reply_error(req, status);
+        return;
+    }
+    demo_whoami(req, id);
 }
 
 static void demo_internal(http_req *req)
@@ -58,7 +59,8 @@ int main(void)
     o.service = config_str("SERVICE_NAME", "storage");
     o.jwks_refresh_min_ms = (unsigned)config_ms("DEMO_JWKS_REFRESH", 5000);
     demo_client = auth_client_new(demo.loop, demo_auth, &o);
-    router_add(demo.router, "GET", "/whoami", demo_whoami, 0);
+    router_use_auth_client(demo.router, demo_client);
+    router_add_auth(demo.router, "GET", "/whoami", demo_whoami, 0);
     router_add(demo.router, "GET", "/internal/whoami", demo_internal, 0);
     int rc = service_run(&demo);
     auth_client_free(demo_client);

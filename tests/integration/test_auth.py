@@ -706,6 +706,17 @@ def sessions_list_and_revoke(ctx):
     eq([d["id"] for d in r.json()["data"]], [sid1], "next page")
     eq(U.request(A(ctx), "GET", "/auth/sessions?limit=0", None,
                  U.bearer(t1["access_token"])).status, 400)
+    # query parameters are common/query.c's: one that does not fit is malformed, not absent
+    r = U.request(A(ctx), "GET", "/auth/sessions?starting_after=" + "a" * 100, None,
+                  U.bearer(t1["access_token"]))
+    eq(r.status, 400, "an overlong starting_after")
+    eq(r.json()["error"]["code"], "invalid_request")
+    eq(U.request(A(ctx), "GET", "/auth/sessions?limit=%zz", None,
+                 U.bearer(t1["access_token"])).status, 400, "a malformed escape")
+    # the access_token cookie is common/cookie.c's: spaces around a value are not part of it
+    r = U.request(A(ctx), "GET", "/auth/sessions", None,
+                  {"Cookie": "theme=dark; access_token=" + t1["access_token"] + " ; lang=en"})
+    eq(r.status, 200, r.body)
     r = U.request(A(ctx), "DELETE", f"/auth/sessions/{sid2}", None, U.bearer(t1["access_token"]))
     eq(r.status, 204, r.body)
     took = wait_status(lambda: me(B(ctx), t2["access_token"]), 401, 2.0)

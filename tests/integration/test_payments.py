@@ -107,10 +107,13 @@ def every_request_but_the_webhook_needs_a_credential(env):
     for method, path, body in (("POST", "/payments", {"amount": 1, "currency": "usd"}),
                                ("GET", "/payments", None), ("GET", f"/payments/{ref}", None),
                                ("PATCH", f"/payments/{ref}/status", {"status": "cancelled"})):
-        eq(env.call(method, path, body).status, 401, f"{method} {path} without credential")
+        r = env.call(method, path, body)
+        eq(r.status, 401, f"{method} {path} without credential")
+        eq(r.json()["error"]["code"], "unauthorized", f"{method} {path} without credential")
         r = env.call(method, path, body, headers={"Authorization": "Bearer not.a.token"})
         eq(r.status, 401, f"{method} {path} with a forged token")
-        eq(r.json()["error"]["code"] != "", True)
+        eq(r.json()["error"]["code"], "unauthorized")
+        eq(r.header("WWW-Authenticate"), 'Bearer realm="suite"', "the challenge")
     eq(get(env, "alice", ref).json()["status"], "pending", "nothing changed")
 
 

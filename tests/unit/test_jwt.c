@@ -9,6 +9,7 @@
 
 #include "crypto.h"
 #include "jwt.h"
+#include "ttl_cache.h"
 #include "test.h"
 
 static const char K1[] =
@@ -291,28 +292,28 @@ static void jwks_round_trip(void)
 
 static void cache_bounded_and_expiring(void)
 {
-    jwt_cache *c = jwt_cache_new(3);
+    ttl_cache *c = ttl_cache_new(3);
     uint8_t k[5][32];
     for (int i = 0; i < 5; i++)
         crypto_sha256(&i, sizeof(i), k[i]);
     json_t *v = json_string("v");
-    jwt_cache_put(c, k[0], v, 1000);
-    jwt_cache_put(c, k[1], v, 2000);
-    jwt_cache_put(c, k[2], v, 3000);
-    CHECK(jwt_cache_get(c, k[0], 500) == v);
-    CHECK(jwt_cache_get(c, k[0], 1000) == NULL);    /* expired: dropped */
-    CHECK_INT(jwt_cache_size(c), 2);
-    jwt_cache_put(c, k[3], v, 3000);
-    jwt_cache_put(c, k[4], v, 3000);                /* full: the oldest (k1) goes */
-    CHECK_INT(jwt_cache_size(c), 3);
-    CHECK(jwt_cache_get(c, k[1], 0) == NULL);
-    CHECK(jwt_cache_get(c, k[4], 0) == v);
-    jwt_cache_put(c, k[4], v, 10);                  /* replace */
-    CHECK_INT(jwt_cache_size(c), 3);
-    CHECK(jwt_cache_get(c, k[4], 20) == NULL);
-    jwt_cache_remove(c, k[3]);
-    CHECK(jwt_cache_get(c, k[3], 0) == NULL);
-    jwt_cache_free(c);
+    ttl_cache_put(c, k[0], v, 1000);
+    ttl_cache_put(c, k[1], v, 2000);
+    ttl_cache_put(c, k[2], v, 3000);
+    CHECK(ttl_cache_get(c, k[0], 500) == v);
+    CHECK(ttl_cache_get(c, k[0], 1000) == NULL);    /* expired: dropped */
+    CHECK_INT(ttl_cache_size(c), 2);
+    ttl_cache_put(c, k[3], v, 3000);
+    ttl_cache_put(c, k[4], v, 3000);                /* full: the oldest (k1) goes */
+    CHECK_INT(ttl_cache_size(c), 3);
+    CHECK(ttl_cache_get(c, k[1], 0) == NULL);
+    CHECK(ttl_cache_get(c, k[4], 0) == v);
+    ttl_cache_put(c, k[4], v, 10);                  /* replace */
+    CHECK_INT(ttl_cache_size(c), 3);
+    CHECK(ttl_cache_get(c, k[4], 20) == NULL);
+    ttl_cache_remove(c, k[3]);
+    CHECK(ttl_cache_get(c, k[3], 0) == NULL);
+    ttl_cache_free(c);
     json_decref(v);
 }
 

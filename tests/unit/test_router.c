@@ -139,6 +139,35 @@ static void head_falls_back_to_get(void)
     router_free(r);
 }
 
+static void h_caller(http_req *req, const auth_identity *who) { (void)req; (void)who; }
+
+/* A route declares that it needs a caller; HEAD inherits it from GET, and a route added
+ * without router_add_auth never needs one. */
+static void auth_routes_need_a_caller(void)
+{
+    router *r = router_new();
+    router_add(r, "GET", "/files", h_any, 0);
+    router_add_auth(r, "POST", "/files", h_caller, 1024);
+    router_add_auth(r, "GET", "/files/{id}", h_caller, 0);
+    router_add_auth_stream(r, "PUT", "/files/{id}", h_caller);
+    router_match m;
+    CHECK_INT(router_lookup(r, "GET", "/files", &m), 200);
+    CHECK_INT(m.needs_caller, 0);
+    CHECK_INT(router_lookup(r, "POST", "/files", &m), 200);
+    CHECK_INT(m.needs_caller, 1);
+    CHECK_INT(router_lookup(r, "HEAD", "/files/f1", &m), 200);
+    CHECK_INT(m.needs_caller, 1);
+    CHECK_STR(m.values[0], "f1");
+    router_match_free(&m);
+    CHECK_INT(router_lookup(r, "PUT", "/files/f1", &m), 200);
+    CHECK_INT(m.needs_caller, 1);
+    router_match_free(&m);
+    CHECK_INT(router_lookup(r, "DELETE", "/files/f1", &m), 405);
+    CHECK_STR(m.allow, "GET, HEAD, PUT");
+    CHECK_INT(m.needs_caller, 0);
+    router_free(r);
+}
+
 static void empty_router(void)
 {
     router *r = router_new();
@@ -157,6 +186,7 @@ int main(void)
     RUN(literal_beats_parameter);
     RUN(method_not_allowed_lists_allow);
     RUN(head_falls_back_to_get);
+    RUN(auth_routes_need_a_caller);
     RUN(empty_router);
     return TEST_EXIT();
 }
