@@ -21,7 +21,7 @@ for tool in wrk nginx openssl; do
         || { echo "bench: $tool missing (apt-get install $tool)" >&2; exit 1; }
 done
 export PATH=$PATH:/usr/sbin
-for bin in gateway/gateway tests/gw_upstream gateway/bench_p256_cost; do
+for bin in gateway/gateway tests/gw_upstream bench/bench_p256_cost; do
     [ -x "$build/$bin" ] || { echo "bench: build first ($build/$bin missing)" >&2; exit 1; }
 done
 
@@ -151,7 +151,7 @@ gw_full=$(run_stime new $gw_https)
 ng_full=$(run_stime new $ng_https)
 gw_res=$(run_stime reuse $gw_https)
 ng_res=$(run_stime reuse $ng_https)
-cost=$("$build/gateway/bench_p256_cost")
+cost=$("$build/bench/bench_p256_cost")
 per_core=$(awk '/handshakes_per_core_p256/ {print $2}' <<<"$cost")
 per_core_x=$(awk '/handshakes_per_core_x25519/ {print $2}' <<<"$cost")
 gw_workers=$(pgrep -P $gw_pid | tr '\n' ' ')

@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "crypto.h"
@@ -93,6 +95,23 @@ int service_use_pg(service *s, const char *migrations_dir)
         return -1;
     s->pg = pg_pool_new(s->loop, &o);
     return s->pg ? 0 : -1;
+}
+
+const char *service_migrations(const char *env, const char *installed)
+{
+    static char dir[4096];
+    const char *v = config_str(env, NULL);
+    if (v)
+        return v;
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - sizeof "/migrations");
+    char *slash = n > 0 ? memrchr(dir, '/', (size_t)n) : NULL;
+    struct stat st;
+    if (slash) {
+        memcpy(slash, "/migrations", sizeof "/migrations");
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            return dir;
+    }
+    return installed;
 }
 
 int service_use_redis(service *s)

@@ -39,6 +39,10 @@ typedef struct service {
 int service_init(service *s, const char *name);
 /* Runs migrations from dir (NULL: none) then opens the pool. Returns 0 or -1. */
 int service_use_pg(service *s, const char *migrations_dir);
+/* The migrations folder: the environment variable env if set, else `migrations` next to the
+ * binary when that folder exists (the build tree: meson copies them there), else installed
+ * (meson's DATADIR/suite/svc-NAME/migrations). Call once at start-up (one static buffer). */
+const char *service_migrations(const char *env, const char *installed);
 int service_use_redis(service *s);
 /* Adds a dependency to /health (at most 4). */
 void service_add_check(service *s, const char *name, int (*up)(void *ud), void *ud);

@@ -9,7 +9,7 @@
  *   PAYMENTS_WEBHOOK_TOLERANCE         accepted age of a signature: 300s
  *   PAYMENTS_IDEMPOTENCY_TTL           life of an idempotency key: 24h
  *   PAYMENTS_IDEMPOTENCY_LOCK_TIMEOUT  a key left in flight (crashed instance) frees after: 60s
- *   PAYMENTS_MIGRATIONS                the migrations folder (default: the source tree's) */
+ *   PAYMENTS_MIGRATIONS                the migrations folder (default: next to the binary, else installed) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,8 +73,8 @@ int main(void)
         payments_free_config();
         return 2;
     }
-    if (service_use_pg(&payments.svc, config_str("PAYMENTS_MIGRATIONS",
-                                                 PAYMENTS_MIGRATIONS_DIR)) != 0) {
+    if (service_use_pg(&payments.svc, service_migrations("PAYMENTS_MIGRATIONS",
+                                                         PAYMENTS_MIGRATIONS_DIR)) != 0) {
         caller_teardown();
         payments_free_config();
         return 1;

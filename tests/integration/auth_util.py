@@ -1,17 +1,20 @@
 """auth_util: helpers of the svc-auth tests and benchmark (standard library only): starting
-and stopping svc-auth instances and a private redis-server, a tiny HTTP client, and JWT
+and stopping svc-auth instances and a private redis-server (HTTP and psql: tests/lib/procs), and JWT
 pieces done independently of our C code (base64url, r||s <-> DER, the openssl CLI)."""
 import base64
 import hashlib
-import http.client
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from procs import psql, request  # noqa: E402,F401 - U.request, U.psql for the suites
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SUITE_BUILD", os.path.join(ROOT, "build"))
@@ -108,54 +111,8 @@ def openssl_verify_jwt(token, pub_pem):
         return r.returncode == 0 and b"Verified OK" in r.stdout
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def headers_all(self, name):
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    def json(self):
-        return json.loads(self.body) if self.body else None
-
-
-def request(port, method, path, body=None, headers=None, timeout=15):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    hdrs = dict(headers or {})
-    data = None
-    if body is not None:
-        if isinstance(body, (dict, list, int)) or body is None:
-            data = json.dumps(body).encode()
-        else:
-            data = body.encode() if isinstance(body, str) else body
-        hdrs.setdefault("Content-Type", "application/json")
-    try:
-        conn.request(method, path, body=data, headers=hdrs)
-        r = conn.getresponse()
-        return Resp(r.status, r.getheaders(), r.read())
-    finally:
-        conn.close()
-
-
 def bearer(token):
     return {"Authorization": "Bearer " + token}
-
-
-def psql(sql, db="postgres"):
-    r = subprocess.run(["psql", "-h", PGHOST, "-p", str(PGPORT), "-U", PGUSER, "-d", db,
-                        "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-                       capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError(f"psql failed: {r.stderr.strip()}")
-    return r.stdout.strip()
 
 
 def wait_port(port, seconds=15, proc=None):

@@ -973,19 +973,7 @@ def hash_queue_full_answers_503(ctx):
 # ---- X-Real-IP only from trusted proxies ----
 def request_at(host, port, method, path, body=None, headers=None):
     """U.request on another address (::1)."""
-    import http.client
-    conn = http.client.HTTPConnection(host, port, timeout=15)
-    hdrs = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs["Content-Type"] = "application/json"
-    try:
-        conn.request(method, path, body=data, headers=hdrs)
-        r = conn.getresponse()
-        return U.Resp(r.status, r.getheaders(), r.read())
-    finally:
-        conn.close()
+    return U.request(port, method, path, body, headers, host=host)
 
 
 class AuthOnV6(U.AuthInstance):

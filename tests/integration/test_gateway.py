@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from check import eq, main, test, true  # noqa: E402
-from procs import ROOT, SANITIZED, Proc, binary, wait_port  # noqa: E402
+from procs import ROOT, SANITIZED, Proc, Response, binary, wait_port  # noqa: E402
 
 # Ports: BASE+80 .. BASE+443 in 25000-25999 (GW_TEST_PORT_BASE, at most 25500, moves them,
 # e.g. to run beside another run).
@@ -50,20 +50,6 @@ def tls_ctx():
     return c
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    def h(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def json(self):
-        return json.loads(self.body)
-
-
 def req(method, path, body=None, headers=None, tls=True, timeout=10, conn=None):
     """One request; on a fresh connection unless conn is given."""
     own = conn is None
@@ -73,7 +59,7 @@ def req(method, path, body=None, headers=None, tls=True, timeout=10, conn=None):
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
-        return Resp(r.status, r.getheaders(), r.read())
+        return Response(r.status, r.getheaders(), r.read())
     finally:
         if own:
             conn.close()
@@ -863,7 +849,7 @@ def from_trusted_proxy(path, headers):
             c.putheader(k, v)
         c.endheaders()
         r = c.getresponse()
-        return Resp(r.status, r.getheaders(), r.read())
+        return Response(r.status, r.getheaders(), r.read())
     finally:
         c.close()
 

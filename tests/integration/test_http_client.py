@@ -23,9 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from check import main, test  # noqa: E402
+from procs import BUILD, free_port  # noqa: E402
 
 SUITE = "http_client"
-BUILD = os.environ.get("SUITE_BUILD", "/work/main/build")
 DRIVER = os.path.join(BUILD, "tests", "upstream_driver")
 HOSTS = "/etc/hosts"
 DNS_NAME = "suite-client-test-%d-%d.invalid" % (os.getpid(), random.randrange(1 << 20))
@@ -339,40 +339,19 @@ def make_ctl_handler(suite):
     return Ctl
 
 
-def free_port(hosts, avoid):
-    """A port of 23000-23999 free on every host in hosts."""
-    for _ in range(500):
-        port = random.randrange(23000, 24000)
-        if port in avoid:
-            continue
-        socks = []
-        try:
-            for h in hosts:
-                s = socket.socket()
-                socks.append(s)
-                s.bind((h, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port in 23000-23999")
-
-
 def setup():
     suite = Suite()
     used = set()
     for name in ("a", "b", "c"):
-        port = free_port(["127.0.0.1"], used)
+        port = free_port(23000, 23999, hosts=["127.0.0.1"], avoid=used)
         used.add(port)
         suite.instances[name] = Instance(name, "127.0.0.1", port)
-    suite.dead_port = free_port(["127.0.0.1"], used)
+    suite.dead_port = free_port(23000, 23999, hosts=["127.0.0.1"], avoid=used)
     used.add(suite.dead_port)
     suite.dns_ok = os.access(HOSTS, os.W_OK)
     if suite.dns_ok:
         try:
-            suite.dns_port = free_port(["127.0.0.2", "127.0.0.3"], used)
+            suite.dns_port = free_port(23000, 23999, hosts=["127.0.0.2", "127.0.0.3"], avoid=used)
             used.add(suite.dns_port)
             suite.instances["dns2"] = Instance("dns2", "127.0.0.2", suite.dns_port)
             suite.instances["dns3"] = Instance("dns3", "127.0.0.3", suite.dns_port)
@@ -382,7 +361,7 @@ def setup():
             suite.dns_ok = False
     for inst in suite.instances.values():
         inst.start()
-    ctl_port = free_port(["127.0.0.1"], used)
+    ctl_port = free_port(23000, 23999, hosts=["127.0.0.1"], avoid=used)
     suite.ctl = ThreadingHTTPServer(("127.0.0.1", ctl_port), make_ctl_handler(suite))
     suite.ctl.daemon_threads = True
     threading.Thread(target=suite.ctl.serve_forever, kwargs={"poll_interval": 0.05},

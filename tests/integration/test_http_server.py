@@ -4,7 +4,6 @@ bodies both ways, limits, timeouts, 100-continue, strict framing, drain, max_con
 the 1 GiB upload that must stay under 32 MiB resident."""
 import http.client
 import os
-import random
 import select
 import signal
 import socket
@@ -14,34 +13,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from check import eq, main, test, true  # noqa: E402
-from procs import SANITIZED, Proc, binary  # noqa: E402
+from procs import SANITIZED, Proc, Response, binary, free_port  # noqa: E402
 
 SUITE = "http_server"
-PORT_RANGE = (20000, 20999)
-_used_ports = set()
-
-
-def pick_port():
-    """A free port in this suite's range."""
-    for _ in range(200):
-        port = random.randint(*PORT_RANGE)
-        if port in _used_ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _used_ports.add(port)
-        return port
-    raise RuntimeError("no free port in range")
-
-
 _procs = []
 
 
 def start(*opts):
-    port = pick_port()
+    port = free_port(20000, 20999)
     p = Proc([binary("tests/echo_server"), str(port)] + list(opts), port=port)
     _procs.append(p)
     return p
@@ -52,13 +31,6 @@ def connect(port, timeout=5.0):
     return s, s.makefile("rb")
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers  # lowercase name -> value (last one)
-        self.body = body
-
-
 def read_response(f, head=False):
     """One response from a buffered reader (so pipelined responses are not lost)."""
     line = f.readline()
@@ -66,17 +38,18 @@ def read_response(f, head=False):
         raise EOFError("connection closed before a response")
     parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
     status = int(parts[1])
-    headers = {}
+    headers = []
     while True:
         h = f.readline()
         if h in (b"\r\n", b"\n", b""):
             break
         name, _, value = h.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = b""
+        headers.append((name.strip().lower(), value.strip()))
+    r = Response(status, headers, b"")
     if head or status < 200 or status in (204, 304):
-        return Resp(status, headers, body)
-    if headers.get("transfer-encoding", "").lower() == "chunked":
+        return r
+    body = b""
+    if (r.header("transfer-encoding") or "").lower() == "chunked":
         while True:
             size = int(f.readline().split(b";")[0].strip(), 16)
             if size == 0:
@@ -85,11 +58,12 @@ def read_response(f, head=False):
                 break
             body += f.read(size)
             f.read(2)
-    elif "content-length" in headers:
-        body = f.read(int(headers["content-length"]))
+    elif r.header("content-length") is not None:
+        body = f.read(int(r.header("content-length")))
     else:
         body = f.read()
-    return Resp(status, headers, body)
+    r.body = body
+    return r
 
 
 def close(sock, f):
@@ -120,8 +94,8 @@ def expect_rejected(port, raw, status=400, pieces=None):
             s.sendall(raw)
         r = read_response(f)
         eq(r.status, status, f"status for {(raw or pieces[0])[:60]!r}")
-        eq(r.headers.get("connection"), "close", "Connection header")
-        true(r.headers.get("content-type", "").startswith("application/json"), "a JSON error")
+        eq(r.header("connection"), "close", "Connection header")
+        true((r.header("content-type") or "").startswith("application/json"), "a JSON error")
         true(is_closed(s, f), "the connection is closed after the error")
         return r
     finally:
@@ -165,11 +139,11 @@ def http10_close_and_keep_alive(p):
         s.sendall(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         r = read_response(f)
         eq(r.status, 200)
-        eq(r.headers.get("connection"), "keep-alive")
+        eq(r.header("connection"), "keep-alive")
         s.sendall(b"GET /hello HTTP/1.0\r\n\r\n")
         r = read_response(f)
         eq(r.body, b"hello\n")
-        eq(r.headers.get("connection"), "close")
+        eq(r.header("connection"), "close")
         true(is_closed(s, f), "HTTP/1.0 without keep-alive closes")
     finally:
         close(s, f)
@@ -181,16 +155,16 @@ def request_id_kept_or_generated(p):
     try:
         s.sendall(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc-123\r\n\r\n")
         r = read_response(f)
-        eq(r.headers.get("x-request-id"), "abc-123")
+        eq(r.header("x-request-id"), "abc-123")
         eq(__import__("json").loads(r.body)["request_id"], "abc-123")
         s.sendall(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Request-ID: " + b"x" * 200 + b"\r\n\r\n")
         r = read_response(f)
-        rid = r.headers.get("x-request-id")
+        rid = r.header("x-request-id")
         true(rid and len(rid) == 32 and all(ch in "0123456789abcdef" for ch in rid),
              f"generated id, got {rid!r}")
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         r2 = read_response(f)
-        true(r2.headers.get("x-request-id") not in (None, rid), "a new id per request")
+        true(r2.header("x-request-id") not in (None, rid), "a new id per request")
     finally:
         close(s, f)
 
@@ -202,10 +176,10 @@ def head_has_no_body(p):
         s.sendall(b"HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         r = read_response(f, head=True)
         eq(r.status, 200)
-        eq(r.headers.get("content-length"), "6")
+        eq(r.header("content-length"), "6")
         s.sendall(b"HEAD /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
         r = read_response(f, head=True)
-        eq(r.headers.get("transfer-encoding"), "chunked")
+        eq(r.header("transfer-encoding"), "chunked")
         # had a body been written, this would read it as a status line
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         r = read_response(f)
@@ -612,7 +586,7 @@ def unread_small_body_is_discarded_large_closes(p):
         s.sendall(b"POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"z" * 1000)
         r = read_response(f)
         eq(r.status, 403)
-        true(r.headers.get("connection") is None, "kept alive")
+        true(r.header("connection") is None, "kept alive")
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         eq(read_response(f).body, b"hello\n")
     finally:
@@ -623,7 +597,7 @@ def unread_small_body_is_discarded_large_closes(p):
                   b"z" * 100000)
         r = read_response(f)
         eq(r.status, 403)
-        eq(r.headers.get("connection"), "close")
+        eq(r.header("connection"), "close")
         true(is_closed(s, f), "closed instead of reading 10 MB")
     finally:
         close(s, f)
@@ -638,7 +612,7 @@ def expect_100_continue(p):
                   b"Expect: 100-continue\r\n\r\n")
         r = read_response(f)
         eq(r.status, 403)
-        eq(r.headers.get("connection"), "close")
+        eq(r.header("connection"), "close")
         true(is_closed(s, f), "closed")
     finally:
         close(s, f)
@@ -827,7 +801,7 @@ def drain_on_sigterm(_main):
         r = read_response(busy_f)
         eq(r.status, 200)
         eq(r.body, b"inflight")
-        eq(r.headers.get("connection"), "close")
+        eq(r.header("connection"), "close")
         eq(p.p.wait(timeout=5), 0, "exit status")
         close(idle, idle_f)
         close(busy, busy_f)

@@ -9,7 +9,6 @@ started here is stopped and removed at the end, also on failure."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,8 +17,10 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import procs  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
 from pg_tls import PASSWORD, TlsCluster  # noqa: E402
+from procs import psql  # noqa: E402
 
 BUILD = os.environ.get("SUITE_BUILD", os.path.join(ROOT, "build"))
 DRIVER = os.path.join(BUILD, "tests", "pg_driver")
@@ -30,31 +31,9 @@ PGUSER = os.environ.get("PGUSER", "postgres")
 DB = f"pgpool_test_{os.getpid()}"
 
 
-def psql(sql, db="postgres", port=None):
-    out = subprocess.run(
-        ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PGHOST,
-         "-p", str(port or PGPORT), "-U", PGUSER, "-d", db, "-c", sql],
-        capture_output=True, text=True, timeout=30)
-    if out.returncode != 0:
-        raise AssertionError(f"psql {sql!r}: {out.stderr.strip()}")
-    return out.stdout.strip()
-
-
 def free_port(exclude=()):
     """A port of 21000-21099 on which nothing listens."""
-    for port in range(21000, 21100):
-        if port in exclude:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise AssertionError("no free port in 21000-21099")
+    return procs.free_port(21000, 21099, avoid=exclude)
 
 
 def driver_env(db, port=None):

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import urllib.parse
 
-from procs import PgCluster
+from procs import PgCluster, psql
 
 PASSWORD = "s3cr@t/Pa55:w0rd"  # characters a URL must percent-encode
 
@@ -72,12 +72,7 @@ class TlsCluster(PgCluster):
 
     def psql(self, sql, db="postgres"):
         """Runs sql as postgres over the cluster's Unix socket."""
-        out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                              "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-d", db,
-                              "-c", sql], capture_output=True, text=True, timeout=30)
-        if out.returncode != 0:
-            raise AssertionError(f"psql {sql!r}: {out.stderr.strip()}")
-        return out.stdout.strip()
+        return psql(sql, db, port=self.port, host=self.dir, user="postgres")
 
     def url(self, sslmode, ca=None, host="localhost", db="appdb"):
         """A DATABASE_URL for role app, its password percent-encoded."""

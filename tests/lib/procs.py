@@ -3,6 +3,7 @@ HTTP to them. Standard library only."""
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -79,29 +80,41 @@ class Proc:
 
 
 class Response:
+    """An HTTP response: status, headers (a list of (name, value) as received), body (bytes).
+    The one response type of the Python suites."""
+
     def __init__(self, status, headers, body):
         self.status = status
         self.headers = headers
         self.body = body
 
     def header(self, name):
+        """The first value of header name (any case), or None."""
         for k, v in self.headers:
             if k.lower() == name.lower():
                 return v
         return None
 
+    h = header  # the short form test_gateway.py uses
+
+    def headers_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
     def json(self):
-        return json.loads(self.body)
+        return json.loads(self.body) if self.body else None
 
 
-def request(port, method, path, body=None, headers=None, host="127.0.0.1", timeout=10):
-    """One HTTP request on a fresh connection. body: bytes, str, or a JSON-able object."""
+def request(port, method, path, body=None, headers=None, host="127.0.0.1", timeout=15):
+    """One HTTP request on a fresh connection. body: bytes, str, or a JSON-able object; a body
+    is sent as application/json unless headers name another Content-Type."""
     hdrs = dict(headers or {})
-    if body is not None and not isinstance(body, (bytes, str)):
-        body = json.dumps(body)
-        hdrs.setdefault("Content-Type", "application/json")
-    if isinstance(body, str):
-        body = body.encode()
+    if body is not None:
+        if not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        if not any(k.lower() == "content-type" for k in hdrs):
+            hdrs["Content-Type"] = "application/json"
     c = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         c.request(method, path, body=body, headers=hdrs)
@@ -111,10 +124,31 @@ def request(port, method, path, body=None, headers=None, host="127.0.0.1", timeo
         c.close()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_given_ports = set()
+
+
+def free_port(lo=27000, hi=29999, hosts=("127.0.0.1",), avoid=()):
+    """A port of lo..hi that binds on every address in hosts, not in avoid and not given out
+    before by this process. Suites keep ranges of their own (below the ephemeral ports) so
+    that suites running side by side rarely meet."""
+    for _ in range(500):
+        port = random.randint(lo, hi)
+        if port in avoid or port in _given_ports:
+            continue
+        socks = []
+        try:
+            for h in hosts:
+                s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET)
+                socks.append(s)
+                s.bind((h, port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        _given_ports.add(port)
+        return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")
 
 
 class _Fixture:
@@ -153,12 +187,14 @@ class RedisServer(_Fixture):
     fixture = "redis"
 
 
-def psql(sql, db="postgres", port=None):
-    """Runs SQL with the psql CLI against the test server; returns stdout."""
-    port = str(port or os.environ.get("PGPORT", "5432"))
-    r = subprocess.run(["psql", "-h", os.environ.get("PGHOST", "127.0.0.1"), "-p", port,
-                        "-U", os.environ.get("PGUSER", "postgres"), "-d", db, "-v",
-                        "ON_ERROR_STOP=1", "-tAc", sql], capture_output=True, text=True)
+def psql(sql, db="postgres", port=None, host=None, user=None, timeout=30):
+    """Runs SQL with the psql CLI (the test server of PGHOST/PGPORT/PGUSER unless given);
+    returns its unaligned, tuples-only output."""
+    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                        "-h", host or os.environ.get("PGHOST", "127.0.0.1"),
+                        "-p", str(port or os.environ.get("PGPORT", "5432")),
+                        "-U", user or os.environ.get("PGUSER", "postgres"), "-d", db, "-c", sql],
+                       capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
-        raise RuntimeError(f"psql failed: {r.stderr}")
+        raise RuntimeError(f"psql {sql[:200]!r}: {r.stderr.strip()}")
     return r.stdout.strip()
