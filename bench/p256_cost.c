@@ -35,7 +35,8 @@ static double ecdh_ms(mbedtls_ecp_group_id gid, int n)
         mbedtls_ecdh_init(&cli);
         double t0 = now();
         mbedtls_ecdh_setup(&srv, gid);
-        mbedtls_ecdh_make_params(&srv, &plen, params, sizeof params, mbedtls_ctr_drbg_random, &drbg);
+        mbedtls_ecdh_make_params(&srv, &plen, params, sizeof params, mbedtls_ctr_drbg_random,
+                                 &drbg);
         total += now() - t0;
         const unsigned char *p = params;
         mbedtls_ecdh_setup(&cli, gid);
@@ -43,7 +44,8 @@ static double ecdh_ms(mbedtls_ecp_group_id gid, int n)
         mbedtls_ecdh_make_public(&cli, &len, pub, sizeof pub, mbedtls_ctr_drbg_random, &drbg);
         t0 = now();
         mbedtls_ecdh_read_public(&srv, pub, len);
-        mbedtls_ecdh_calc_secret(&srv, &slen, secret, sizeof secret, mbedtls_ctr_drbg_random, &drbg);
+        mbedtls_ecdh_calc_secret(&srv, &slen, secret, sizeof secret, mbedtls_ctr_drbg_random,
+                                 &drbg);
         total += now() - t0;
         mbedtls_ecdh_free(&srv);
         mbedtls_ecdh_free(&cli);

@@ -17,7 +17,7 @@
 #include "log.h"
 
 #define AC_MAX_CREDENTIAL 4096
-#define AC_LEEWAY_S 30
+#define AC_LEEWAY_S       30
 
 typedef struct ac_waiter {
     http_req *req;
@@ -32,13 +32,13 @@ struct auth_client {
     upstream *up;
     auth_client_opts o;
     char service[64], issuer[256];
-    ttl_cache *answers;        /* SHA-256(credential) -> {"status":200|401,...identity} */
-    ttl_cache *svc_tokens;     /* SHA-256(service token) -> verified claims */
+    ttl_cache *answers;    /* SHA-256(credential) -> {"status":200|401,...identity} */
+    ttl_cache *svc_tokens; /* SHA-256(service token) -> verified claims */
     jwt_keyset *jwks;
-    uint64_t jwks_fetched_ms;  /* 0: never */
+    uint64_t jwks_fetched_ms; /* 0: never */
     int jwks_inflight;
     ac_waiter *jwks_waiters;
-    int refs;                  /* 1 for the owner + 1 per request in flight */
+    int refs; /* 1 for the owner + 1 per request in flight */
     int closing;
 };
 
@@ -262,8 +262,11 @@ static int ac_verify_service(auth_client *c, const char *token, auth_identity *i
     size_t len = strlen(token);
     uint8_t key[32];
     crypto_sha256(token, len, key);
-    jwt_expect ex = {.typ = "svc", .iss = c->issuer, .aud = c->service,
-                     .now = (int64_t)time(NULL), .leeway = AC_LEEWAY_S};
+    jwt_expect ex = {.typ = "svc",
+                     .iss = c->issuer,
+                     .aud = c->service,
+                     .now = (int64_t)time(NULL),
+                     .leeway = AC_LEEWAY_S};
     json_t *claims = ttl_cache_get(c->svc_tokens, key, clock_mono_ms());
     jwt_err err;
     if (claims) {

@@ -24,32 +24,32 @@
 typedef struct auth_client auth_client;
 
 typedef enum {
-    AUTH_ID_TOKEN = 1,    /* a user's access token */
-    AUTH_ID_API_KEY,      /* a user's API key */
-    AUTH_ID_SERVICE,      /* another service (X-Service-Token): sub is its name */
+    AUTH_ID_TOKEN = 1, /* a user's access token */
+    AUTH_ID_API_KEY,   /* a user's API key */
+    AUTH_ID_SERVICE,   /* another service (X-Service-Token): sub is its name */
 } auth_id_kind;
 
-#define AUTH_ROLE_USER 1u
+#define AUTH_ROLE_USER      1u
 #define AUTH_ROLE_ORG_ADMIN 2u
-#define AUTH_ROLE_ADMIN 4u
+#define AUTH_ROLE_ADMIN     4u
 
 typedef struct auth_identity {
     auth_id_kind kind;
-    char sub[64];          /* user id, or the calling service's name */
-    char email[256];       /* "" for services */
-    char org[64];          /* organization id, "" for services */
-    char sid[64];          /* session id of an access token, else "" */
-    unsigned roles;        /* AUTH_ROLE_* bits */
-    long long exp;         /* token expiry (unix seconds), 0 for API keys */
+    char sub[64];    /* user id, or the calling service's name */
+    char email[256]; /* "" for services */
+    char org[64];    /* organization id, "" for services */
+    char sid[64];    /* session id of an access token, else "" */
+    unsigned roles;  /* AUTH_ROLE_* bits */
+    long long exp;   /* token expiry (unix seconds), 0 for API keys */
 } auth_identity;
 
 typedef struct auth_client_opts {
-    const char *service;            /* this service's name: the audience of service tokens */
-    const char *issuer;             /* expected iss of service tokens: AUTH_ISSUER or "suite-auth" */
-    unsigned cache_ttl_ms;          /* 500; values over 1000 are lowered to 1000 */
-    size_t cache_max;               /* 10000 answers */
-    unsigned timeout_ms;            /* 2000: the /auth/me call */
-    unsigned jwks_refresh_min_ms;   /* 5000 */
+    const char *service;          /* this service's name: the audience of service tokens */
+    const char *issuer;           /* expected iss of service tokens: AUTH_ISSUER or "suite-auth" */
+    unsigned cache_ttl_ms;        /* 500; values over 1000 are lowered to 1000 */
+    size_t cache_max;             /* 10000 answers */
+    unsigned timeout_ms;          /* 2000: the /auth/me call */
+    unsigned jwks_refresh_min_ms; /* 5000 */
 } auth_client_opts;
 
 void auth_client_opts_default(auth_client_opts *o);

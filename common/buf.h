@@ -10,9 +10,9 @@
 #include <stddef.h>
 
 typedef struct buf {
-    char *p;        /* NULL until the first byte (or buf_reserve) */
-    size_t len;     /* bytes used, the NUL not counted */
-    size_t cap;     /* bytes allocated */
+    char *p;    /* NULL until the first byte (or buf_reserve) */
+    size_t len; /* bytes used, the NUL not counted */
+    size_t cap; /* bytes allocated */
 } buf;
 
 /* Makes room for n more bytes and their NUL. */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CIDR_ITEM_MAX 64   /* longest item: an IPv6 address with a prefix fits easily */
+#define CIDR_ITEM_MAX 64 /* longest item: an IPv6 address with a prefix fits easily */
 
 struct cidr_list {
     cidr_net *nets;

@@ -24,15 +24,18 @@ typedef struct config_entry {
 static config_entry *config_files;
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void config_fail(const char *name, const char *value, const char *what) {
+static void config_fail(const char *name, const char *value, const char *what)
+{
     fprintf(stderr, "config: %s=\"%s\": %s\n", name, value ? value : "", what);
     exit(2);
 }
 
 /* Reads the whole file at path, trailing "\n" / "\r\n" removed. NULL on error (errno set). */
-static char *config_read_file(const char *path) {
+static char *config_read_file(const char *path)
+{
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f)
+        return NULL;
     size_t cap = 256, len = 0;
     char *buf = xmalloc(cap);
     for (;;) {
@@ -42,7 +45,8 @@ static char *config_read_file(const char *path) {
         }
         size_t n = fread(buf + len, 1, cap - len - 1, f);
         len += n;
-        if (n == 0) break;
+        if (n == 0)
+            break;
     }
     int err = ferror(f);
     fclose(f);
@@ -51,7 +55,8 @@ static char *config_read_file(const char *path) {
         errno = EIO;
         return NULL;
     }
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
     buf[len] = '\0';
     if (strlen(buf) != len) { /* a NUL byte inside: not a usable setting */
         free(buf);
@@ -61,15 +66,18 @@ static char *config_read_file(const char *path) {
     return buf;
 }
 
-const char *config_str(const char *name, const char *def) {
+const char *config_str(const char *name, const char *def)
+{
     const char *v = getenv(name);
-    if (v) return v;
+    if (v)
+        return v;
 
     char fname[256];
     if (snprintf(fname, sizeof fname, "%s_FILE", name) >= (int)sizeof fname)
         config_fail(name, NULL, "name too long");
     const char *path = getenv(fname);
-    if (!path) return def;
+    if (!path)
+        return def;
 
     pthread_mutex_lock(&config_lock);
     for (config_entry *e = config_files; e; e = e->next) {
@@ -93,37 +101,46 @@ const char *config_str(const char *name, const char *def) {
 }
 
 /* Parses a whole decimal integer (optional sign, no spaces). */
-static int config_parse_long(const char *s, long *out) {
-    if (!s || !*s || isspace((unsigned char)*s)) return -1;
+static int config_parse_long(const char *s, long *out)
+{
+    if (!s || !*s || isspace((unsigned char)*s))
+        return -1;
     errno = 0;
     char *end;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end) return -1;
+    if (errno || end == s || *end)
+        return -1;
     *out = v;
     return 0;
 }
 
 /* Parses leading decimal digits (no sign) into *out; returns the rest of s, NULL on overflow
  * or when there is no digit. */
-static const char *config_parse_digits(const char *s, uint64_t *out) {
+static const char *config_parse_digits(const char *s, uint64_t *out)
+{
     uint64_t v = 0;
     const char *p = s;
     while (*p >= '0' && *p <= '9') {
         unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10) return NULL;
+        if (v > (UINT64_MAX - d) / 10)
+            return NULL;
         v = v * 10 + d;
         p++;
     }
-    if (p == s) return NULL;
+    if (p == s)
+        return NULL;
     *out = v;
     return p;
 }
 
-int config_parse_size(const char *s, size_t *out) {
-    if (!s) return -1;
+int config_parse_size(const char *s, size_t *out)
+{
+    if (!s)
+        return -1;
     uint64_t v;
     const char *rest = config_parse_digits(s, &v);
-    if (!rest) return -1;
+    if (!rest)
+        return -1;
     uint64_t mult = 1;
     if (*rest) {
         switch (tolower((unsigned char)*rest)) {
@@ -132,34 +149,48 @@ int config_parse_size(const char *s, size_t *out) {
         case 'g': mult = 1024ULL * 1024 * 1024; break;
         default: return -1;
         }
-        if (rest[1]) return -1;
+        if (rest[1])
+            return -1;
     }
-    if (v > SIZE_MAX / mult) return -1;
+    if (v > SIZE_MAX / mult)
+        return -1;
     *out = (size_t)(v * mult);
     return 0;
 }
 
-int config_parse_ms(const char *s, long *out) {
-    if (!s) return -1;
+int config_parse_ms(const char *s, long *out)
+{
+    if (!s)
+        return -1;
     uint64_t v;
     const char *rest = config_parse_digits(s, &v);
-    if (!rest) return -1;
+    if (!rest)
+        return -1;
     uint64_t mult;
-    if (!*rest || strcmp(rest, "ms") == 0) mult = 1;
-    else if (strcmp(rest, "s") == 0) mult = 1000;
-    else if (strcmp(rest, "m") == 0) mult = 60ULL * 1000;
-    else if (strcmp(rest, "h") == 0) mult = 3600ULL * 1000;
-    else if (strcmp(rest, "d") == 0) mult = 86400ULL * 1000;
-    else return -1;
-    if (v > (uint64_t)LONG_MAX / mult) return -1;
+    if (!*rest || strcmp(rest, "ms") == 0)
+        mult = 1;
+    else if (strcmp(rest, "s") == 0)
+        mult = 1000;
+    else if (strcmp(rest, "m") == 0)
+        mult = 60ULL * 1000;
+    else if (strcmp(rest, "h") == 0)
+        mult = 3600ULL * 1000;
+    else if (strcmp(rest, "d") == 0)
+        mult = 86400ULL * 1000;
+    else
+        return -1;
+    if (v > (uint64_t)LONG_MAX / mult)
+        return -1;
     *out = (long)(v * mult);
     return 0;
 }
 
-int config_parse_bool(const char *s, int *out) {
+int config_parse_bool(const char *s, int *out)
+{
     static const char *yes[] = {"1", "true", "yes", "on"};
     static const char *no[] = {"0", "false", "no", "off"};
-    if (!s) return -1;
+    if (!s)
+        return -1;
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
         if (strcasecmp(s, yes[i]) == 0) {
             *out = 1;
@@ -173,62 +204,78 @@ int config_parse_bool(const char *s, int *out) {
     return -1;
 }
 
-int config_parse_hostport(const char *s, char *host, size_t hostcap, int *port) {
-    if (!s) return -1;
+int config_parse_hostport(const char *s, char *host, size_t hostcap, int *port)
+{
+    if (!s)
+        return -1;
     const char *h, *hend, *colon;
     if (s[0] == '[') {
         h = s + 1;
         hend = strchr(h, ']');
-        if (!hend || hend[1] != ':') return -1;
+        if (!hend || hend[1] != ':')
+            return -1;
         colon = hend + 1;
     } else {
         colon = strrchr(s, ':');
-        if (!colon) return -1;
+        if (!colon)
+            return -1;
         h = s;
         hend = colon;
-        if (memchr(h, ':', (size_t)(hend - h))) return -1; /* bare IPv6 needs brackets */
+        if (memchr(h, ':', (size_t)(hend - h)))
+            return -1; /* bare IPv6 needs brackets */
     }
     size_t hlen = (size_t)(hend - h);
-    if (hlen == 0 || hlen >= hostcap) return -1;
+    if (hlen == 0 || hlen >= hostcap)
+        return -1;
     const char *p = colon + 1;
     uint64_t v;
     const char *rest = config_parse_digits(p, &v);
-    if (!rest || *rest || v > 65535) return -1;
+    if (!rest || *rest || v > 65535)
+        return -1;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     *port = (int)v;
     return 0;
 }
 
-long config_int(const char *name, long def) {
+long config_int(const char *name, long def)
+{
     const char *s = config_str(name, NULL);
-    if (!s) return def;
+    if (!s)
+        return def;
     long v;
-    if (config_parse_long(s, &v) != 0) config_fail(name, s, "not an integer");
+    if (config_parse_long(s, &v) != 0)
+        config_fail(name, s, "not an integer");
     return v;
 }
 
-int config_bool(const char *name, int def) {
+int config_bool(const char *name, int def)
+{
     const char *s = config_str(name, NULL);
-    if (!s) return def;
+    if (!s)
+        return def;
     int v;
     if (config_parse_bool(s, &v) != 0)
         config_fail(name, s, "not a boolean (1/0, true/false, yes/no, on/off)");
     return v;
 }
 
-size_t config_size(const char *name, size_t def) {
+size_t config_size(const char *name, size_t def)
+{
     const char *s = config_str(name, NULL);
-    if (!s) return def;
+    if (!s)
+        return def;
     size_t v;
     if (config_parse_size(s, &v) != 0)
         config_fail(name, s, "not a size (bytes, or a number followed by k, m or g)");
     return v;
 }
 
-long config_ms(const char *name, long def) {
+long config_ms(const char *name, long def)
+{
     const char *s = config_str(name, NULL);
-    if (!s) return def;
+    if (!s)
+        return def;
     long v;
     if (config_parse_ms(s, &v) != 0)
         config_fail(name, s, "not a duration (a number followed by ms, s, m, h or d)");

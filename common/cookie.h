@@ -7,7 +7,7 @@
 
 #include "http_server.h"
 
-#define COOKIE_ABSENT (-1)
+#define COOKIE_ABSENT   (-1)
 #define COOKIE_TOO_LONG (-2)
 
 /* The first cookie called name in one Cookie header value, copied NUL-terminated into out

@@ -29,20 +29,24 @@ static pid_t crypto_pid; /* the process that seeded the DRBG; 0 when not seeded 
 
 /* fork() while another thread holds crypto_lock would leave it locked in the child: hold it
  * across fork so that it is free on both sides. */
-static void crypto_atfork_prepare(void) {
+static void crypto_atfork_prepare(void)
+{
     pthread_mutex_lock(&crypto_lock);
 }
 
-static void crypto_atfork_release(void) {
+static void crypto_atfork_release(void)
+{
     pthread_mutex_unlock(&crypto_lock);
 }
 
-static void crypto_register_atfork(void) {
+static void crypto_register_atfork(void)
+{
     pthread_atfork(crypto_atfork_prepare, crypto_atfork_release, crypto_atfork_release);
 }
 
 /* (Re-)creates the DRBG with fresh entropy and the pid as personalization. Lock held. */
-static int crypto_seed_locked(void) {
+static int crypto_seed_locked(void)
+{
     if (crypto_pid != 0) {
         mbedtls_ctr_drbg_free(&crypto_drbg);
         mbedtls_entropy_free(&crypto_entropy);
@@ -70,7 +74,8 @@ static int crypto_seed_locked(void) {
     return 0;
 }
 
-int crypto_init(void) {
+int crypto_init(void)
+{
     pthread_once(&crypto_once, crypto_register_atfork);
     pthread_mutex_lock(&crypto_lock);
     int rc = crypto_seed_locked();
@@ -78,16 +83,19 @@ int crypto_init(void) {
     return rc;
 }
 
-int crypto_random(void *buf, size_t len) {
+int crypto_random(void *buf, size_t len)
+{
     pthread_once(&crypto_once, crypto_register_atfork);
     pthread_mutex_lock(&crypto_lock);
     int rc = 0;
     /* Not seeded yet, or seeded by a parent process: seed now, never share its stream. */
-    if (crypto_pid != getpid()) rc = crypto_seed_locked();
+    if (crypto_pid != getpid())
+        rc = crypto_seed_locked();
     unsigned char *p = buf;
     while (rc == 0 && len > 0) {
         size_t n = len < MBEDTLS_CTR_DRBG_MAX_REQUEST ? len : MBEDTLS_CTR_DRBG_MAX_REQUEST;
-        if (mbedtls_ctr_drbg_random(&crypto_drbg, p, n) != 0) rc = -1;
+        if (mbedtls_ctr_drbg_random(&crypto_drbg, p, n) != 0)
+            rc = -1;
         p += n;
         len -= n;
     }
@@ -96,36 +104,44 @@ int crypto_random(void *buf, size_t len) {
 }
 
 /* The mbedTLS f_rng shape over crypto_random. */
-static int crypto_rng(void *ctx, unsigned char *buf, size_t len) {
+static int crypto_rng(void *ctx, unsigned char *buf, size_t len)
+{
     (void)ctx;
     return crypto_random(buf, len) == 0 ? 0 : MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
 }
 
-int crypto_random_token(char *out, size_t nbytes) {
+int crypto_random_token(char *out, size_t nbytes)
+{
     uint8_t small[64];
     uint8_t *buf = nbytes <= sizeof small ? small : xmalloc(nbytes);
     int rc = crypto_random(buf, nbytes);
-    if (rc == 0) crypto_b64url_encode(buf, nbytes, out);
+    if (rc == 0)
+        crypto_b64url_encode(buf, nbytes, out);
     memset(buf, 0, nbytes);
-    if (buf != small) free(buf);
+    if (buf != small)
+        free(buf);
     return rc;
 }
 
 /* ---- hashes ---- */
 
-void crypto_sha256(const void *data, size_t len, uint8_t out[32]) {
+void crypto_sha256(const void *data, size_t len, uint8_t out[32])
+{
     mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), data, len, out);
 }
 
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
-                        uint8_t out[32]) {
+                        uint8_t out[32])
+{
     mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), key, keylen, data, len, out);
 }
 
-int crypto_ct_equal(const void *a, const void *b, size_t len) {
+int crypto_ct_equal(const void *a, const void *b, size_t len)
+{
     const volatile unsigned char *x = a, *y = b;
     unsigned char diff = 0;
-    for (size_t i = 0; i < len; i++) diff |= x[i] ^ y[i];
+    for (size_t i = 0; i < len; i++)
+        diff |= x[i] ^ y[i];
     return diff == 0;
 }
 
@@ -134,12 +150,14 @@ int crypto_ct_equal(const void *a, const void *b, size_t len) {
 static const char crypto_b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-size_t crypto_b64url_len(size_t len) {
+size_t crypto_b64url_len(size_t len)
+{
     static const size_t tail[3] = {0, 2, 3};
     return len / 3 * 4 + tail[len % 3];
 }
 
-size_t crypto_b64url_encode(const void *in, size_t len, char *out) {
+size_t crypto_b64url_encode(const void *in, size_t len, char *out)
+{
     const uint8_t *p = in;
     size_t o = 0, i = 0;
     for (; i + 3 <= len; i += 3) {
@@ -164,25 +182,35 @@ size_t crypto_b64url_encode(const void *in, size_t len, char *out) {
 }
 
 /* The 6-bit value of a base64url character, -1 outside the alphabet. */
-static int crypto_b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-') return 62;
-    if (c == '_') return 63;
+static int crypto_b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
     return -1;
 }
 
-int crypto_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen) {
-    if (len % 4 == 1) return -1;
+int crypto_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *outlen)
+{
+    if (len % 4 == 1)
+        return -1;
     size_t need = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
-    if (need > cap) return -1;
+    if (need > cap)
+        return -1;
     uint32_t acc = 0;
     int bits = 0;
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int v = crypto_b64_value((unsigned char)in[i]);
-        if (v < 0) return -1;
+        if (v < 0)
+            return -1;
         acc = acc << 6 | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {
@@ -191,12 +219,14 @@ int crypto_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, s
             acc &= (1u << bits) - 1;
         }
     }
-    if (acc != 0) return -1; /* non-zero trailing bits: not the canonical encoding */
+    if (acc != 0)
+        return -1; /* non-zero trailing bits: not the canonical encoding */
     *outlen = o;
     return 0;
 }
 
-void crypto_hex(const void *in, size_t len, char *out) {
+void crypto_hex(const void *in, size_t len, char *out)
+{
     static const char digits[] = "0123456789abcdef";
     const uint8_t *p = in;
     for (size_t i = 0; i < len; i++) {
@@ -206,19 +236,26 @@ void crypto_hex(const void *in, size_t len, char *out) {
     out[2 * len] = '\0';
 }
 
-static int crypto_hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+static int crypto_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
-int crypto_unhex(const char *in, size_t inlen, uint8_t *out, size_t outlen) {
-    if (inlen != 2 * outlen) return -1;
+int crypto_unhex(const char *in, size_t inlen, uint8_t *out, size_t outlen)
+{
+    if (inlen != 2 * outlen)
+        return -1;
     for (size_t i = 0; i < outlen; i++) {
         int hi = crypto_hex_value((unsigned char)in[2 * i]);
         int lo = crypto_hex_value((unsigned char)in[2 * i + 1]);
-        if (hi < 0 || lo < 0) return -1;
+        if (hi < 0 || lo < 0)
+            return -1;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
     return 0;
@@ -234,32 +271,41 @@ struct crypto_ec_key {
 /* Checks the key and warms the group's precomputed table for the generator. mbedTLS 2.28
  * stores that table in the group on first use (ecp_mul_comb), which would be a data race
  * when two threadpool threads sign or verify with one key; after this it is only read. */
-static int crypto_ec_key_finish(crypto_ec_key *key) {
+static int crypto_ec_key_finish(crypto_ec_key *key)
+{
     mbedtls_ecp_keypair *kp = &key->kp;
-    if (kp->grp.id != MBEDTLS_ECP_DP_SECP256R1) return -1;
-    if (mbedtls_ecp_check_pubkey(&kp->grp, &kp->Q) != 0) return -1;
-    if (key->is_private && mbedtls_ecp_check_privkey(&kp->grp, &kp->d) != 0) return -1;
+    if (kp->grp.id != MBEDTLS_ECP_DP_SECP256R1)
+        return -1;
+    if (mbedtls_ecp_check_pubkey(&kp->grp, &kp->Q) != 0)
+        return -1;
+    if (key->is_private && mbedtls_ecp_check_privkey(&kp->grp, &kp->d) != 0)
+        return -1;
     mbedtls_ecp_point r;
     mbedtls_mpi one;
     mbedtls_ecp_point_init(&r);
     mbedtls_mpi_init(&one);
     int rc = mbedtls_mpi_lset(&one, 1);
-    if (rc == 0) rc = mbedtls_ecp_mul(&kp->grp, &r, &one, &kp->grp.G, crypto_rng, NULL);
+    if (rc == 0)
+        rc = mbedtls_ecp_mul(&kp->grp, &r, &one, &kp->grp.G, crypto_rng, NULL);
     mbedtls_ecp_point_free(&r);
     mbedtls_mpi_free(&one);
     return rc == 0 ? 0 : -1;
 }
 
-static crypto_ec_key *crypto_ec_key_alloc(void) {
+static crypto_ec_key *crypto_ec_key_alloc(void)
+{
     crypto_ec_key *key = xcalloc(1, sizeof *key);
     mbedtls_ecp_keypair_init(&key->kp);
     return key;
 }
 
-crypto_ec_key *crypto_ec_key_from_pem(const char *pem, size_t len) {
+crypto_ec_key *crypto_ec_key_from_pem(const char *pem, size_t len)
+{
     /* mbedTLS wants PEM NUL-terminated with the NUL counted in the length. */
-    while (len > 0 && pem[len - 1] == '\0') len--;
-    if (len == 0) return NULL;
+    while (len > 0 && pem[len - 1] == '\0')
+        len--;
+    if (len == 0)
+        return NULL;
     unsigned char *buf = xmalloc(len + 1);
     memcpy(buf, pem, len);
     buf[len] = '\0';
@@ -294,9 +340,11 @@ crypto_ec_key *crypto_ec_key_from_pem(const char *pem, size_t len) {
     return key;
 }
 
-crypto_ec_key *crypto_ec_key_from_xy(const uint8_t x[32], const uint8_t y[32]) {
+crypto_ec_key *crypto_ec_key_from_xy(const uint8_t x[32], const uint8_t y[32])
+{
     crypto_ec_key *key = crypto_ec_key_alloc();
-    if (!key) return NULL;
+    if (!key)
+        return NULL;
     mbedtls_ecp_keypair *kp = &key->kp;
     if (mbedtls_ecp_group_load(&kp->grp, MBEDTLS_ECP_DP_SECP256R1) != 0 ||
         mbedtls_mpi_read_binary(&kp->Q.X, x, 32) != 0 ||
@@ -308,25 +356,31 @@ crypto_ec_key *crypto_ec_key_from_xy(const uint8_t x[32], const uint8_t y[32]) {
     return key;
 }
 
-void crypto_ec_key_free(crypto_ec_key *key) {
-    if (!key) return;
+void crypto_ec_key_free(crypto_ec_key *key)
+{
+    if (!key)
+        return;
     mbedtls_ecp_keypair_free(&key->kp);
     free(key);
 }
 
-int crypto_ec_key_is_private(const crypto_ec_key *key) {
+int crypto_ec_key_is_private(const crypto_ec_key *key)
+{
     return key && key->is_private;
 }
 
-int crypto_ec_key_xy(const crypto_ec_key *key, uint8_t x[32], uint8_t y[32]) {
+int crypto_ec_key_xy(const crypto_ec_key *key, uint8_t x[32], uint8_t y[32])
+{
     if (mbedtls_mpi_write_binary(&key->kp.Q.X, x, 32) != 0 ||
         mbedtls_mpi_write_binary(&key->kp.Q.Y, y, 32) != 0)
         return -1;
     return 0;
 }
 
-int crypto_ec_sign(const crypto_ec_key *key, const void *data, size_t len, uint8_t sig[64]) {
-    if (!key || !key->is_private) return -1;
+int crypto_ec_sign(const crypto_ec_key *key, const void *data, size_t len, uint8_t sig[64])
+{
+    if (!key || !key->is_private)
+        return -1;
     uint8_t hash[32];
     crypto_sha256(data, len, hash);
     mbedtls_mpi r, s;
@@ -336,25 +390,28 @@ int crypto_ec_sign(const crypto_ec_key *key, const void *data, size_t len, uint8
     mbedtls_ecp_group *grp = (mbedtls_ecp_group *)&key->kp.grp;
     int rc = mbedtls_ecdsa_sign_det_ext(grp, &r, &s, &key->kp.d, hash, sizeof hash,
                                         MBEDTLS_MD_SHA256, crypto_rng, NULL);
-    if (rc == 0) rc = mbedtls_mpi_write_binary(&r, sig, 32);
-    if (rc == 0) rc = mbedtls_mpi_write_binary(&s, sig + 32, 32);
+    if (rc == 0)
+        rc = mbedtls_mpi_write_binary(&r, sig, 32);
+    if (rc == 0)
+        rc = mbedtls_mpi_write_binary(&s, sig + 32, 32);
     mbedtls_mpi_free(&r);
     mbedtls_mpi_free(&s);
     return rc == 0 ? 0 : -1;
 }
 
-int crypto_ec_verify(const crypto_ec_key *key, const void *data, size_t len,
-                     const uint8_t sig[64]) {
-    if (!key) return 0;
+int crypto_ec_verify(const crypto_ec_key *key, const void *data, size_t len, const uint8_t sig[64])
+{
+    if (!key)
+        return 0;
     mbedtls_ecp_group *grp = (mbedtls_ecp_group *)&key->kp.grp;
     mbedtls_mpi r, s;
     mbedtls_mpi_init(&r);
     mbedtls_mpi_init(&s);
     int ok = 0;
     if (mbedtls_mpi_read_binary(&r, sig, 32) == 0 &&
-        mbedtls_mpi_read_binary(&s, sig + 32, 32) == 0 &&
-        mbedtls_mpi_cmp_int(&r, 1) >= 0 && mbedtls_mpi_cmp_mpi(&r, &grp->N) < 0 &&
-        mbedtls_mpi_cmp_int(&s, 1) >= 0 && mbedtls_mpi_cmp_mpi(&s, &grp->N) < 0) {
+        mbedtls_mpi_read_binary(&s, sig + 32, 32) == 0 && mbedtls_mpi_cmp_int(&r, 1) >= 0 &&
+        mbedtls_mpi_cmp_mpi(&r, &grp->N) < 0 && mbedtls_mpi_cmp_int(&s, 1) >= 0 &&
+        mbedtls_mpi_cmp_mpi(&s, &grp->N) < 0) {
         uint8_t hash[32];
         crypto_sha256(data, len, hash);
         ok = mbedtls_ecdsa_verify(grp, hash, sizeof hash, &key->kp.Q, &r, &s) == 0;

@@ -35,7 +35,7 @@ int crypto_random_token(char *out, size_t nbytes);
 /* ECDSA P-256 (ES256). A key is loaded from PEM (SEC1 "EC PRIVATE KEY" or PKCS#8 private,
  * or a public "PUBLIC KEY"), or from the raw JWK coordinates. */
 typedef struct crypto_ec_key crypto_ec_key;
-crypto_ec_key *crypto_ec_key_from_pem(const char *pem, size_t len);   /* NULL on error */
+crypto_ec_key *crypto_ec_key_from_pem(const char *pem, size_t len); /* NULL on error */
 crypto_ec_key *crypto_ec_key_from_xy(const uint8_t x[32], const uint8_t y[32]);
 void crypto_ec_key_free(crypto_ec_key *key);
 int crypto_ec_key_is_private(const crypto_ec_key *key);

@@ -42,10 +42,10 @@
 #include <strings.h>
 #include <netinet/in.h>
 
-#define HC_RBUF (64 * 1024)
+#define HC_RBUF             (64 * 1024)
 #define HC_MAX_HEADER_BYTES (64 * 1024)
-#define HC_MAX_HEADERS 128
-#define HC_NO_TIME UINT64_MAX
+#define HC_MAX_HEADERS      128
+#define HC_NO_TIME          UINT64_MAX
 
 enum { HC_CONNECTING, HC_ACTIVE, HC_IDLE, HC_CLOSING };
 enum { HC_W_HEAD, HC_W_BODY, HC_W_END };
@@ -57,22 +57,22 @@ typedef struct hc_wreq hc_wreq;
 /* One write: the request head (with fetch()'s body), a body piece, or the last chunk. */
 struct hc_wreq {
     uv_write_t req;
-    hc_conn *conn;              /* set when submitted */
-    http_exchange *x;           /* NULL once detached: libuv's callback then only frees it */
+    hc_conn *conn;    /* set when submitted */
+    http_exchange *x; /* NULL once detached: libuv's callback then only frees it */
     void (*cb)(http_exchange *x, int status, void *ud);
     void *ud;
     int kind;
     int submitted;
     uv_buf_t bufs[3];
     unsigned nbufs;
-    char line[24];              /* chunk size line */
+    char line[24]; /* chunk size line */
     hc_wreq *prev, *next;
 };
 
 /* Idle connections to one address. */
 struct hc_bucket {
     struct sockaddr_storage addr;
-    hc_conn *idle;              /* most recently used first */
+    hc_conn *idle; /* most recently used first */
     unsigned n;
     hc_bucket *next;
 };
@@ -84,21 +84,21 @@ struct hc_conn {
     http_client *c;
     struct sockaddr_storage addr;
     int state;
-    int reused;                 /* served a whole exchange before */
+    int reused; /* served a whole exchange before */
     int reading;
-    int waiting;                /* the read gap timer runs */
-    int parked;                 /* the parser stopped where the caller paused */
-    int kick;                   /* resume parsing rbuf[pend_off..] on the next timer tick */
+    int waiting; /* the read gap timer runs */
+    int parked;  /* the parser stopped where the caller paused */
+    int kick;    /* resume parsing rbuf[pend_off..] on the next timer tick */
     int nclosing;
-    hc_err pending_err;         /* report on the next timer tick */
-    unsigned inflight;          /* submitted writes not completed */
+    hc_err pending_err; /* report on the next timer tick */
+    unsigned inflight;  /* submitted writes not completed */
     uint64_t connect_deadline, last_progress, idle_since;
     llhttp_t parser;
     http_exchange *x;
-    hc_bucket *bucket;          /* while idle */
+    hc_bucket *bucket; /* while idle */
     hc_conn *idle_next;
-    hc_conn *prev, *next;       /* every connection of the client */
-    size_t pend_off, pend_len;  /* bytes read and not parsed yet (parked; may be none) */
+    hc_conn *prev, *next;      /* every connection of the client */
+    size_t pend_off, pend_len; /* bytes read and not parsed yet (parked; may be none) */
     char rbuf[HC_RBUF];
 };
 
@@ -122,26 +122,26 @@ struct http_exchange {
     void *ud;
     char *head;
     size_t head_len;
-    hc_err early_err;           /* a bad address (ECONNECT) or request (EPROTO) */
-    const char *owned_body;     /* fetch(): sent with the head, replayable */
+    hc_err early_err;       /* a bad address (ECONNECT) or request (EPROTO) */
+    const char *owned_body; /* fetch(): sent with the head, replayable */
     size_t owned_len;
     int64_t body_len;
     uint64_t body_written;
-    uint64_t deadline;          /* fetch(): absolute, uv_now based; 0 none */
+    uint64_t deadline; /* fetch(): absolute, uv_now based; 0 none */
     hc_wreq *wfirst, *wlast;
-    unsigned body_submitted;    /* streamed body writes handed to a socket */
+    unsigned body_submitted; /* streamed body writes handed to a socket */
     int chunked, is_head, req_close;
     int head_submitted, head_cb_done, sent_any, body_ended, end_sent, retried;
     int paused, got_byte, informational, headers_done, resp_complete, keep_alive, extra;
     int finished;
-    unsigned holds;             /* > 0 while our code up the stack still uses x */
+    unsigned holds; /* > 0 while our code up the stack still uses x */
     /* response */
     int status;
-    buf hbuf;                   /* header names and values, each NUL-terminated */
+    buf hbuf; /* header names and values, each NUL-terminated */
     hc_hoff *hoff;
     size_t nh, hoff_cap;
-    int hstate;                 /* 0 between headers, 1 in a name, 2 in a value */
-    size_t chunk_ext;           /* extension bytes of the chunk whose size line is parsed */
+    int hstate;       /* 0 between headers, 1 in a name, 2 in a value */
+    size_t chunk_ext; /* extension bytes of the chunk whose size line is parsed */
     http_header *hdrs;
 };
 
@@ -152,7 +152,8 @@ static void hc_exchange_finish(http_exchange *x, hc_err err);
 static void hc_exchange_attach(http_exchange *x, int allow_pool);
 static void hc_timer_cb(uv_timer_t *t);
 
-const char *hc_strerror(hc_err err) {
+const char *hc_strerror(hc_err err)
+{
     switch (err) {
     case HC_OK: return "ok";
     case HC_ECONNECT: return "could not connect";
@@ -165,7 +166,8 @@ const char *hc_strerror(hc_err err) {
     return "unknown error";
 }
 
-void http_client_opts_default(http_client_opts *o) {
+void http_client_opts_default(http_client_opts *o)
+{
     o->connect_timeout_ms = 2000;
     o->read_timeout_ms = 30000;
     o->idle_timeout_ms = 30000;
@@ -173,7 +175,8 @@ void http_client_opts_default(http_client_opts *o) {
     o->max_response = 8u << 20;
 }
 
-http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts) {
+http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts)
+{
     http_client *c = xcalloc(1, sizeof *c);
     c->loop = loop;
     if (opts)
@@ -185,35 +188,44 @@ http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts) {
 
 /* ---- the request head ---- */
 
-static int hc_is_token(const char *s) {
+static int hc_is_token(const char *s)
+{
     return s && http_syntax_token(s, strlen(s));
 }
 
 /* Header values and the target: no control characters other than tab (no CR/LF injection). */
-static int hc_is_field_text(const char *s, int allow_space) {
-    if (!s) return 0;
+static int hc_is_field_text(const char *s, int allow_space)
+{
+    if (!s)
+        return 0;
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == 0x7f || (ch < 0x20 && ch != '\t')) return 0;
-        if (!allow_space && (ch == ' ' || ch == '\t')) return 0;
+        if (ch == 0x7f || (ch < 0x20 && ch != '\t'))
+            return 0;
+        if (!allow_space && (ch == ' ' || ch == '\t'))
+            return 0;
     }
     return 1;
 }
 
-static int hc_method_has_body(const char *m) {
+static int hc_method_has_body(const char *m)
+{
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
 /* Frames the head; 0 on success, -1 when a piece is not valid HTTP. */
 static int hc_build_head(http_exchange *x, const char *method, const char *target,
-                         const http_header *h, size_t n) {
+                         const http_header *h, size_t n)
+{
     buf b = {0};
     int have_host = 0;
     char line[80];
 
-    if (!hc_is_token(method) || !target || !*target || !hc_is_field_text(target, 0)) return -1;
+    if (!hc_is_token(method) || !target || !*target || !hc_is_field_text(target, 0))
+        return -1;
     for (size_t i = 0; i < n; i++)
-        if (!hc_is_token(h[i].name) || !hc_is_field_text(h[i].value, 1)) return -1;
+        if (!hc_is_token(h[i].name) || !hc_is_field_text(h[i].value, 1))
+            return -1;
 
     buf_puts(&b, method);
     buf_puts(&b, " ");
@@ -221,9 +233,10 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
     buf_puts(&b, " HTTP/1.1\r\n");
     for (size_t i = 0; i < n; i++) {
         if (http_headers_flags(h[i].name) & HTTP_HDR_FRAMING)
-            continue;   /* we frame the body ourselves */
+            continue; /* we frame the body ourselves */
         if (strcasecmp(h[i].name, "Host") == 0) {
-            if (have_host) continue;
+            if (have_host)
+                continue;
             have_host = 1;
         }
         if (strcasecmp(h[i].name, "Connection") == 0 && http_headers_list_has(h[i].value, "close"))
@@ -254,7 +267,8 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
 
 /* ---- the exchange's list of writes ---- */
 
-static void hc_wlist_append(http_exchange *x, hc_wreq *w) {
+static void hc_wlist_append(http_exchange *x, hc_wreq *w)
+{
     w->next = NULL;
     w->prev = x->wlast;
     if (x->wlast)
@@ -264,7 +278,8 @@ static void hc_wlist_append(http_exchange *x, hc_wreq *w) {
     x->wlast = w;
 }
 
-static void hc_wlist_prepend(http_exchange *x, hc_wreq *w) {
+static void hc_wlist_prepend(http_exchange *x, hc_wreq *w)
+{
     w->prev = NULL;
     w->next = x->wfirst;
     if (x->wfirst)
@@ -274,7 +289,8 @@ static void hc_wlist_prepend(http_exchange *x, hc_wreq *w) {
     x->wfirst = w;
 }
 
-static void hc_wlist_unlink(http_exchange *x, hc_wreq *w) {
+static void hc_wlist_unlink(http_exchange *x, hc_wreq *w)
+{
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -288,7 +304,8 @@ static void hc_wlist_unlink(http_exchange *x, hc_wreq *w) {
 
 /* ---- exchange lifetime ---- */
 
-static void hc_exchange_free(http_exchange *x) {
+static void hc_exchange_free(http_exchange *x)
+{
     free(x->head);
     buf_free(&x->hbuf);
     free(x->hoff);
@@ -298,18 +315,23 @@ static void hc_exchange_free(http_exchange *x) {
 
 /* Ends a hold on x; returns 1 when x has finished (it is freed unless an outer hold remains):
  * the caller must then stop using it. */
-static int hc_x_drop(http_exchange *x) {
+static int hc_x_drop(http_exchange *x)
+{
     x->holds--;
-    if (!x->finished) return 0;
-    if (x->holds == 0) hc_exchange_free(x);
+    if (!x->finished)
+        return 0;
+    if (x->holds == 0)
+        hc_exchange_free(x);
     return 1;
 }
 
-static int hc_req_complete(const http_exchange *x) {
+static int hc_req_complete(const http_exchange *x)
+{
     return x->head_submitted && x->body_ended && x->wfirst == NULL;
 }
 
-static void hc_headers_reset(http_exchange *x) {
+static void hc_headers_reset(http_exchange *x)
+{
     buf_truncate(&x->hbuf, 0);
     x->nh = 0;
     x->hstate = 0;
@@ -320,15 +342,19 @@ static void hc_headers_reset(http_exchange *x) {
 
 /* ---- connections ---- */
 
-static void hc_close_cb(uv_handle_t *h) {
+static void hc_close_cb(uv_handle_t *h)
+{
     hc_conn *k = h->data;
-    if (--k->nclosing == 0) free(k);
+    if (--k->nclosing == 0)
+        free(k);
 }
 
-static void hc_bucket_remove(http_client *c, hc_conn *k) {
+static void hc_bucket_remove(http_client *c, hc_conn *k)
+{
     hc_bucket *b = k->bucket;
     hc_conn **pp = &b->idle;
-    while (*pp && *pp != k) pp = &(*pp)->idle_next;
+    while (*pp && *pp != k)
+        pp = &(*pp)->idle_next;
     if (*pp) {
         *pp = k->idle_next;
         b->n--;
@@ -337,21 +363,26 @@ static void hc_bucket_remove(http_client *c, hc_conn *k) {
     k->idle_next = NULL;
     if (b->n == 0) {
         hc_bucket **bp = &c->buckets;
-        while (*bp != b) bp = &(*bp)->next;
+        while (*bp != b)
+            bp = &(*bp)->next;
         *bp = b->next;
         free(b);
     }
 }
 
-static void hc_conn_close(hc_conn *k) {
+static void hc_conn_close(hc_conn *k)
+{
     http_client *c = k->c;
-    if (k->state == HC_CLOSING) return;
-    if (k->bucket) hc_bucket_remove(c, k);
+    if (k->state == HC_CLOSING)
+        return;
+    if (k->bucket)
+        hc_bucket_remove(c, k);
     if (k->prev)
         k->prev->next = k->next;
     else
         c->conns = k->next;
-    if (k->next) k->next->prev = k->prev;
+    if (k->next)
+        k->next->prev = k->prev;
     k->prev = k->next = NULL;
     k->state = HC_CLOSING;
     k->nclosing = 2;
@@ -359,7 +390,8 @@ static void hc_conn_close(hc_conn *k) {
     uv_close((uv_handle_t *)&k->timer, hc_close_cb);
 }
 
-static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr) {
+static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr)
+{
     hc_conn *k = xcalloc(1, sizeof *k);
     k->c = c;
     memcpy(&k->addr, addr, net_addr_len(addr));
@@ -371,14 +403,17 @@ static hc_conn *hc_conn_new(http_client *c, const struct sockaddr *addr) {
     k->creq.data = k;
     k->state = HC_CONNECTING;
     k->next = c->conns;
-    if (c->conns) c->conns->prev = k;
+    if (c->conns)
+        c->conns->prev = k;
     c->conns = k;
     return k;
 }
 
-static hc_conn *hc_pool_take(http_client *c, const struct sockaddr *addr) {
+static hc_conn *hc_pool_take(http_client *c, const struct sockaddr *addr)
+{
     for (hc_bucket *b = c->buckets; b; b = b->next) {
-        if (!net_addr_eq((const struct sockaddr *)&b->addr, addr)) continue;
+        if (!net_addr_eq((const struct sockaddr *)&b->addr, addr))
+            continue;
         hc_conn *k = b->idle;
         hc_bucket_remove(c, k);
         return k;
@@ -386,7 +421,8 @@ static hc_conn *hc_pool_take(http_client *c, const struct sockaddr *addr) {
     return NULL;
 }
 
-static void hc_conn_to_pool(hc_conn *k) {
+static void hc_conn_to_pool(hc_conn *k)
+{
     http_client *c = k->c;
     hc_bucket *b;
     if (c->freeing || c->opts.idle_timeout_ms == 0 || c->opts.max_idle_per_peer == 0) {
@@ -421,7 +457,8 @@ static void hc_conn_to_pool(hc_conn *k) {
 }
 
 /* Reads while idle (to notice a close) and while a response is wanted. */
-static void hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+static void hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
     hc_conn *k = h->data;
     (void)suggested;
     buf->base = k->rbuf;
@@ -430,9 +467,11 @@ static void hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void hc_conn_update(hc_conn *k) {
+static void hc_conn_update(hc_conn *k)
+{
     int want;
-    if (k->state == HC_CLOSING) return;
+    if (k->state == HC_CLOSING)
+        return;
     if (k->state == HC_IDLE)
         want = 1;
     else if (k->state == HC_ACTIVE)
@@ -456,40 +495,45 @@ static void hc_conn_update(hc_conn *k) {
 }
 
 /* Whether the peer owes us something: a write to drain, or the response. */
-static int hc_waiting_on_peer(const hc_conn *k, const http_exchange *x) {
-    if (k->inflight > 0) return 1;
-    if (x->paused || k->parked) return 0;
+static int hc_waiting_on_peer(const hc_conn *k, const http_exchange *x)
+{
+    if (k->inflight > 0)
+        return 1;
+    if (x->paused || k->parked)
+        return 0;
     return hc_req_complete(x) || x->got_byte;
 }
 
 /* When the timer is due, HC_NO_TIME for never. */
-static uint64_t hc_conn_due(hc_conn *k) {
+static uint64_t hc_conn_due(hc_conn *k)
+{
     http_client *c = k->c;
     http_exchange *x = k->x;
     uint64_t now = uv_now(c->loop), due = HC_NO_TIME;
     switch (k->state) {
-    case HC_IDLE:
-        return k->idle_since + c->opts.idle_timeout_ms;
-    case HC_CONNECTING:
-        due = k->connect_deadline;
-        break;
+    case HC_IDLE: return k->idle_since + c->opts.idle_timeout_ms;
+    case HC_CONNECTING: due = k->connect_deadline; break;
     case HC_ACTIVE: {
         int waiting = x && hc_waiting_on_peer(k, x);
-        if (waiting && !k->waiting) k->last_progress = now;
+        if (waiting && !k->waiting)
+            k->last_progress = now;
         k->waiting = waiting;
-        if (waiting) due = k->last_progress + c->opts.read_timeout_ms;
+        if (waiting)
+            due = k->last_progress + c->opts.read_timeout_ms;
         break;
     }
-    default:
-        return HC_NO_TIME;
+    default: return HC_NO_TIME;
     }
-    if (x && x->deadline && x->deadline < due) due = x->deadline;
+    if (x && x->deadline && x->deadline < due)
+        due = x->deadline;
     return due;
 }
 
-static void hc_conn_arm(hc_conn *k) {
+static void hc_conn_arm(hc_conn *k)
+{
     uint64_t now, due;
-    if (k->state == HC_CLOSING) return;
+    if (k->state == HC_CLOSING)
+        return;
     if (k->kick || k->pending_err != HC_OK) {
         uv_timer_start(&k->timer, hc_timer_cb, 0, 0);
         return;
@@ -507,7 +551,8 @@ static void hc_conn_arm(hc_conn *k) {
 
 static void hc_write_cb(uv_write_t *req, int status);
 
-static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w) {
+static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w)
+{
     int r;
     w->conn = k;
     w->submitted = 1;
@@ -520,17 +565,22 @@ static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w) {
         k->pending_err = HC_ERESET;
         return -1;
     }
-    if (w->kind == HC_W_BODY) x->body_submitted++;
+    if (w->kind == HC_W_BODY)
+        x->body_submitted++;
     return 0;
 }
 
 /* Hands queued body writes (and the last chunk) to the socket once the head is out. */
-static void hc_exchange_flush(http_exchange *x) {
+static void hc_exchange_flush(http_exchange *x)
+{
     hc_conn *k = x->conn;
-    if (!k || k->state != HC_ACTIVE || !x->head_submitted || k->pending_err != HC_OK) return;
+    if (!k || k->state != HC_ACTIVE || !x->head_submitted || k->pending_err != HC_OK)
+        return;
     for (hc_wreq *w = x->wfirst; w; w = w->next) {
-        if (w->submitted) continue;
-        if (hc_submit(k, x, w) < 0) return;
+        if (w->submitted)
+            continue;
+        if (hc_submit(k, x, w) < 0)
+            return;
     }
     if (x->body_ended && x->chunked && !x->end_sent) {
         hc_wreq *w = xcalloc(1, sizeof *w);
@@ -546,7 +596,8 @@ static void hc_exchange_flush(http_exchange *x) {
 }
 
 /* Starts the request on an ACTIVE connection. */
-static void hc_conn_send(hc_conn *k) {
+static void hc_conn_send(hc_conn *k)
+{
     http_exchange *x = k->x;
     hc_wreq *w = xcalloc(1, sizeof *w);
     w->req.data = w;
@@ -554,24 +605,26 @@ static void hc_conn_send(hc_conn *k) {
     w->kind = HC_W_HEAD;
     w->bufs[0] = uv_buf_init(x->head, (unsigned)x->head_len);
     w->nbufs = 1;
-    if (x->owned_len > 0) w->bufs[w->nbufs++] = uv_buf_init((char *)x->owned_body,
-                                                            (unsigned)x->owned_len);
+    if (x->owned_len > 0)
+        w->bufs[w->nbufs++] = uv_buf_init((char *)x->owned_body, (unsigned)x->owned_len);
     hc_wlist_prepend(x, w);
     x->head_submitted = 1;
     x->sent_any = 1;
-    if (hc_submit(k, x, w) == 0) hc_exchange_flush(x);
+    if (hc_submit(k, x, w) == 0)
+        hc_exchange_flush(x);
 }
 
 /* Before a retry: drops the head and the last chunk (sent again on the new connection); the
  * queue of body writes stays (none of them was submitted, or there is no retry). */
-static void hc_exchange_drop_internal(http_exchange *x) {
+static void hc_exchange_drop_internal(http_exchange *x)
+{
     hc_wreq *w = x->wfirst;
     while (w) {
         hc_wreq *next = w->next;
         if (w->kind != HC_W_BODY) {
             hc_wlist_unlink(x, w);
             if (w->submitted)
-                w->x = NULL;    /* libuv still owns it */
+                w->x = NULL; /* libuv still owns it */
             else
                 free(w);
         }
@@ -580,27 +633,30 @@ static void hc_exchange_drop_internal(http_exchange *x) {
 }
 
 /* Every write still listed gets UV_ECANCELED (the exchange is ending). */
-static void hc_exchange_cancel_writes(http_exchange *x) {
+static void hc_exchange_cancel_writes(http_exchange *x)
+{
     while (x->wfirst) {
         hc_wreq *w = x->wfirst;
         void (*cb)(http_exchange *, int, void *) = w->cb;
         void *ud = w->ud;
         hc_wlist_unlink(x, w);
         if (w->submitted)
-            w->x = NULL;    /* libuv still owns it */
+            w->x = NULL; /* libuv still owns it */
         else
             free(w);
-        if (cb) cb(x, UV_ECANCELED, ud);
+        if (cb)
+            cb(x, UV_ECANCELED, ud);
     }
 }
 
-static int hc_can_retry(const hc_conn *k, const http_exchange *x) {
-    return k->reused && !x->got_byte && !x->retried && x->body_submitted == 0 &&
-           !k->c->freeing;
+static int hc_can_retry(const hc_conn *k, const http_exchange *x)
+{
+    return k->reused && !x->got_byte && !x->retried && x->body_submitted == 0 && !k->c->freeing;
 }
 
 /* The connection broke (EOF, reset, write error) before the response ended. */
-static void hc_conn_broken(hc_conn *k) {
+static void hc_conn_broken(hc_conn *k)
+{
     http_exchange *x = k->x;
     if (!x) {
         hc_conn_close(k);
@@ -624,7 +680,8 @@ static void hc_conn_broken(hc_conn *k) {
     hc_exchange_attach(x, 0);
 }
 
-static void hc_write_cb(uv_write_t *req, int status) {
+static void hc_write_cb(uv_write_t *req, int status)
+{
     hc_wreq *w = req->data;
     hc_conn *k = w->conn;
     http_exchange *x = w->x;
@@ -641,53 +698,68 @@ static void hc_write_cb(uv_write_t *req, int status) {
     free(w);
     x->holds++;
     if (status < 0) {
-        if (cb) cb(x, status, ud);
-        if (hc_x_drop(x)) return;
+        if (cb)
+            cb(x, status, ud);
+        if (hc_x_drop(x))
+            return;
         hc_conn_broken(k);
         return;
     }
     k->last_progress = uv_now(k->c->loop);
     if (kind == HC_W_HEAD && !x->head_cb_done) {
         x->head_cb_done = 1;
-        if (x->cbs.on_sent_head) x->cbs.on_sent_head(x, x->ud);
+        if (x->cbs.on_sent_head)
+            x->cbs.on_sent_head(x, x->ud);
     } else if (cb) {
         cb(x, 0, ud);
     }
-    if (hc_x_drop(x)) return;
+    if (hc_x_drop(x))
+        return;
     hc_conn_arm(k);
 }
 
 /* ---- parsing the response ---- */
 
-static int hc_hdr_add(http_exchange *x, const char *at, size_t len) {
-    if (x->hbuf.len + len + 1 > HC_MAX_HEADER_BYTES) return -1;
+static int hc_hdr_add(http_exchange *x, const char *at, size_t len)
+{
+    if (x->hbuf.len + len + 1 > HC_MAX_HEADER_BYTES)
+        return -1;
     buf_append(&x->hbuf, at, len);
     return 0;
 }
 
-static http_exchange *hc_parser_x(llhttp_t *p) {
+static http_exchange *hc_parser_x(llhttp_t *p)
+{
     hc_conn *k = p->data;
     return k->x;
 }
 
-static int hc_on_message_begin(llhttp_t *p) {
+static int hc_on_message_begin(llhttp_t *p)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
+    if (!x)
+        return -1;
     hc_headers_reset(x);
     return 0;
 }
 
-static int hc_on_header_field(llhttp_t *p, const char *at, size_t len) {
+static int hc_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
-    if (len && !http_syntax_token(at, len)) return -1;   /* "Set Cookie": EPROTO */
-    if (x->headers_done) return 0;   /* trailers are ignored */
-    if (x->hstate == 2) {            /* the previous value was empty */
-        if (hc_hdr_add(x, "", 1)) return -1;
+    if (!x)
+        return -1;
+    if (len && !http_syntax_token(at, len))
+        return -1; /* "Set Cookie": EPROTO */
+    if (x->headers_done)
+        return 0;         /* trailers are ignored */
+    if (x->hstate == 2) { /* the previous value was empty */
+        if (hc_hdr_add(x, "", 1))
+            return -1;
         x->hstate = 0;
     }
     if (x->hstate == 0) {
-        if (x->nh == HC_MAX_HEADERS) return -1;
+        if (x->nh == HC_MAX_HEADERS)
+            return -1;
         if (x->nh == x->hoff_cap) {
             x->hoff_cap = x->hoff_cap ? x->hoff_cap * 2 : 16;
             x->hoff = xrealloc(x->hoff, x->hoff_cap * sizeof *x->hoff);
@@ -700,46 +772,63 @@ static int hc_on_header_field(llhttp_t *p, const char *at, size_t len) {
     return hc_hdr_add(x, at, len);
 }
 
-static int hc_on_header_field_complete(llhttp_t *p) {
+static int hc_on_header_field_complete(llhttp_t *p)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
-    if (x->headers_done || x->hstate != 1) return 0;
-    if (hc_hdr_add(x, "", 1)) return -1;
+    if (!x)
+        return -1;
+    if (x->headers_done || x->hstate != 1)
+        return 0;
+    if (hc_hdr_add(x, "", 1))
+        return -1;
     x->hoff[x->nh - 1].value = x->hbuf.len;
     x->hstate = 2;
     return 0;
 }
 
-static int hc_on_header_value(llhttp_t *p, const char *at, size_t len) {
+static int hc_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
-    if (!http_syntax_field_value(at, len)) return -1;
-    if (x->headers_done || x->hstate != 2) return 0;
+    if (!x)
+        return -1;
+    if (!http_syntax_field_value(at, len))
+        return -1;
+    if (x->headers_done || x->hstate != 2)
+        return 0;
     return hc_hdr_add(x, at, len);
 }
 
-static int hc_on_header_value_complete(llhttp_t *p) {
+static int hc_on_header_value_complete(llhttp_t *p)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
-    if (x->headers_done || x->hstate != 2) return 0;
-    if (hc_hdr_add(x, "", 1)) return -1;
+    if (!x)
+        return -1;
+    if (x->headers_done || x->hstate != 2)
+        return 0;
+    if (hc_hdr_add(x, "", 1))
+        return -1;
     x->hstate = 0;
     return 0;
 }
 
 /* Makes the http_header array (pointers into hbuf, which no longer moves). */
-static int hc_headers_build(http_exchange *x) {
+static int hc_headers_build(http_exchange *x)
+{
     if (x->hstate == 2) {
-        if (hc_hdr_add(x, "", 1)) return -1;
+        if (hc_hdr_add(x, "", 1))
+            return -1;
         x->hstate = 0;
     }
-    if (x->hstate != 0) return -1;
+    if (x->hstate != 0)
+        return -1;
     x->hdrs = xcalloc(1, (x->nh ? x->nh : 1) * sizeof *x->hdrs);
     for (size_t i = 0; i < x->nh; i++) {
         char *v = x->hbuf.p + x->hoff[i].value;
         size_t n = strlen(v);
-        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
-        if (!x->hbuf.p[x->hoff[i].name]) return -1;   /* an empty name */
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            v[--n] = '\0';
+        if (!x->hbuf.p[x->hoff[i].name])
+            return -1; /* an empty name */
         x->hdrs[i].name = x->hbuf.p + x->hoff[i].name;
         x->hdrs[i].value = v;
     }
@@ -747,69 +836,88 @@ static int hc_headers_build(http_exchange *x) {
     return 0;
 }
 
-static int hc_on_headers_complete(llhttp_t *p) {
+static int hc_on_headers_complete(llhttp_t *p)
+{
     http_exchange *x = hc_parser_x(p);
     int status = llhttp_get_status_code(p), r = 0;
-    if (!x) return -1;
-    if (status < 100 || status > 599) return -1; /* not a status of RFC 9110: EPROTO */
+    if (!x)
+        return -1;
+    if (status < 100 || status > 599)
+        return -1; /* not a status of RFC 9110: EPROTO */
     if (status >= 100 && status < 200 && status != 101) {
-        x->informational = 1;        /* 100 Continue, 103 Early Hints: skipped */
+        x->informational = 1; /* 100 Continue, 103 Early Hints: skipped */
         return 0;
     }
-    if (status == 101 || hc_headers_build(x) != 0) return -1;
+    if (status == 101 || hc_headers_build(x) != 0)
+        return -1;
     x->status = status;
-    if (x->cbs.on_response) r = x->cbs.on_response(x, status, x->hdrs, x->nh, x->ud);
-    if (x->finished) return -1;
+    if (x->cbs.on_response)
+        r = x->cbs.on_response(x, status, x->hdrs, x->nh, x->ud);
+    if (x->finished)
+        return -1;
     if (r != 0) {
         hc_exchange_finish(x, HC_ECANCELED);
         return -1;
     }
-    if (x->is_head || status == 204 || status == 304) return 1;
+    if (x->is_head || status == 204 || status == 304)
+        return 1;
     return x->paused ? HPE_PAUSED : 0;
 }
 
-static int hc_on_body(llhttp_t *p, const char *at, size_t len) {
+static int hc_on_body(llhttp_t *p, const char *at, size_t len)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
-    if (x->cbs.on_data) x->cbs.on_data(x, at, len, x->ud);
-    if (x->finished) return HPE_USER;
+    if (!x)
+        return -1;
+    if (x->cbs.on_data)
+        x->cbs.on_data(x, at, len, x->ud);
+    if (x->finished)
+        return HPE_USER;
     return x->paused ? HPE_PAUSED : 0;
 }
 
-static int hc_on_chunk_header(llhttp_t *p) {
+static int hc_on_chunk_header(llhttp_t *p)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
+    if (!x)
+        return -1;
     x->chunk_ext = 0;
     return 0;
 }
 
 /* Chunk extensions: at most HTTP_CHUNK_EXT_MAX bytes per chunk, else EPROTO. */
-static int hc_chunk_ext(llhttp_t *p, size_t n) {
+static int hc_chunk_ext(llhttp_t *p, size_t n)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
+    if (!x)
+        return -1;
     x->chunk_ext += n;
     return x->chunk_ext > HTTP_CHUNK_EXT_MAX ? -1 : 0;
 }
 
-static int hc_on_chunk_ext_piece(llhttp_t *p, const char *at, size_t len) {
+static int hc_on_chunk_ext_piece(llhttp_t *p, const char *at, size_t len)
+{
     (void)at;
     return hc_chunk_ext(p, len);
 }
 
-static int hc_on_chunk_ext_delim(llhttp_t *p) {
-    return hc_chunk_ext(p, 1);   /* its ';' or '=' */
+static int hc_on_chunk_ext_delim(llhttp_t *p)
+{
+    return hc_chunk_ext(p, 1); /* its ';' or '=' */
 }
 
-static int hc_on_message_complete(llhttp_t *p) {
+static int hc_on_message_complete(llhttp_t *p)
+{
     http_exchange *x = hc_parser_x(p);
-    if (!x) return -1;
+    if (!x)
+        return -1;
     if (x->informational) {
         x->informational = 0;
         return 0;
     }
     x->resp_complete = 1;
     x->keep_alive = llhttp_should_keep_alive(p);
-    return HPE_PAUSED;               /* stop here: later bytes are not ours */
+    return HPE_PAUSED; /* stop here: later bytes are not ours */
 }
 
 static const llhttp_settings_t hc_settings = {
@@ -828,23 +936,26 @@ static const llhttp_settings_t hc_settings = {
     .on_message_complete = hc_on_message_complete,
 };
 
-static int hc_conn_reusable(const hc_conn *k, const http_exchange *x) {
+static int hc_conn_reusable(const hc_conn *k, const http_exchange *x)
+{
     return k->state == HC_ACTIVE && x->resp_complete && x->keep_alive && !x->extra &&
            !x->req_close && hc_req_complete(x) && k->inflight == 0 && k->pending_err == HC_OK;
 }
 
-static void hc_conn_parse(hc_conn *k, const char *data, size_t len) {
+static void hc_conn_parse(hc_conn *k, const char *data, size_t len)
+{
     http_exchange *x = k->x;
     llhttp_errno_t e;
     x->holds++;
     e = llhttp_execute(&k->parser, data, len);
-    if (hc_x_drop(x)) return;
+    if (hc_x_drop(x))
+        return;
     if (x->resp_complete) {
         x->extra = llhttp_get_error_pos(&k->parser) < data + len;
         hc_exchange_finish(x, HC_OK);
         return;
     }
-    if (e == HPE_PAUSED) {           /* paused by the caller inside on_response/on_data */
+    if (e == HPE_PAUSED) { /* paused by the caller inside on_response/on_data */
         const char *pos = llhttp_get_error_pos(&k->parser);
         llhttp_resume(&k->parser);
         k->parked = 1;
@@ -857,21 +968,25 @@ static void hc_conn_parse(hc_conn *k, const char *data, size_t len) {
     hc_conn_update(k);
 }
 
-static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
     hc_conn *k = s->data;
     http_exchange *x = k->x;
     (void)buf;
-    if (nread == 0) return;
-    if (k->state == HC_IDLE) {       /* closed by the server, or bytes nobody asked for */
+    if (nread == 0)
+        return;
+    if (k->state == HC_IDLE) { /* closed by the server, or bytes nobody asked for */
         hc_conn_close(k);
         return;
     }
-    if (k->state != HC_ACTIVE || !x) return;
+    if (k->state != HC_ACTIVE || !x)
+        return;
     if (nread < 0) {
         if (nread == UV_EOF && x->got_byte && llhttp_message_needs_eof(&k->parser)) {
             x->holds++;
-            llhttp_finish(&k->parser);   /* a body that ends with the connection */
-            if (hc_x_drop(x)) return;
+            llhttp_finish(&k->parser); /* a body that ends with the connection */
+            if (hc_x_drop(x))
+                return;
             x->keep_alive = 0;
             hc_exchange_finish(x, x->resp_complete ? HC_OK : HC_EPROTO);
             return;
@@ -884,9 +999,11 @@ static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hc_conn_parse(k, k->rbuf, (size_t)nread);
 }
 
-static void hc_connect_cb(uv_connect_t *req, int status) {
+static void hc_connect_cb(uv_connect_t *req, int status)
+{
     hc_conn *k = req->data;
-    if (k->state != HC_CONNECTING) return;   /* closed meanwhile */
+    if (k->state != HC_CONNECTING)
+        return; /* closed meanwhile */
     if (status < 0) {
         hc_exchange_finish(k->x, HC_ECONNECT);
         return;
@@ -897,7 +1014,8 @@ static void hc_connect_cb(uv_connect_t *req, int status) {
     hc_conn_update(k);
 }
 
-static void hc_timer_cb(uv_timer_t *t) {
+static void hc_timer_cb(uv_timer_t *t)
+{
     hc_conn *k = t->data;
     uint64_t due;
     if (k->pending_err != HC_OK) {
@@ -925,7 +1043,8 @@ static void hc_timer_cb(uv_timer_t *t) {
         return;
     }
     due = hc_conn_due(k);
-    if (due == HC_NO_TIME) return;
+    if (due == HC_NO_TIME)
+        return;
     if (due > uv_now(k->c->loop)) {
         hc_conn_arm(k);
         return;
@@ -939,7 +1058,8 @@ static void hc_timer_cb(uv_timer_t *t) {
 /* ---- exchanges ---- */
 
 /* Puts x on a pooled connection (allow_pool) or a new one. */
-static void hc_exchange_attach(http_exchange *x, int allow_pool) {
+static void hc_exchange_attach(http_exchange *x, int allow_pool)
+{
     http_client *c = x->c;
     const struct sockaddr *addr = (const struct sockaddr *)&x->addr;
     hc_conn *k = allow_pool && x->early_err == HC_OK ? hc_pool_take(c, addr) : NULL;
@@ -968,15 +1088,18 @@ static void hc_exchange_attach(http_exchange *x, int allow_pool) {
 
 static http_exchange *hc_exchange_new(http_client *c, const struct sockaddr *addr,
                                       const char *method, const char *target,
-                                      const http_header *headers, size_t nheaders,
-                                      int64_t body_len, const http_exchange_cbs *cbs, void *ud) {
+                                      const http_header *headers, size_t nheaders, int64_t body_len,
+                                      const http_exchange_cbs *cbs, void *ud)
+{
     http_exchange *x;
-    if (c->freeing) return NULL;
+    if (c->freeing)
+        return NULL;
     x = xcalloc(1, sizeof *x);
     x->c = c;
     if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)
         memcpy(&x->addr, addr, net_addr_len(addr));
-    if (cbs) x->cbs = *cbs;
+    if (cbs)
+        x->cbs = *cbs;
     x->ud = ud;
     x->body_len = body_len < 0 ? -1 : body_len;
     x->chunked = body_len < 0;
@@ -989,19 +1112,22 @@ static http_exchange *hc_exchange_new(http_client *c, const struct sockaddr *add
     return x;
 }
 
-http_exchange *http_exchange_start(http_client *c, const struct sockaddr *addr,
-                                   const char *method, const char *target,
-                                   const http_header *headers, size_t nheaders,
-                                   int64_t body_len, const http_exchange_cbs *cbs, void *ud) {
-    http_exchange *x = hc_exchange_new(c, addr, method, target, headers, nheaders, body_len,
-                                       cbs, ud);
-    if (x) hc_exchange_attach(x, 1);
+http_exchange *http_exchange_start(http_client *c, const struct sockaddr *addr, const char *method,
+                                   const char *target, const http_header *headers, size_t nheaders,
+                                   int64_t body_len, const http_exchange_cbs *cbs, void *ud)
+{
+    http_exchange *x =
+        hc_exchange_new(c, addr, method, target, headers, nheaders, body_len, cbs, ud);
+    if (x)
+        hc_exchange_attach(x, 1);
     return x;
 }
 
-static void hc_exchange_finish(http_exchange *x, hc_err err) {
+static void hc_exchange_finish(http_exchange *x, hc_err err)
+{
     hc_conn *k = x->conn;
-    if (x->finished) return;
+    if (x->finished)
+        return;
     x->finished = 1;
     if (k) {
         int reuse = err == HC_OK && hc_conn_reusable(k, x);
@@ -1014,16 +1140,21 @@ static void hc_exchange_finish(http_exchange *x, hc_err err) {
     }
     x->holds++;
     hc_exchange_cancel_writes(x);
-    if (x->cbs.on_done) x->cbs.on_done(x, err, x->ud);
+    if (x->cbs.on_done)
+        x->cbs.on_done(x, err, x->ud);
     x->holds--;
-    if (x->holds == 0) hc_exchange_free(x);
+    if (x->holds == 0)
+        hc_exchange_free(x);
 }
 
 int http_exchange_write(http_exchange *x, const void *data, size_t len,
-                        void (*cb)(http_exchange *x, int status, void *ud), void *ud) {
+                        void (*cb)(http_exchange *x, int status, void *ud), void *ud)
+{
     hc_wreq *w;
-    if (x->finished || x->body_ended || len == 0) return UV_EINVAL;
-    if (x->body_len > 0 && x->body_written + len > (uint64_t)x->body_len) return UV_EINVAL;
+    if (x->finished || x->body_ended || len == 0)
+        return UV_EINVAL;
+    if (x->body_len > 0 && x->body_written + len > (uint64_t)x->body_len)
+        return UV_EINVAL;
     w = xcalloc(1, sizeof *w);
     w->req.data = w;
     w->x = x;
@@ -1043,41 +1174,55 @@ int http_exchange_write(http_exchange *x, const void *data, size_t len,
     hc_wlist_append(x, w);
     x->body_written += len;
     hc_exchange_flush(x);
-    if (x->conn) hc_conn_arm(x->conn);
+    if (x->conn)
+        hc_conn_arm(x->conn);
     return 0;
 }
 
-void http_exchange_end_body(http_exchange *x) {
-    if (x->finished || x->body_ended) return;
+void http_exchange_end_body(http_exchange *x)
+{
+    if (x->finished || x->body_ended)
+        return;
     if (x->body_len > 0 && x->body_written != (uint64_t)x->body_len) {
         hc_exchange_finish(x, HC_ECANCELED);
         return;
     }
     x->body_ended = 1;
     hc_exchange_flush(x);
-    if (x->conn) hc_conn_arm(x->conn);
+    if (x->conn)
+        hc_conn_arm(x->conn);
 }
 
-void http_exchange_pause(http_exchange *x) {
-    if (x->finished || x->paused) return;
+void http_exchange_pause(http_exchange *x)
+{
+    if (x->finished || x->paused)
+        return;
     x->paused = 1;
-    if (x->conn) hc_conn_update(x->conn);
+    if (x->conn)
+        hc_conn_update(x->conn);
 }
 
-void http_exchange_resume(http_exchange *x) {
+void http_exchange_resume(http_exchange *x)
+{
     hc_conn *k = x->conn;
-    if (x->finished || !x->paused) return;
+    if (x->finished || !x->paused)
+        return;
     x->paused = 0;
-    if (!k) return;
-    if (k->parked) k->kick = 1;   /* parsed from the loop, not inside this call */
+    if (!k)
+        return;
+    if (k->parked)
+        k->kick = 1; /* parsed from the loop, not inside this call */
     hc_conn_update(k);
 }
 
-void http_exchange_abort(http_exchange *x) {
-    if (!x->finished) hc_exchange_finish(x, HC_ECANCELED);
+void http_exchange_abort(http_exchange *x)
+{
+    if (!x->finished)
+        hc_exchange_finish(x, HC_ECANCELED);
 }
 
-int http_exchange_sent_any(const http_exchange *x) {
+int http_exchange_sent_any(const http_exchange *x)
+{
     return x->sent_any;
 }
 
@@ -1093,11 +1238,13 @@ typedef struct hc_fetch {
 } hc_fetch;
 
 static int hc_fetch_on_response(http_exchange *x, int status, const http_header *h, size_t n,
-                                void *ud) {
+                                void *ud)
+{
     hc_fetch *f = ud;
     (void)status;
     for (size_t i = 0; i < n; i++) {
-        if (strcasecmp(h[i].name, "Content-Length") != 0) continue;
+        if (strcasecmp(h[i].name, "Content-Length") != 0)
+            continue;
         if (strtoull(h[i].value, NULL, 10) > f->c->opts.max_response) {
             hc_exchange_finish(x, HC_ETOOBIG);
             return -1;
@@ -1106,7 +1253,8 @@ static int hc_fetch_on_response(http_exchange *x, int status, const http_header 
     return 0;
 }
 
-static void hc_fetch_on_data(http_exchange *x, const char *data, size_t len, void *ud) {
+static void hc_fetch_on_data(http_exchange *x, const char *data, size_t len, void *ud)
+{
     hc_fetch *f = ud;
     if (f->rbody.len + len > f->c->opts.max_response) {
         hc_exchange_finish(x, HC_ETOOBIG);
@@ -1115,7 +1263,8 @@ static void hc_fetch_on_data(http_exchange *x, const char *data, size_t len, voi
     buf_append(&f->rbody, data, len);
 }
 
-static void hc_fetch_on_done(http_exchange *x, hc_err err, void *ud) {
+static void hc_fetch_on_done(http_exchange *x, hc_err err, void *ud)
+{
     hc_fetch *f = ud;
     if (err == HC_OK) {
         http_response r;
@@ -1142,8 +1291,9 @@ static const http_exchange_cbs hc_fetch_cbs = {
 
 void http_client_fetch(http_client *c, const struct sockaddr *addr, const char *method,
                        const char *target, const http_header *headers, size_t nheaders,
-                       const void *body, size_t body_len, unsigned timeout_ms,
-                       http_fetch_fn cb, void *ud) {
+                       const void *body, size_t body_len, unsigned timeout_ms, http_fetch_fn cb,
+                       void *ud)
+{
     hc_fetch *f;
     http_exchange *x;
     if (c->freeing) {
@@ -1169,19 +1319,23 @@ void http_client_fetch(http_client *c, const struct sockaddr *addr, const char *
     hc_exchange_attach(x, 1);
 }
 
-const char *http_response_header(const http_response *r, const char *name) {
+const char *http_response_header(const http_response *r, const char *name)
+{
     for (size_t i = 0; i < r->nheaders; i++)
-        if (strcasecmp(r->headers[i].name, name) == 0) return r->headers[i].value;
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
     return NULL;
 }
 
-void http_client_free(http_client *c) {
-    if (!c) return;
+void http_client_free(http_client *c)
+{
+    if (!c)
+        return;
     c->freeing = 1;
     while (c->conns) {
         hc_conn *k = c->conns;
         if (k->x)
-            hc_exchange_finish(k->x, HC_ECANCELED);   /* closes k: the client is freeing */
+            hc_exchange_finish(k->x, HC_ECANCELED); /* closes k: the client is freeing */
         else
             hc_conn_close(k);
     }

@@ -25,34 +25,34 @@ typedef struct http_header {
 
 typedef enum {
     HC_OK = 0,
-    HC_ECONNECT,     /* could not connect: nothing was sent, always safe to retry */
-    HC_ETIMEOUT,     /* connect, send or response timeout */
-    HC_ERESET,       /* connection broke after the request (partly) went out */
-    HC_EPROTO,       /* unparsable response */
-    HC_ETOOBIG,      /* buffered response over max_response */
-    HC_ECANCELED,    /* http_exchange_abort */
+    HC_ECONNECT,  /* could not connect: nothing was sent, always safe to retry */
+    HC_ETIMEOUT,  /* connect, send or response timeout */
+    HC_ERESET,    /* connection broke after the request (partly) went out */
+    HC_EPROTO,    /* unparsable response */
+    HC_ETOOBIG,   /* buffered response over max_response */
+    HC_ECANCELED, /* http_exchange_abort */
 } hc_err;
 
 const char *hc_strerror(hc_err err);
 
 typedef struct http_client_opts {
-    unsigned connect_timeout_ms;   /* 2000 */
-    unsigned read_timeout_ms;      /* 30000: between two reads while awaiting the response */
-    unsigned idle_timeout_ms;      /* 30000: pooled idle connections are closed after */
-    unsigned max_idle_per_peer;    /* 32 */
-    size_t max_response;           /* fetch(): 8 MiB */
+    unsigned connect_timeout_ms; /* 2000 */
+    unsigned read_timeout_ms;    /* 30000: between two reads while awaiting the response */
+    unsigned idle_timeout_ms;    /* 30000: pooled idle connections are closed after */
+    unsigned max_idle_per_peer;  /* 32 */
+    size_t max_response;         /* fetch(): 8 MiB */
 } http_client_opts;
 
 void http_client_opts_default(http_client_opts *o);
 http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts);
-void http_client_free(http_client *c);   /* closes pooled connections; in-flight: ECANCELED */
+void http_client_free(http_client *c); /* closes pooled connections; in-flight: ECANCELED */
 
 /* ---- buffered ---- */
 typedef struct http_response {
     int status;
     size_t nheaders;
-    http_header *headers;       /* names as received */
-    char *body;                 /* NUL-terminated */
+    http_header *headers; /* names as received */
+    char *body;           /* NUL-terminated */
     size_t body_len;
 } http_response;
 
@@ -64,8 +64,8 @@ typedef void (*http_fetch_fn)(hc_err err, const http_response *resp, void *ud);
  * timeout_ms bounds the whole exchange (0: the client's read timeout). */
 void http_client_fetch(http_client *c, const struct sockaddr *addr, const char *method,
                        const char *target, const http_header *headers, size_t nheaders,
-                       const void *body, size_t body_len, unsigned timeout_ms,
-                       http_fetch_fn cb, void *ud);
+                       const void *body, size_t body_len, unsigned timeout_ms, http_fetch_fn cb,
+                       void *ud);
 
 /* ---- streaming ---- */
 typedef struct http_exchange_cbs {
@@ -80,17 +80,16 @@ typedef struct http_exchange_cbs {
 
 /* body_len: 0 none, > 0 Content-Length, -1 chunked. The caller writes the body with
  * http_exchange_write and ends it with http_exchange_end_body. headers are copied. */
-http_exchange *http_exchange_start(http_client *c, const struct sockaddr *addr,
-                                   const char *method, const char *target,
-                                   const http_header *headers, size_t nheaders,
+http_exchange *http_exchange_start(http_client *c, const struct sockaddr *addr, const char *method,
+                                   const char *target, const http_header *headers, size_t nheaders,
                                    int64_t body_len, const http_exchange_cbs *cbs, void *ud);
 /* cb fires when the data has been handed to the socket (backpressure). */
 int http_exchange_write(http_exchange *x, const void *data, size_t len,
                         void (*cb)(http_exchange *x, int status, void *ud), void *ud);
 void http_exchange_end_body(http_exchange *x);
-void http_exchange_pause(http_exchange *x);    /* stop reading the response */
+void http_exchange_pause(http_exchange *x); /* stop reading the response */
 void http_exchange_resume(http_exchange *x);
-void http_exchange_abort(http_exchange *x);    /* on_done(HC_ECANCELED) follows */
+void http_exchange_abort(http_exchange *x); /* on_done(HC_ECANCELED) follows */
 /* 1 once any byte of the request went out (then a non-idempotent request must not retry). */
 int http_exchange_sent_any(const http_exchange *x);
 

@@ -12,31 +12,31 @@ typedef struct http_hdr_name {
 } http_hdr_name;
 
 static const http_hdr_name hh_table[] = {
-    { "connection", HTTP_HDR_HOP },
-    { "content-length", HTTP_HDR_FRAMING },
-    { "content-security-policy", HTTP_HDR_SECURITY },
-    { "date", HTTP_HDR_REPLACED },
-    { "expect", HTTP_HDR_REPLACED },
-    { "forwarded", HTTP_HDR_FORWARDING },
-    { "host", HTTP_HDR_REPLACED },
-    { "keep-alive", HTTP_HDR_HOP },
-    { "proxy-authenticate", HTTP_HDR_HOP },
-    { "proxy-authorization", HTTP_HDR_HOP },
-    { "proxy-connection", HTTP_HDR_HOP },
-    { "referrer-policy", HTTP_HDR_SECURITY },
-    { "strict-transport-security", HTTP_HDR_SECURITY },
-    { "te", HTTP_HDR_HOP },
-    { "trailer", HTTP_HDR_HOP },
-    { "trailers", HTTP_HDR_HOP },
-    { "transfer-encoding", HTTP_HDR_FRAMING },
-    { "upgrade", HTTP_HDR_HOP },
-    { "x-content-type-options", HTTP_HDR_SECURITY },
-    { "x-forwarded-for", HTTP_HDR_FORWARDING },
-    { "x-forwarded-host", HTTP_HDR_FORWARDING },
-    { "x-forwarded-proto", HTTP_HDR_FORWARDING },
-    { "x-frame-options", HTTP_HDR_SECURITY },
-    { "x-real-ip", HTTP_HDR_FORWARDING },
-    { "x-request-id", HTTP_HDR_REPLACED },
+    {"connection", HTTP_HDR_HOP},
+    {"content-length", HTTP_HDR_FRAMING},
+    {"content-security-policy", HTTP_HDR_SECURITY},
+    {"date", HTTP_HDR_REPLACED},
+    {"expect", HTTP_HDR_REPLACED},
+    {"forwarded", HTTP_HDR_FORWARDING},
+    {"host", HTTP_HDR_REPLACED},
+    {"keep-alive", HTTP_HDR_HOP},
+    {"proxy-authenticate", HTTP_HDR_HOP},
+    {"proxy-authorization", HTTP_HDR_HOP},
+    {"proxy-connection", HTTP_HDR_HOP},
+    {"referrer-policy", HTTP_HDR_SECURITY},
+    {"strict-transport-security", HTTP_HDR_SECURITY},
+    {"te", HTTP_HDR_HOP},
+    {"trailer", HTTP_HDR_HOP},
+    {"trailers", HTTP_HDR_HOP},
+    {"transfer-encoding", HTTP_HDR_FRAMING},
+    {"upgrade", HTTP_HDR_HOP},
+    {"x-content-type-options", HTTP_HDR_SECURITY},
+    {"x-forwarded-for", HTTP_HDR_FORWARDING},
+    {"x-forwarded-host", HTTP_HDR_FORWARDING},
+    {"x-forwarded-proto", HTTP_HDR_FORWARDING},
+    {"x-frame-options", HTTP_HDR_SECURITY},
+    {"x-real-ip", HTTP_HDR_FORWARDING},
+    {"x-request-id", HTTP_HDR_REPLACED},
 };
 
 static int hh_cmp(const void *key, const void *entry)
@@ -46,8 +46,8 @@ static int hh_cmp(const void *key, const void *entry)
 
 unsigned http_headers_flags(const char *name)
 {
-    const http_hdr_name *e = bsearch(name, hh_table, sizeof hh_table / sizeof hh_table[0],
-                                     sizeof hh_table[0], hh_cmp);
+    const http_hdr_name *e =
+        bsearch(name, hh_table, sizeof hh_table / sizeof hh_table[0], sizeof hh_table[0], hh_cmp);
     return e ? e->flags : 0;
 }
 

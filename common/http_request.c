@@ -140,22 +140,70 @@ void req_set_id(http_req *r)
 
 /* ---------------------------------------------------------------- the request API */
 
-const char *http_req_method(const http_req *r) { return r->method; }
-const char *http_req_target(const http_req *r) { return r->target.p ? r->target.p : ""; }
-const char *http_req_path(const http_req *r) { return r->path ? r->path : ""; }
-const char *http_req_query(const http_req *r) { return r->query; }
-int http_req_version_minor(const http_req *r) { return r->version_minor; }
-int64_t http_req_content_length(const http_req *r) { return r->content_length; }
-const char *http_req_peer_ip(const http_req *r) { return r->peer; }
-const char *http_req_id(const http_req *r) { return r->id; }
-int http_req_is_tls(const http_req *r) { return r->srv && r->srv->tls != NULL; }
-http_server *http_req_server(const http_req *r) { return r->srv; }
-uv_loop_t *http_req_loop(const http_req *r) { return r->loop; }
-void http_req_set_data(http_req *r, void *data) { r->data = data; }
-void *http_req_data(const http_req *r) { return r->data; }
-int http_req_closed(const http_req *r) { return r->closed; }
-void http_req_on_close(http_req *r, http_req_fn fn) { r->on_close = fn; }
-int http_resp_status(const http_req *r) { return r->status; }
+const char *http_req_method(const http_req *r)
+{
+    return r->method;
+}
+const char *http_req_target(const http_req *r)
+{
+    return r->target.p ? r->target.p : "";
+}
+const char *http_req_path(const http_req *r)
+{
+    return r->path ? r->path : "";
+}
+const char *http_req_query(const http_req *r)
+{
+    return r->query;
+}
+int http_req_version_minor(const http_req *r)
+{
+    return r->version_minor;
+}
+int64_t http_req_content_length(const http_req *r)
+{
+    return r->content_length;
+}
+const char *http_req_peer_ip(const http_req *r)
+{
+    return r->peer;
+}
+const char *http_req_id(const http_req *r)
+{
+    return r->id;
+}
+int http_req_is_tls(const http_req *r)
+{
+    return r->srv && r->srv->tls != NULL;
+}
+http_server *http_req_server(const http_req *r)
+{
+    return r->srv;
+}
+uv_loop_t *http_req_loop(const http_req *r)
+{
+    return r->loop;
+}
+void http_req_set_data(http_req *r, void *data)
+{
+    r->data = data;
+}
+void *http_req_data(const http_req *r)
+{
+    return r->data;
+}
+int http_req_closed(const http_req *r)
+{
+    return r->closed;
+}
+void http_req_on_close(http_req *r, http_req_fn fn)
+{
+    r->on_close = fn;
+}
+int http_resp_status(const http_req *r)
+{
+    return r->status;
+}
 
 void http_req_on_done(http_req *r, http_done_fn fn, void *ud)
 {

@@ -260,8 +260,7 @@ static void req_settle_body(http_req *r, int at_end)
 }
 
 /* Writes the status line and headers; chooses the framing. */
-static void req_compose_head(http_req *r, buf *b, int status, const char *ctype,
-                             int64_t clen)
+static void req_compose_head(http_req *r, buf *b, int status, const char *ctype, int64_t clen)
 {
     http_server *srv = r->srv;
     http_conn *c = r->conn;
@@ -327,7 +326,8 @@ static char *error_body(const char *code, const char *message, size_t *len)
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!s) {
-        static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"error\"}}";
+        static const char fallback[] =
+            "{\"error\":{\"code\":\"internal_error\",\"message\":\"error\"}}";
         s = xstrndup(fallback, sizeof fallback - 1);
     }
     *len = strlen(s);
@@ -381,8 +381,8 @@ static int req_reply_void(http_req *r)
 
 int http_resp_header(http_req *r, const char *name, const char *value)
 {
-    static const char *reserved[] = {"Date", "Content-Length", "Transfer-Encoding",
-                                     "Connection", "X-Request-ID"};
+    static const char *reserved[] = {"Date", "Content-Length", "Transfer-Encoding", "Connection",
+                                     "X-Request-ID"};
     if (r->head_composed || r->srv_replied || !name || !value || !*name)
         return -1;
     if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))

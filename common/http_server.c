@@ -73,11 +73,8 @@ static void conn_timer_cb(uv_timer_t *t)
         }
         break;
     case TIMER_IDLE:
-    case TIMER_LINGER:
-        conn_close(c);
-        break;
-    case TIMER_NONE:
-        break;
+    case TIMER_LINGER: conn_close(c); break;
+    case TIMER_NONE: break;
     }
 }
 
@@ -221,8 +218,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void conn_update_reading(http_conn *c)
 {
     int want = !c->closing && !c->eof &&
-               (c->lingering || (!c->shutting && c->rlen == 0 &&
-                                 !c->tp->pending(c)));
+               (c->lingering || (!c->shutting && c->rlen == 0 && !c->tp->pending(c)));
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_on_read) == 0)
             c->reading = 1;
@@ -273,8 +269,7 @@ void conn_update(http_conn *c)
         conn_update_reading(c);
         return;
     }
-    if (!c->in_feed && (c->rlen > 0 || c->llhttp_paused || c->tp->pending(c)) &&
-        !conn_blocked(c))
+    if (!c->in_feed && (c->rlen > 0 || c->llhttp_paused || c->tp->pending(c)) && !conn_blocked(c))
         conn_kick(c);
     conn_update_reading(c);
     if (c->closing)
@@ -457,7 +452,9 @@ http_server *http_server_new(uv_loop_t *loop, const http_server_opts *opts)
     http_limits_default(&d);
     srv->limits = opts->limits;
     http_limits *l = &srv->limits;
-#define HTTP_DEFAULT(f) if (!l->f) l->f = d.f
+#define HTTP_DEFAULT(f)                                                                            \
+    if (!l->f)                                                                                     \
+    l->f = d.f
     HTTP_DEFAULT(max_request_line);
     HTTP_DEFAULT(max_header_line);
     HTTP_DEFAULT(max_headers_size);
@@ -535,8 +532,8 @@ int http_server_listen(http_server *srv, const char *host, int port, int reusepo
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
         return UV_EINVAL;
-    socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                            : sizeof(struct sockaddr_in);
+    socklen_t sl =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -597,8 +594,8 @@ static void srv_drain_timeout(uv_timer_t *t)
     srv_check_done(srv);
 }
 
-void http_server_drain(http_server *srv, unsigned timeout_ms,
-                       void (*done)(http_server *, void *), void *ud)
+void http_server_drain(http_server *srv, unsigned timeout_ms, void (*done)(http_server *, void *),
+                       void *ud)
 {
     if (srv->draining || srv->freeing)
         return;

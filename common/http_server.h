@@ -70,8 +70,8 @@ typedef struct http_server_opts {
     http_limits limits;
     http_handler_fn handler;
     void *handler_ud;
-    const char *server_name;    /* "Server" header; NULL: none */
-    struct tls_server *tls;     /* NULL: plain HTTP (the gateway sets this, see tls.h) */
+    const char *server_name; /* "Server" header; NULL: none */
+    struct tls_server *tls;  /* NULL: plain HTTP (the gateway sets this, see tls.h) */
     /* Told of each accepted connection with the peer address (open 1: nonzero refuses it,
      * closed at once) and again when an admitted one closes (open 0); ud is handler_ud.
      * NULL: none. The gateway caps connections per client address with it. */
@@ -97,18 +97,18 @@ unsigned http_server_connections(const http_server *srv);
 uv_loop_t *http_server_loop(const http_server *srv);
 
 /* ---- the request ---- */
-const char *http_req_method(const http_req *req);      /* "GET" */
-const char *http_req_target(const http_req *req);      /* raw request-target as sent */
-const char *http_req_path(const http_req *req);        /* target without the query, raw */
-const char *http_req_query(const http_req *req);       /* after '?', "" when none */
-int http_req_version_minor(const http_req *req);       /* 0 or 1 */
+const char *http_req_method(const http_req *req); /* "GET" */
+const char *http_req_target(const http_req *req); /* raw request-target as sent */
+const char *http_req_path(const http_req *req);   /* target without the query, raw */
+const char *http_req_query(const http_req *req);  /* after '?', "" when none */
+int http_req_version_minor(const http_req *req);  /* 0 or 1 */
 /* First value of a header (case-insensitive name), NULL when absent. */
 const char *http_req_header(const http_req *req, const char *name);
 size_t http_req_header_count(const http_req *req);
 void http_req_header_at(const http_req *req, size_t i, const char **name, const char **value);
 /* -1 when the request is chunked, else its Content-Length (0 when none). */
 int64_t http_req_content_length(const http_req *req);
-const char *http_req_peer_ip(const http_req *req);     /* TCP peer address, text */
+const char *http_req_peer_ip(const http_req *req); /* TCP peer address, text */
 /* X-Request-ID as received (if sane: printable, <= 128 chars), else a generated one. */
 const char *http_req_id(const http_req *req);
 int http_req_is_tls(const http_req *req);
@@ -145,8 +145,7 @@ int http_resp_status(const http_req *req);
  * X-Request-ID are written by the server. Returns 0, or -1 after the head went out. */
 int http_resp_header(http_req *req, const char *name, const char *value);
 /* A whole response: status, Content-Type (NULL: none), body. */
-void http_reply(http_req *req, int status, const char *content_type, const void *body,
-                size_t len);
+void http_reply(http_req *req, int status, const char *content_type, const void *body, size_t len);
 /* JSON body (stolen). */
 void http_reply_json(http_req *req, int status, json_t *body);
 /* {"error":{"code","message"}} */

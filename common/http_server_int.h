@@ -18,11 +18,11 @@
 #include <netinet/in.h>
 #include <stdint.h>
 
-#define HTTP_WRITE_BATCH 16     /* response pieces handed to one uv_write */
-#define HTTP_READ_SIZE 65536    /* one read; also the largest body piece given to a handler */
-#define HTTP_DISCARD_MAX 65536  /* unread request body still swallowed to keep the connection */
-#define HTTP_LINGER_MS 2000     /* reading (and dropping) after our last response, before close */
-#define HTTP_MAX_ID 128         /* X-Request-ID kept up to this length */
+#define HTTP_WRITE_BATCH 16    /* response pieces handed to one uv_write */
+#define HTTP_READ_SIZE   65536 /* one read; also the largest body piece given to a handler */
+#define HTTP_DISCARD_MAX 65536 /* unread request body still swallowed to keep the connection */
+#define HTTP_LINGER_MS   2000  /* reading (and dropping) after our last response, before close */
+#define HTTP_MAX_ID      128   /* X-Request-ID kept up to this length */
 
 typedef struct http_conn http_conn;
 typedef struct http_out http_out;
@@ -37,7 +37,7 @@ struct http_out {
     http_write_fn cb;
     void *ud;
     size_t len;
-    char *tls_data;          /* the ciphertext of data on a TLS connection, freed after */
+    char *tls_data; /* the ciphertext of data on a TLS connection, freed after */
     char data[];
 };
 
@@ -60,10 +60,10 @@ typedef struct http_param {
 } http_param;
 
 struct http_req {
-    http_conn *conn;     /* NULL once the connection is gone */
+    http_conn *conn; /* NULL once the connection is gone */
     http_server *srv;
     uv_loop_t *loop;
-    http_req *next;      /* in the connection's queue */
+    http_req *next; /* in the connection's queue */
 
     /* the head */
     const char *method;
@@ -73,7 +73,7 @@ struct http_req {
     buf hbuf;
     http_hdr *hdrs;
     size_t nhdrs, hcap;
-    size_t field_start;  /* offset of the header being parsed */
+    size_t field_start; /* offset of the header being parsed */
     size_t value_start;
     int version_minor;
     int64_t content_length;
@@ -92,7 +92,7 @@ struct http_req {
     int has_body, headers_done, body_done;
     size_t body_max;
     uint64_t body_received;
-    uint64_t ext_received;   /* chunk extension bytes, counted against the body limit */
+    uint64_t ext_received; /* chunk extension bytes, counted against the body limit */
     buf body;
     http_req_fn read_done;
     http_data_fn on_data;
@@ -103,23 +103,23 @@ struct http_req {
     /* the response */
     int status;
     buf rhdrs;
-    int head_composed;   /* the response head is queued */
-    int resp_ended;      /* the whole response is queued */
-    int srv_replied;     /* the server answered in the handler's place (error, timeout) */
-    int no_body;         /* HEAD, 1xx, 204, 304: body bytes are not written */
+    int head_composed; /* the response head is queued */
+    int resp_ended;    /* the whole response is queued */
+    int srv_replied;   /* the server answered in the handler's place (error, timeout) */
+    int no_body;       /* HEAD, 1xx, 204, 304: body bytes are not written */
     int chunked;
-    int64_t resp_cl;     /* -1: chunked or close-delimited */
+    int64_t resp_cl; /* -1: chunked or close-delimited */
     uint64_t resp_sent;
     int close_after;
-    int truncated;          /* http_resp_abort: no last chunk, the close tells the client */
+    int truncated;            /* http_resp_abort: no last chunk, the close tells the client */
     http_out *out, *out_tail; /* queued, not yet handed to the socket */
     unsigned writes_inflight;
 
     /* lifetime: the request is freed (req_maybe_free) once none of these refer to it */
-    int handler_owes;    /* dispatched, the handler has not ended its reply */
-    int in_queue;        /* in the connection's response queue */
-    int parsing;         /* the parser still delivers to this request */
-    int pins;            /* req_hold: code up the stack still uses it (see req_hold) */
+    int handler_owes; /* dispatched, the handler has not ended its reply */
+    int in_queue;     /* in the connection's response queue */
+    int parsing;      /* the parser still delivers to this request */
+    int pins;         /* req_hold: code up the stack still uses it (see req_hold) */
     int closed;
     http_req_fn on_close;
     http_done_fn on_done;
@@ -130,53 +130,53 @@ struct http_req {
 
 struct http_conn {
     http_server *srv;
-    http_conn *prev, *next;  /* the server's list */
+    http_conn *prev, *next; /* the server's list */
     http_conn *kick_next;
     uv_tcp_t tcp;
-    uv_timer_t timer;        /* header, body, idle and linger timeouts */
+    uv_timer_t timer; /* header, body, idle and linger timeouts */
     uv_timer_t send_timer;
     uv_shutdown_t shutdown_req;
     int handles_open;
     llhttp_t parser;
 
-    char *rbuf;              /* HTTP_READ_SIZE bytes while needed */
-    size_t roff, rlen;       /* unparsed bytes kept in rbuf */
-    uint64_t in_total;       /* bytes consumed by the parser so far */
-    const char *feed_ptr;    /* the slice being parsed, and its absolute offset */
+    char *rbuf;           /* HTTP_READ_SIZE bytes while needed */
+    size_t roff, rlen;    /* unparsed bytes kept in rbuf */
+    uint64_t in_total;    /* bytes consumed by the parser so far */
+    const char *feed_ptr; /* the slice being parsed, and its absolute offset */
     size_t feed_len;
     uint64_t feed_abs;
 
-    http_req *head, *tail;   /* requests in arrival order */
+    http_req *head, *tail; /* requests in arrival order */
     unsigned nreqs;
-    http_req *cur;           /* the request being parsed */
-    unsigned served;         /* requests begun on this connection */
+    http_req *cur;   /* the request being parsed */
+    unsigned served; /* requests begun on this connection */
 
     int reading, closing, shutting, lingering, eof, kicked, in_feed, llhttp_paused;
-    int no_more;             /* parse no further request */
+    int no_more; /* parse no further request */
     unsigned writes_inflight;
-    size_t send_queued;      /* bytes queued in libuv when the send timer was armed */
+    size_t send_queued; /* bytes queued in libuv when the send timer was armed */
     timer_kind tkind;
     char peer[INET6_ADDRSTRLEN];
 
     /* raw scan of the request head */
-    int scan;                /* 0 waiting for the method, 1 scanning, 2 done */
-    const char *scan_ptr;    /* where to resume in the current slice (NULL: its start) */
+    int scan;             /* 0 waiting for the method, 1 scanning, 2 done */
+    const char *scan_ptr; /* where to resume in the current slice (NULL: its start) */
     int scan_line_start, scan_cr, scan_reqline;
     size_t head_bytes;
 
     /* chunk framing: the CRLF expected after a chunk's data */
     uint64_t chunk_left;
-    size_t chunk_ext;        /* extension bytes of the chunk whose size line is parsed */
+    size_t chunk_ext; /* extension bytes of the chunk whose size line is parsed */
     uint64_t crlf_abs;
-    int crlf_left;           /* bytes of that CRLF not checked yet */
+    int crlf_left; /* bytes of that CRLF not checked yet */
 
-    int err_status;          /* set by a parser callback that rejects the request */
+    int err_status; /* set by a parser callback that rejects the request */
     const char *err_msg;
 
     const http_transport *tp; /* plain TCP or TLS (http_transport.c) */
-    tls_conn *tls;           /* TLS between the socket and the parser (https listeners) */
-    int tls_closed;          /* the peer sent close_notify */
-    int hooked;              /* conn_hook accepted it: told again at close */
+    tls_conn *tls;            /* TLS between the socket and the parser (https listeners) */
+    int tls_closed;           /* the peer sent close_notify */
+    int hooked;               /* conn_hook accepted it: told again at close */
 };
 
 struct http_server {
@@ -186,21 +186,21 @@ struct http_server {
     void *handler_ud;
     char *server_name;
     uv_tcp_t listener;
-    int listener_state;      /* 0 none, 1 listening, 2 closing or closed */
+    int listener_state; /* 0 none, 1 listening, 2 closing or closed */
     uv_idle_t kick;
     uv_timer_t drain_timer;
     int handles_open;
     http_conn *conns;
     http_conn *kick_list;
-    unsigned nconns;         /* open connections */
-    unsigned nalive;         /* connection structures not freed yet */
+    unsigned nconns; /* open connections */
+    unsigned nalive; /* connection structures not freed yet */
     int draining, drain_fired, freeing;
     void (*drain_done)(http_server *, void *);
     void *drain_ud;
     struct tls_server *tls;
     int (*conn_hook)(void *ud, const char *peer_ip, int open);
     const char *const *error_headers;
-    char *tls_rbuf;          /* ciphertext read buffer, shared (fed to TLS at once) */
+    char *tls_rbuf; /* ciphertext read buffer, shared (fed to TLS at once) */
 };
 
 /* The socket's side of a connection, chosen at accept (http_transport.c): plain TCP, or TLS

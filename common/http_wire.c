@@ -388,11 +388,9 @@ static int cb_body(llhttp_t *p, const char *at, size_t len)
         req_release(r);
         return stop ? HPE_PAUSED : 0;
     }
-    case BODY_DISCARD: /* a known rest of at most HTTP_DISCARD_MAX bytes */
-        break;
+    case BODY_DISCARD: /* a known rest of at most HTTP_DISCARD_MAX bytes */ break;
     case BODY_NONE:
-    case BODY_ABANDON:
-        return HPE_PAUSED;
+    case BODY_ABANDON: return HPE_PAUSED;
     }
     return 0;
 }

@@ -9,7 +9,7 @@
 #include "crypto.h"
 
 #define JWT_MAX_HEADER 1024
-#define JWT_MAX_KEYS 16
+#define JWT_MAX_KEYS   16
 
 typedef struct jwt_key {
     crypto_ec_key *key;
@@ -21,7 +21,7 @@ typedef struct jwt_key {
 struct jwt_keyset {
     jwt_key keys[JWT_MAX_KEYS];
     size_t n;
-    int signer;   /* index of the signing key, -1 when none */
+    int signer; /* index of the signing key, -1 when none */
 };
 
 jwt_keyset *jwt_keyset_new(void)
@@ -48,8 +48,8 @@ void jwt_thumbprint(const uint8_t x[32], const uint8_t y[32], char out[JWT_KID_L
     uint8_t digest[32];
     crypto_b64url_encode(x, 32, bx);
     crypto_b64url_encode(y, 32, by);
-    int n = snprintf(canon, sizeof(canon), "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                     bx, by);
+    int n = snprintf(canon, sizeof(canon),
+                     "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", bx, by);
     crypto_sha256(canon, (size_t)n, digest);
     crypto_b64url_encode(digest, 32, out);
 }
@@ -75,7 +75,7 @@ static int jwt_keyset_add_key(jwt_keyset *ks, crypto_ec_key *key, const char *ki
         snprintf(k.kid, sizeof(k.kid), "%s", kid);
     else
         jwt_thumbprint(k.x, k.y, k.kid);
-    if (jwt_find(ks, k.kid)) {   /* the same key twice: keep the first */
+    if (jwt_find(ks, k.kid)) { /* the same key twice: keep the first */
         crypto_ec_key_free(key);
         return 0;
     }
@@ -134,7 +134,8 @@ int jwt_keyset_add_jwks(jwt_keyset *ks, const char *json, size_t len)
     int added = 0;
     size_t i;
     json_t *k;
-    json_array_foreach(keys, i, k) {
+    json_array_foreach(keys, i, k)
+    {
         uint8_t x[32], y[32];
         const char *kty = json_string_value(json_object_get(k, "kty"));
         const char *crv = json_string_value(json_object_get(k, "crv"));
@@ -178,9 +179,9 @@ json_t *jwt_keyset_jwks(const jwt_keyset *ks)
         char bx[48], by[48];
         crypto_b64url_encode(ks->keys[i].x, 32, bx);
         crypto_b64url_encode(ks->keys[i].y, 32, by);
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "kty", "EC",
-                                             "crv", "P-256", "x", bx, "y", by, "kid",
-                                             ks->keys[i].kid, "use", "sig", "alg", "ES256"));
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "kty", "EC", "crv",
+                                             "P-256", "x", bx, "y", by, "kid", ks->keys[i].kid,
+                                             "use", "sig", "alg", "ES256"));
     }
     return json_pack("{s:o}", "keys", arr);
 }
@@ -203,7 +204,8 @@ char *jwt_sign(const jwt_keyset *ks, const char *typ, json_t *claims)
     if (ks->signer < 0 || !json_is_object(claims))
         return NULL;
     const jwt_key *k = &ks->keys[ks->signer];
-    json_t *hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", typ ? typ : "JWT", "kid", k->kid);
+    json_t *hdr =
+        json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", typ ? typ : "JWT", "kid", k->kid);
     char *tok = malloc(JWT_MAX_LEN + 1);
     size_t n = tok ? jwt_encode_part(hdr, tok, JWT_MAX_LEN) : 0;
     json_decref(hdr);
@@ -297,9 +299,8 @@ static jwt_err jwt_check_claims(json_t *claims, const jwt_expect *ex)
         } else if (json_is_array(aud)) {
             size_t i;
             json_t *a;
-            json_array_foreach(aud, i, a)
-                if (json_is_string(a) && strcmp(json_string_value(a), ex->aud) == 0)
-                    ok = 1;
+            json_array_foreach(aud, i, a) if (json_is_string(a) &&
+                                              strcmp(json_string_value(a), ex->aud) == 0) ok = 1;
         }
         if (!ok)
             return JWT_EAUD;
@@ -307,8 +308,8 @@ static jwt_err jwt_check_claims(json_t *claims, const jwt_expect *ex)
     return JWT_OK;
 }
 
-static jwt_err jwt_parse(const jwt_keyset *ks, const char *token, size_t len,
-                         const jwt_expect *ex, int check_sig, json_t **claims_out)
+static jwt_err jwt_parse(const jwt_keyset *ks, const char *token, size_t len, const jwt_expect *ex,
+                         int check_sig, json_t **claims_out)
 {
     if (claims_out)
         *claims_out = NULL;
@@ -344,14 +345,14 @@ static jwt_err jwt_parse(const jwt_keyset *ks, const char *token, size_t len,
         return JWT_EMALFORMED;
     uint8_t sig[64];
     size_t siglen;
-    if (crypto_b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), sig, sizeof(sig), &siglen) != 0 ||
+    if (crypto_b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), sig, sizeof(sig), &siglen) !=
+            0 ||
         siglen != 64) {
         json_decref(claims);
         return JWT_EMALFORMED;
     }
     err = jwt_check_claims(claims, ex);
-    if (err == JWT_OK && check_sig &&
-        !crypto_ec_verify(key->key, token, (size_t)(d2 - token), sig))
+    if (err == JWT_OK && check_sig && !crypto_ec_verify(key->key, token, (size_t)(d2 - token), sig))
         err = JWT_ESIG;
     if (err == JWT_OK && claims_out)
         *claims_out = claims;

@@ -18,9 +18,9 @@
 #include <stdint.h>
 #include <jansson.h>
 
-#define JWT_MAX_LEN 8192      /* longer tokens are refused before any decoding */
-#define JWT_KID_LEN 43        /* base64url of a SHA-256 */
-#define JWT_KID_MAX 128       /* longest kid accepted from a JWKS */
+#define JWT_MAX_LEN 8192 /* longer tokens are refused before any decoding */
+#define JWT_KID_LEN 43   /* base64url of a SHA-256 */
+#define JWT_KID_MAX 128  /* longest kid accepted from a JWKS */
 
 typedef struct jwt_keyset jwt_keyset;
 
@@ -49,25 +49,25 @@ char *jwt_sign(const jwt_keyset *ks, const char *typ, json_t *claims);
 
 typedef enum {
     JWT_OK = 0,
-    JWT_EMALFORMED,   /* not three base64url parts of JSON objects, too long, bad claims */
-    JWT_EALG,         /* alg is not ES256 (none, HS256 ...) or crit is present */
-    JWT_EKID,         /* kid missing or unknown */
-    JWT_ETYP,         /* typ header is not the expected one */
-    JWT_ESIG,         /* the signature does not verify */
-    JWT_EEXPIRED,     /* exp in the past (beyond the leeway) */
-    JWT_ENOTYET,      /* nbf or iat in the future (beyond the leeway) */
-    JWT_EISS,         /* iss is not the expected issuer */
-    JWT_EAUD,         /* aud does not name the expected audience */
+    JWT_EMALFORMED, /* not three base64url parts of JSON objects, too long, bad claims */
+    JWT_EALG,       /* alg is not ES256 (none, HS256 ...) or crit is present */
+    JWT_EKID,       /* kid missing or unknown */
+    JWT_ETYP,       /* typ header is not the expected one */
+    JWT_ESIG,       /* the signature does not verify */
+    JWT_EEXPIRED,   /* exp in the past (beyond the leeway) */
+    JWT_ENOTYET,    /* nbf or iat in the future (beyond the leeway) */
+    JWT_EISS,       /* iss is not the expected issuer */
+    JWT_EAUD,       /* aud does not name the expected audience */
 } jwt_err;
 
 const char *jwt_strerror(jwt_err e);
 
 typedef struct jwt_expect {
-    const char *typ;      /* required typ header ("at+jwt", "svc"); NULL: not checked */
-    const char *iss;      /* required issuer; NULL: not checked */
-    const char *aud;      /* required audience (aud string or array member); NULL: not checked */
-    int64_t now;          /* unix seconds */
-    int64_t leeway;       /* seconds of clock skew tolerated on exp/nbf/iat */
+    const char *typ; /* required typ header ("at+jwt", "svc"); NULL: not checked */
+    const char *iss; /* required issuer; NULL: not checked */
+    const char *aud; /* required audience (aud string or array member); NULL: not checked */
+    int64_t now;     /* unix seconds */
+    int64_t leeway;  /* seconds of clock skew tolerated on exp/nbf/iat */
 } jwt_expect;
 
 /* Parses the token and checks everything but the signature (cheap). On JWT_OK *claims is a

@@ -22,10 +22,12 @@ static log_level log_min = LOG_INFO;
 
 static const char *log_names[] = {"debug", "info", "warn", "error"};
 
-void log_init(const char *svc) {
+void log_init(const char *svc)
+{
     snprintf(log_svc, sizeof log_svc, "%s", svc ? svc : "");
     const char *lv = config_str("LOG_LEVEL", NULL);
-    if (!lv) return;
+    if (!lv)
+        return;
     for (int i = LOG_DEBUG; i <= LOG_ERROR; i++) {
         if (strcasecmp(lv, log_names[i]) == 0) {
             log_min = (log_level)i;
@@ -40,18 +42,22 @@ void log_init(const char *svc) {
     exit(2);
 }
 
-void log_set_level(log_level level) {
+void log_set_level(log_level level)
+{
     log_min = level;
 }
 
-int log_enabled(log_level level) {
+int log_enabled(log_level level)
+{
     return level >= log_min;
 }
 
 /* A JSON string from bytes that may not be valid UTF-8: ill-formed ones become U+FFFD. */
-static json_t *log_string(const char *s) {
+static json_t *log_string(const char *s)
+{
     json_t *j = json_string(s);
-    if (j) return j;
+    if (j)
+        return j;
     size_t len = strlen(s), cap = 3 * len + 1;
     char *copy = xmalloc(cap);
     utf8_sanitize(copy, cap, s, len);
@@ -62,7 +68,8 @@ static json_t *log_string(const char *s) {
 
 /* Writes all of buf to stdout. A non-blocking stdout that is full is waited on briefly;
  * beyond that the rest of the line is dropped rather than stalling the process. */
-static void log_write(const char *buf, size_t len) {
+static void log_write(const char *buf, size_t len)
+{
     int waits = 0;
     while (len > 0) {
         ssize_t n = write(STDOUT_FILENO, buf, len);
@@ -71,7 +78,8 @@ static void log_write(const char *buf, size_t len) {
             len -= (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && waits++ < 10) {
             struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
             poll(&p, 1, 10);
@@ -82,36 +90,41 @@ static void log_write(const char *buf, size_t len) {
 }
 
 /* Composes and writes one line; steals fields. */
-static void log_line(log_level level, const char *request_id, json_t *fields, const char *msg) {
+static void log_line(log_level level, const char *request_id, json_t *fields, const char *msg)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     char tsbuf[96];
     snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ts.tv_nsec / 1000000);
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 
     json_t *line = json_object();
-    if (!line) goto out;
+    if (!line)
+        goto out;
     json_object_set_new(line, "ts", json_string(tsbuf));
     json_object_set_new(line, "level", json_string(log_names[level]));
     json_object_set_new(line, "svc",
                         log_string(log_svc[0] ? log_svc : program_invocation_short_name));
     json_object_set_new(line, "msg", log_string(msg));
-    if (request_id) json_object_set_new(line, "request_id", log_string(request_id));
+    if (request_id)
+        json_object_set_new(line, "request_id", log_string(request_id));
     if (json_is_object(fields)) {
         const char *key;
         json_t *value;
-        json_object_foreach(fields, key, value) {
+        json_object_foreach(fields, key, value)
+        {
             /* The fixed members keep their meaning: a field of the same name is dropped. */
-            if (!json_object_get(line, key)) json_object_set(line, key, value);
+            if (!json_object_get(line, key))
+                json_object_set(line, key, value);
         }
     }
 
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(line);
-    if (!text) goto out;
+    if (!text)
+        goto out;
     size_t len = strlen(text);
     char *withnl = xrealloc(text, len + 2);
     withnl[len] = '\n';
@@ -123,8 +136,10 @@ out:
     json_decref(fields);
 }
 
-void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...) {
-    if (level < LOG_DEBUG || level > LOG_ERROR) level = LOG_ERROR;
+void log_emit(log_level level, const char *request_id, json_t *fields, const char *fmt, ...)
+{
+    if (level < LOG_DEBUG || level > LOG_ERROR)
+        level = LOG_ERROR;
     if (!log_enabled(level)) {
         json_decref(fields);
         return;
@@ -146,9 +161,11 @@ void log_emit(log_level level, const char *request_id, json_t *fields, const cha
     }
 
     log_line(level, request_id, fields, msg);
-    if (msg != msgbuf) free(msg);
+    if (msg != msgbuf)
+        free(msg);
 }
 
-void log_access(const char *request_id, json_t *fields) {
+void log_access(const char *request_id, json_t *fields)
+{
     log_line(LOG_INFO, request_id, fields, "access");
 }

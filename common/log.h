@@ -22,8 +22,8 @@ void log_emit(log_level level, const char *request_id, json_t *fields, const cha
 void log_access(const char *request_id, json_t *fields);
 
 #define log_debug(rid, ...) log_emit(LOG_DEBUG, (rid), NULL, __VA_ARGS__)
-#define log_info(rid, ...) log_emit(LOG_INFO, (rid), NULL, __VA_ARGS__)
-#define log_warn(rid, ...) log_emit(LOG_WARN, (rid), NULL, __VA_ARGS__)
+#define log_info(rid, ...)  log_emit(LOG_INFO, (rid), NULL, __VA_ARGS__)
+#define log_warn(rid, ...)  log_emit(LOG_WARN, (rid), NULL, __VA_ARGS__)
 #define log_error(rid, ...) log_emit(LOG_ERROR, (rid), NULL, __VA_ARGS__)
 
 #endif

@@ -6,12 +6,15 @@
 #include <string.h>
 #include <uv.h>
 
-socklen_t net_addr_len(const struct sockaddr *sa) {
+socklen_t net_addr_len(const struct sockaddr *sa)
+{
     return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-int net_addr_eq(const struct sockaddr *a, const struct sockaddr *b) {
-    if (a->sa_family != b->sa_family) return 0;
+int net_addr_eq(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
     if (a->sa_family == AF_INET) {
         const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
         return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
@@ -24,7 +27,8 @@ int net_addr_eq(const struct sockaddr *a, const struct sockaddr *b) {
     return 0;
 }
 
-void net_addr_text(const struct sockaddr *sa, char *out, size_t size) {
+void net_addr_text(const struct sockaddr *sa, char *out, size_t size)
+{
     char ip[64] = "";
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const void *)sa;

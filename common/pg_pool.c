@@ -24,7 +24,7 @@
 
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 2000
-#define PG_TX_MAX_MS 30000 /* a transaction open longer is rolled back (connection reset) */
+#define PG_TX_MAX_MS      30000 /* a transaction open longer is rolled back (connection reset) */
 
 typedef enum { REQ_QUERY, REQ_BEGIN, REQ_TX_QUERY, REQ_COMMIT, REQ_ROLLBACK, REQ_SETUP } req_kind;
 
@@ -72,9 +72,9 @@ typedef struct pg_conn {
     pg_resolve *resolve; /* the latest resolution started (for uv_cancel on free) */
     unsigned gen;        /* attempt number: answers from older attempts are ignored */
     unsigned backoff_ms;
-    int tried;   /* its first connection attempt has ended */
-    int failing; /* a failure was logged at warn level: log the recovery, not every retry */
-    pg_req *cur; /* running request */
+    int tried;     /* its first connection attempt has ended */
+    int failing;   /* a failure was logged at warn level: log the recovery, not every retry */
+    pg_req *cur;   /* running request */
     PGresult *res; /* result kept while collecting (first error, else last) */
     pg_tx *tx;     /* transaction holding this connection */
 } pg_conn;
@@ -116,52 +116,65 @@ static void conn_on_timer(uv_timer_t *t);
 
 /* ---- small helpers ---- */
 
-static void list_push(req_list *l, pg_req *r) {
+static void list_push(req_list *l, pg_req *r)
+{
     r->next = NULL;
-    if (l->tail) l->tail->next = r;
-    else l->head = r;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
     l->tail = r;
     l->len++;
 }
 
-static pg_req *list_pop(req_list *l) {
+static pg_req *list_pop(req_list *l)
+{
     pg_req *r = l->head;
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     l->head = r->next;
-    if (!l->head) l->tail = NULL;
+    if (!l->head)
+        l->tail = NULL;
     l->len--;
     r->next = NULL;
     return r;
 }
 
-static pg_req *req_new(req_kind kind, const char *sql, int nparams, const char *const *params) {
+static pg_req *req_new(req_kind kind, const char *sql, int nparams, const char *const *params)
+{
     pg_req *r = xcalloc(1, sizeof *r);
     r->kind = kind;
     r->sql = xstrdup(sql ? sql : "");
     if (nparams > 0 && params) {
         r->nparams = nparams;
         r->params = xcalloc((size_t)nparams, sizeof(char *));
-        for (int i = 0; i < nparams; i++) r->params[i] = xstrdup(params[i]);
+        for (int i = 0; i < nparams; i++)
+            r->params[i] = xstrdup(params[i]);
     }
     return r;
 }
 
-static void req_free(pg_req *r) {
-    for (int i = 0; i < r->nparams; i++) free(r->params[i]);
+static void req_free(pg_req *r)
+{
+    for (int i = 0; i < r->nparams; i++)
+        free(r->params[i]);
     free(r->params);
     free(r->sql);
     free(r);
 }
 
 /* The first line of a libpq message, for logs. */
-static void pg_oneline(char *dst, size_t cap, const char *msg) {
+static void pg_oneline(char *dst, size_t cap, const char *msg)
+{
     snprintf(dst, cap, "%s", msg && *msg ? msg : "unknown error");
     dst[strcspn(dst, "\r\n")] = '\0';
 }
 
 /* Appends a libpq connection keyword unless its value is NULL or empty. */
-static void pg_kv(const char **kw, const char **val, int *n, const char *k, const char *v) {
-    if (!v || !*v) return;
+static void pg_kv(const char **kw, const char **val, int *n, const char *k, const char *v)
+{
+    if (!v || !*v)
+        return;
     kw[*n] = k;
     val[*n] = v;
     (*n)++;
@@ -170,9 +183,11 @@ static void pg_kv(const char **kw, const char **val, int *n, const char *k, cons
 /* The libpq keywords of a connection to o (hostaddr: the address resolved, may be NULL; port:
  * o->port as text), o->conninfo's last: NULL-terminated arrays in *kw and *val, free both. */
 static void pg_params(const pg_pool_opts *o, const char *hostaddr, const char *port,
-                      const char ***kw, const char ***val) {
+                      const char ***kw, const char ***val)
+{
     int extra = 0;
-    while (o->conninfo && o->conninfo[extra]) extra += 2;
+    while (o->conninfo && o->conninfo[extra])
+        extra += 2;
     size_t cap = 8 + (size_t)extra / 2;
     *kw = xcalloc(cap, sizeof(char *));
     *val = xcalloc(cap, sizeof(char *));
@@ -184,10 +199,12 @@ static void pg_params(const pg_pool_opts *o, const char *hostaddr, const char *p
     pg_kv(*kw, *val, &n, "user", o->user);
     pg_kv(*kw, *val, &n, "password", o->password);
     pg_kv(*kw, *val, &n, "fallback_application_name", program_invocation_short_name);
-    for (int i = 0; i < extra; i += 2) pg_kv(*kw, *val, &n, o->conninfo[i], o->conninfo[i + 1]);
+    for (int i = 0; i < extra; i += 2)
+        pg_kv(*kw, *val, &n, o->conninfo[i], o->conninfo[i + 1]);
 }
 
-static void pg_on_notice(void *arg, const PGresult *res) {
+static void pg_on_notice(void *arg, const PGresult *res)
+{
     (void)arg;
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -200,46 +217,57 @@ static void pg_on_notice(void *arg, const PGresult *res) {
 
 static void pool_maybe_finish(pg_pool *p);
 
-static void pool_deliver(pg_req *r) {
+static void pool_deliver(pg_req *r)
+{
     if (r->kind == REQ_BEGIN) {
         r->tcb(r->st, r->st == PG_OK ? r->tx : NULL, r->ud);
     } else if (r->qcb) {
         r->qcb(r->st, r->res, r->ud);
     }
-    if ((r->kind == REQ_COMMIT || r->kind == REQ_ROLLBACK) && r->tx) free(r->tx);
+    if ((r->kind == REQ_COMMIT || r->kind == REQ_ROLLBACK) && r->tx)
+        free(r->tx);
     PQclear(r->res);
     req_free(r);
 }
 
-static void pool_on_idle(uv_idle_t *h) {
+static void pool_on_idle(uv_idle_t *h)
+{
     pg_pool *p = h->data;
     req_list batch = p->ready; /* only what is ready now: callbacks may add more */
     memset(&p->ready, 0, sizeof p->ready);
     p->delivering = 1;
     pg_req *r;
-    while ((r = list_pop(&batch))) pool_deliver(r);
+    while ((r = list_pop(&batch)))
+        pool_deliver(r);
     p->delivering = 0;
-    if (!p->ready.head) uv_idle_stop(h);
+    if (!p->ready.head)
+        uv_idle_stop(h);
     pool_maybe_finish(p);
 }
 
 /* Finishes r: its callback runs from the loop, later. */
-static void pool_complete(pg_pool *p, pg_req *r, pg_status st, PGresult *res) {
+static void pool_complete(pg_pool *p, pg_req *r, pg_status st, PGresult *res)
+{
     r->st = st;
     r->res = res;
     list_push(&p->ready, r);
-    if (!uv_is_active((uv_handle_t *)&p->idle)) uv_idle_start(&p->idle, pool_on_idle);
+    if (!uv_is_active((uv_handle_t *)&p->idle))
+        uv_idle_start(&p->idle, pool_on_idle);
 }
 
-static void pool_fail_queue(pg_pool *p, req_list *l, pg_status st) {
+static void pool_fail_queue(pg_pool *p, req_list *l, pg_status st)
+{
     pg_req *r;
-    while ((r = list_pop(l))) pool_complete(p, r, st, NULL);
+    while ((r = list_pop(l)))
+        pool_complete(p, r, st, NULL);
 }
 
-static int pool_live(const pg_pool *p) {
+static int pool_live(const pg_pool *p)
+{
     int n = 0;
     for (int i = 0; i < p->o.size; i++)
-        if (p->conns[i].state == CONN_IDLE || p->conns[i].state == CONN_BUSY) n++;
+        if (p->conns[i].state == CONN_IDLE || p->conns[i].state == CONN_BUSY)
+            n++;
     return n;
 }
 
@@ -247,7 +275,8 @@ static int pool_live(const pg_pool *p) {
 
 static void conn_watch(pg_conn *c, int events);
 
-static void conn_flush(pg_conn *c) {
+static void conn_flush(pg_conn *c)
+{
     int r = PQflush(c->pq);
     if (r < 0) {
         conn_fail(c, PQerrorMessage(c->pq));
@@ -259,9 +288,11 @@ static void conn_flush(pg_conn *c) {
 
 /* Sends r on the idle connection c. Returns 0 when sent, -1 when r already finished (refused
  * by libpq, or the connection failed). */
-static int conn_run(pg_conn *c, pg_req *r) {
+static int conn_run(pg_conn *c, pg_req *r)
+{
     c->cur = r;
-    if (r->kind != REQ_SETUP) c->state = CONN_BUSY;
+    if (r->kind != REQ_SETUP)
+        c->state = CONN_BUSY;
     int ok = r->kind == REQ_SETUP
                  ? PQsendQuery(c->pq, r->sql)
                  : PQsendQueryParams(c->pq, r->sql, r->nparams, NULL,
@@ -271,7 +302,8 @@ static int conn_run(pg_conn *c, pg_req *r) {
             /* libpq refused the arguments (too many parameters...): the caller's error */
             c->cur = NULL;
             c->state = CONN_IDLE;
-            if (r->kind == REQ_COMMIT || r->kind == REQ_ROLLBACK) r->tx = NULL; /* still open */
+            if (r->kind == REQ_COMMIT || r->kind == REQ_ROLLBACK)
+                r->tx = NULL; /* still open */
             pool_complete(c->pool, r, PG_ERR_SQL, PQmakeEmptyPGresult(c->pq, PGRES_FATAL_ERROR));
         } else {
             conn_fail(c, PQerrorMessage(c->pq));
@@ -283,25 +315,25 @@ static int conn_run(pg_conn *c, pg_req *r) {
 }
 
 /* c is idle: start its transaction's next request, or the pool's next one. */
-static void conn_next(pg_conn *c) {
+static void conn_next(pg_conn *c)
+{
     while (c->state == CONN_IDLE && !c->cur) {
         pg_req *r = c->tx ? list_pop(&c->tx->q) : list_pop(&c->pool->queue);
-        if (!r || conn_run(c, r) == 0) return;
+        if (!r || conn_run(c, r) == 0)
+            return;
     }
 }
 
-static pg_status conn_classify(pg_conn *c, const PGresult *res) {
-    if (!res) return PG_DOWN;
+static pg_status conn_classify(pg_conn *c, const PGresult *res)
+{
+    if (!res)
+        return PG_DOWN;
     switch (PQresultStatus(res)) {
     case PGRES_TUPLES_OK:
-    case PGRES_COMMAND_OK:
-        return PG_OK;
-    case PGRES_FATAL_ERROR:
-        break;
-    case PGRES_BAD_RESPONSE:
-        return PG_DOWN;
-    default:
-        return PG_ERR_SQL; /* empty query and the like */
+    case PGRES_COMMAND_OK: return PG_OK;
+    case PGRES_FATAL_ERROR: break;
+    case PGRES_BAD_RESPONSE: return PG_DOWN;
+    default: return PG_ERR_SQL; /* empty query and the like */
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     /* no SQLSTATE: libpq's own error (connection lost); 57P0x: server shutting down or
@@ -313,7 +345,8 @@ static pg_status conn_classify(pg_conn *c, const PGresult *res) {
 }
 
 /* The server answered c->cur with res (may be NULL). */
-static void conn_on_result(pg_conn *c, PGresult *res) {
+static void conn_on_result(pg_conn *c, PGresult *res)
+{
     pg_pool *p = c->pool;
     pg_status st = conn_classify(c, res);
     if (st == PG_DOWN || (c->cur->kind == REQ_SETUP && st != PG_OK)) {
@@ -365,15 +398,14 @@ static void conn_on_result(pg_conn *c, PGresult *res) {
         }
         pool_complete(p, r, st, res);
         break;
-    default:
-        pool_complete(p, r, st, res);
-        break;
+    default: pool_complete(p, r, st, res); break;
     }
     conn_next(c);
 }
 
 /* Reads every result available without blocking; the request ends with a NULL result. */
-static void conn_collect(pg_conn *c) {
+static void conn_collect(pg_conn *c)
+{
     while (c->cur && !PQisBusy(c->pq)) {
         PGresult *r = PQgetResult(c->pq);
         if (!r) {
@@ -401,27 +433,32 @@ static void conn_collect(pg_conn *c) {
 
 /* ---- connection: connecting ---- */
 
-static void conn_on_poll_closed(uv_handle_t *h) {
+static void conn_on_poll_closed(uv_handle_t *h)
+{
     pg_conn *c = h->data;
     free(h);
     c->pool->handles--;
     pool_maybe_finish(c->pool);
 }
 
-static void conn_close_poll(pg_conn *c) {
-    if (!c->poll) return;
+static void conn_close_poll(pg_conn *c)
+{
+    if (!c->poll)
+        return;
     uv_close((uv_handle_t *)c->poll, conn_on_poll_closed); /* stops watching: before close(fd) */
     c->poll = NULL;
 }
 
 /* Watches PQsocket for events, with a new poll handle when libpq changed the socket. */
-static void conn_watch(pg_conn *c, int events) {
+static void conn_watch(pg_conn *c, int events)
+{
     int fd = PQsocket(c->pq);
     if (fd < 0) {
         conn_fail(c, PQerrorMessage(c->pq));
         return;
     }
-    if (c->poll && c->sock != fd) conn_close_poll(c);
+    if (c->poll && c->sock != fd)
+        conn_close_poll(c);
     if (!c->poll) {
         uv_poll_t *h = xcalloc(1, sizeof *h);
         int rc = uv_poll_init(c->pool->loop, h, fd);
@@ -438,43 +475,41 @@ static void conn_watch(pg_conn *c, int events) {
     uv_poll_start(c->poll, events, conn_on_poll);
 }
 
-static void conn_connect_step(pg_conn *c) {
+static void conn_connect_step(pg_conn *c)
+{
     /* PQconnectPoll may close the socket and open another (next address, SSL refused...):
      * stop watching before, and watch whatever socket it leaves. */
     uv_poll_stop(c->poll);
     switch (PQconnectPoll(c->pq)) {
-    case PGRES_POLLING_READING:
-        conn_watch(c, UV_READABLE);
-        break;
-    case PGRES_POLLING_WRITING:
-        conn_watch(c, UV_WRITABLE);
-        break;
+    case PGRES_POLLING_READING: conn_watch(c, UV_READABLE); break;
+    case PGRES_POLLING_WRITING: conn_watch(c, UV_WRITABLE); break;
     case PGRES_POLLING_OK: {
         if (PQsetnonblocking(c->pq, 1) != 0) {
             conn_fail(c, PQerrorMessage(c->pq));
             return;
         }
         conn_watch(c, UV_READABLE);
-        if (c->state == CONN_WAIT) return; /* conn_watch failed */
+        if (c->state == CONN_WAIT)
+            return; /* conn_watch failed */
         char sql[64];
         snprintf(sql, sizeof sql, "SET statement_timeout = %u", c->pool->o.statement_timeout_ms);
         c->state = CONN_SETUP;
         conn_run(c, req_new(REQ_SETUP, sql, 0, NULL));
         break;
     }
-    default:
-        conn_fail(c, PQerrorMessage(c->pq));
-        break;
+    default: conn_fail(c, PQerrorMessage(c->pq)); break;
     }
 }
 
-static void conn_on_poll(uv_poll_t *h, int status, int events) {
+static void conn_on_poll(uv_poll_t *h, int status, int events)
+{
     pg_conn *c = h->data;
     if (c->state == CONN_CONNECTING) {
         conn_connect_step(c); /* libpq reads the socket's error itself */
         return;
     }
-    if (c->state != CONN_SETUP && c->state != CONN_IDLE && c->state != CONN_BUSY) return;
+    if (c->state != CONN_SETUP && c->state != CONN_IDLE && c->state != CONN_BUSY)
+        return;
     if (status < 0) {
         conn_fail(c, uv_strerror(status));
         return;
@@ -485,18 +520,22 @@ static void conn_on_poll(uv_poll_t *h, int status, int events) {
     }
     if (c->flushing) {
         conn_flush(c);
-        if (c->state == CONN_WAIT) return;
+        if (c->state == CONN_WAIT)
+            return;
     }
     if (c->cur) {
         conn_collect(c);
         return;
     }
     PGnotify *n;
-    while ((n = PQnotifies(c->pq))) PQfreemem(n);
-    if (PQstatus(c->pq) == CONNECTION_BAD) conn_fail(c, PQerrorMessage(c->pq));
+    while ((n = PQnotifies(c->pq)))
+        PQfreemem(n);
+    if (PQstatus(c->pq) == CONNECTION_BAD)
+        conn_fail(c, PQerrorMessage(c->pq));
 }
 
-static void conn_start_pq(pg_conn *c, const char *addr) {
+static void conn_start_pq(pg_conn *c, const char *addr)
+{
     pg_pool *p = c->pool;
     const char **kw, **val;
     pg_params(&p->o, addr[0] != '/' ? addr : NULL, p->port, &kw, &val);
@@ -516,12 +555,14 @@ static void conn_start_pq(pg_conn *c, const char *addr) {
     conn_watch(c, UV_WRITABLE); /* libpq: start as if PQconnectPoll said WRITING */
 }
 
-static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai) {
+static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
     pg_resolve *rs = req->data;
     pg_conn *c = rs->conn;
     pg_pool *p = c->pool;
     unsigned gen = rs->gen;
-    if (c->resolve == rs) c->resolve = NULL;
+    if (c->resolve == rs)
+        c->resolve = NULL;
     free(rs);
     p->handles--;
     if (p->closing || gen != c->gen || c->state != CONN_RESOLVING) {
@@ -551,13 +592,15 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
     conn_start_pq(c, addr);
 }
 
-static int pg_is_numeric_host(const char *h) {
+static int pg_is_numeric_host(const char *h)
+{
     unsigned char buf[sizeof(struct in6_addr)];
     return uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0;
 }
 
 /* Starts one connection attempt, bounded by connect_timeout_ms. */
-static void conn_connect(pg_conn *c) {
+static void conn_connect(pg_conn *c)
+{
     pg_pool *p = c->pool;
     c->gen++;
     uv_timer_start(&c->timer, conn_on_timer, p->o.connect_timeout_ms, 0);
@@ -585,19 +628,23 @@ static void conn_connect(pg_conn *c) {
 }
 
 /* Drops the libpq connection: the running request and the transaction's fail with PG_DOWN. */
-static void conn_drop(pg_conn *c) {
+static void conn_drop(pg_conn *c)
+{
     pg_pool *p = c->pool;
     c->gen++;
     conn_close_poll(c);
-    if (c->pq) PQfinish(c->pq);
+    if (c->pq)
+        PQfinish(c->pq);
     c->pq = NULL;
     c->flushing = 0;
     PQclear(c->res);
     c->res = NULL;
     pg_req *r = c->cur;
     c->cur = NULL;
-    if (r && r->kind == REQ_SETUP) req_free(r);
-    else if (r) pool_complete(p, r, PG_DOWN, NULL);
+    if (r && r->kind == REQ_SETUP)
+        req_free(r);
+    else if (r)
+        pool_complete(p, r, PG_DOWN, NULL);
     if (c->tx) { /* the transaction is dead; its pending requests fail */
         c->tx->conn = NULL;
         pool_fail_queue(p, &c->tx->q, PG_DOWN);
@@ -605,7 +652,8 @@ static void conn_drop(pg_conn *c) {
     }
 }
 
-static void conn_fail(pg_conn *c, const char *why) {
+static void conn_fail(pg_conn *c, const char *why)
+{
     pg_pool *p = c->pool;
     char msg[256];
     pg_oneline(msg, sizeof msg, why); /* why may live in the PGconn dropped below */
@@ -614,7 +662,8 @@ static void conn_fail(pg_conn *c, const char *why) {
     c->state = CONN_WAIT;
     json_t *f = json_pack("{s:i,s:s}", "conn", c->id, "error", msg);
     if (was_up || !c->failing)
-        log_emit(LOG_WARN, NULL, f, was_up ? "postgres connection lost" : "postgres connect failed");
+        log_emit(LOG_WARN, NULL, f,
+                 was_up ? "postgres connection lost" : "postgres connect failed");
     else
         log_emit(LOG_DEBUG, NULL, f, "postgres connect failed");
     c->failing = 1;
@@ -625,13 +674,15 @@ static void conn_fail(pg_conn *c, const char *why) {
     uv_timer_start(&c->timer, conn_on_timer, c->backoff_ms, 0);
     c->backoff_ms = c->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : c->backoff_ms * 2;
     /* nobody left to serve the queue soon: callers answer 503 now rather than wait */
-    if (pool_live(p) == 0 && p->starting == 0) pool_fail_queue(p, &p->queue, PG_DOWN);
+    if (pool_live(p) == 0 && p->starting == 0)
+        pool_fail_queue(p, &p->queue, PG_DOWN);
 }
 
 /* The transaction on c stayed open too long: close the connection (the server rolls the
  * transaction back) and open another at once. The server is fine, so until the new connection
  * is up the slot counts as starting: queries wait for it rather than fail with PG_DOWN. */
-static void conn_reset(pg_conn *c) {
+static void conn_reset(pg_conn *c)
+{
     log_emit(LOG_WARN, NULL, json_pack("{s:i}", "conn", c->id),
              "postgres transaction open for more than %d s: rolled back, connection reset",
              PG_TX_MAX_MS / 1000);
@@ -642,37 +693,37 @@ static void conn_reset(pg_conn *c) {
     uv_timer_start(&c->timer, conn_on_timer, 0, 0);
 }
 
-static void conn_on_timer(uv_timer_t *t) {
+static void conn_on_timer(uv_timer_t *t)
+{
     pg_conn *c = t->data;
     switch (c->state) {
-    case CONN_WAIT:
-        conn_connect(c);
-        break;
+    case CONN_WAIT: conn_connect(c); break;
     case CONN_RESOLVING:
     case CONN_CONNECTING:
-    case CONN_SETUP:
-        conn_fail(c, "connect timeout");
-        break;
+    case CONN_SETUP: conn_fail(c, "connect timeout"); break;
     case CONN_IDLE:
     case CONN_BUSY:
-        if (c->tx) conn_reset(c);
+        if (c->tx)
+            conn_reset(c);
         break;
-    case CONN_CLOSED:
-        break;
+    case CONN_CLOSED: break;
     }
 }
 
 /* ---- the pool ---- */
 
-static void pool_on_qtimer(uv_timer_t *t) {
+static void pool_on_qtimer(uv_timer_t *t)
+{
     pg_pool *p = t->data;
     uint64_t now = uv_now(p->loop);
     while (p->queue.head && p->queue.head->deadline <= now)
         pool_complete(p, list_pop(&p->queue), PG_BUSY, NULL);
-    if (p->queue.head) uv_timer_start(t, pool_on_qtimer, p->queue.head->deadline - now, 0);
+    if (p->queue.head)
+        uv_timer_start(t, pool_on_qtimer, p->queue.head->deadline - now, 0);
 }
 
-static void pool_submit(pg_pool *p, pg_req *r) {
+static void pool_submit(pg_pool *p, pg_req *r)
+{
     if (p->closing) {
         pool_complete(p, r, PG_DOWN, NULL);
         return;
@@ -702,18 +753,21 @@ static void pool_submit(pg_pool *p, pg_req *r) {
 
 /* A DATABASE_URL that cannot be used: stops like config's parsers, without quoting the URL
  * (it holds the password; libpq's parse error may quote it too). */
-static void pg_url_fail(const char *why) {
+static void pg_url_fail(const char *why)
+{
     fprintf(stderr, "config: DATABASE_URL: %s\n", why);
     exit(2);
 }
 
 /* DATABASE_URL parsed once by libpq, kept until exit: its host, port, dbname, user and
  * password override o's; its other parameters become o->conninfo. */
-static void pg_opts_from_url(pg_pool_opts *o) {
+static void pg_opts_from_url(pg_pool_opts *o)
+{
     static PQconninfoOption *url_opts;
     static const char **url_extra;
     const char *url = config_str("DATABASE_URL", NULL);
-    if (!url || !*url) return;
+    if (!url || !*url)
+        return;
     if (!url_opts) {
         char *err = NULL;
         url_opts = PQconninfoParse(url, &err);
@@ -722,26 +776,31 @@ static void pg_opts_from_url(pg_pool_opts *o) {
             pg_url_fail("not a libpq connection URI "
                         "(postgres://user:password@host:port/dbname?sslmode=...)");
         int n = 0;
-        for (PQconninfoOption *c = url_opts; c->keyword; c++) n++;
+        for (PQconninfoOption *c = url_opts; c->keyword; c++)
+            n++;
         url_extra = xcalloc((size_t)(2 * n + 1), sizeof(char *));
         int k = 0;
         for (PQconninfoOption *c = url_opts; c->keyword; c++) {
             static const char *const own[] = {"host", "port", "dbname", "user", "password"};
             int mine = 0;
-            if (!c->val) continue;
+            if (!c->val)
+                continue;
             if (strcmp(c->keyword, "hostaddr") == 0)
                 pg_url_fail("hostaddr is not supported: the pool resolves host itself");
             for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
                 mine |= strcmp(c->keyword, own[i]) == 0;
-            if (mine) continue;
+            if (mine)
+                continue;
             url_extra[k++] = c->keyword;
             url_extra[k++] = c->val;
         }
     }
     for (PQconninfoOption *c = url_opts; c->keyword; c++) {
-        if (!c->val || !*c->val) continue;
+        if (!c->val || !*c->val)
+            continue;
         if (strcmp(c->keyword, "host") == 0) {
-            if (strchr(c->val, ',')) pg_url_fail("several hosts are not supported");
+            if (strchr(c->val, ','))
+                pg_url_fail("several hosts are not supported");
             o->host = c->val;
         } else if (strcmp(c->keyword, "port") == 0) {
             char *end;
@@ -761,7 +820,8 @@ static void pg_opts_from_url(pg_pool_opts *o) {
     o->conninfo = url_extra[0] ? url_extra : NULL;
 }
 
-void pg_pool_opts_default(pg_pool_opts *o) {
+void pg_pool_opts_default(pg_pool_opts *o)
+{
     memset(o, 0, sizeof *o);
     o->host = config_str("PGHOST", "127.0.0.1");
     o->port = (int)config_int("PGPORT", 5432);
@@ -776,38 +836,46 @@ void pg_pool_opts_default(pg_pool_opts *o) {
     o->connect_timeout_ms = 3000;
 }
 
-static void pool_on_handle_closed(uv_handle_t *h) {
+static void pool_on_handle_closed(uv_handle_t *h)
+{
     pg_pool *p = h->data;
     p->handles--;
     pool_maybe_finish(p);
 }
 
-static void conn_on_timer_closed(uv_handle_t *h) {
+static void conn_on_timer_closed(uv_handle_t *h)
+{
     pg_conn *c = h->data;
     c->pool->handles--;
     pool_maybe_finish(c->pool);
 }
 
-pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts) {
+pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts)
+{
     pg_pool *p = xcalloc(1, sizeof *p);
     p->loop = loop;
     p->o = *opts;
-    if (p->o.size < 1) p->o.size = 1;
-    if (p->o.max_queue < 0) p->o.max_queue = 0;
+    if (p->o.size < 1)
+        p->o.size = 1;
+    if (p->o.max_queue < 0)
+        p->o.max_queue = 0;
     p->host = xstrdup(opts->host && *opts->host ? opts->host : "127.0.0.1");
     p->dbname = xstrdup(opts->dbname);
     p->user = xstrdup(opts->user);
     p->password = xstrdup(opts->password);
-    if (opts->port > 0) snprintf(p->port, sizeof p->port, "%d", opts->port);
+    if (opts->port > 0)
+        snprintf(p->port, sizeof p->port, "%d", opts->port);
     p->o.host = p->host;
     p->o.dbname = p->dbname;
     p->o.user = p->user;
     p->o.password = p->password;
     int extra = 0;
-    while (opts->conninfo && opts->conninfo[extra]) extra++;
+    while (opts->conninfo && opts->conninfo[extra])
+        extra++;
     if (extra > 0) {
         p->conninfo = xcalloc((size_t)(extra + 1), sizeof(char *));
-        for (int i = 0; i < extra; i++) p->conninfo[i] = xstrdup(opts->conninfo[i]);
+        for (int i = 0; i < extra; i++)
+            p->conninfo[i] = xstrdup(opts->conninfo[i]);
     }
     p->o.conninfo = (const char *const *)p->conninfo;
 
@@ -828,36 +896,44 @@ pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts) {
         p->handles++;
     }
     p->starting = p->o.size;
-    for (int i = 0; i < p->o.size; i++) conn_connect(&p->conns[i]);
+    for (int i = 0; i < p->o.size; i++)
+        conn_connect(&p->conns[i]);
     return p;
 }
 
-static void pool_on_idle_closed(uv_handle_t *h) {
+static void pool_on_idle_closed(uv_handle_t *h)
+{
     pg_pool *p = h->data;
     free(p->conns);
     free(p->host);
     free(p->dbname);
     free(p->user);
     free(p->password);
-    for (int i = 0; p->conninfo && p->conninfo[i]; i++) free(p->conninfo[i]);
+    for (int i = 0; p->conninfo && p->conninfo[i]; i++)
+        free(p->conninfo[i]);
     free(p->conninfo);
     free(p);
 }
 
-static void pool_maybe_finish(pg_pool *p) {
-    if (!p->closing || p->finishing || p->delivering || p->handles > 0 || p->ready.head) return;
+static void pool_maybe_finish(pg_pool *p)
+{
+    if (!p->closing || p->finishing || p->delivering || p->handles > 0 || p->ready.head)
+        return;
     p->finishing = 1;
     uv_close((uv_handle_t *)&p->idle, pool_on_idle_closed);
 }
 
-void pg_pool_free(pg_pool *p) {
-    if (!p || p->closing) return;
+void pg_pool_free(pg_pool *p)
+{
+    if (!p || p->closing)
+        return;
     p->closing = 1;
     uv_close((uv_handle_t *)&p->qtimer, pool_on_handle_closed);
     pool_fail_queue(p, &p->queue, PG_DOWN);
     for (int i = 0; i < p->o.size; i++) {
         pg_conn *c = &p->conns[i];
-        if (c->resolve) uv_cancel((uv_req_t *)&c->resolve->req);
+        if (c->resolve)
+            uv_cancel((uv_req_t *)&c->resolve->req);
         conn_drop(c);
         c->state = CONN_CLOSED;
         uv_close((uv_handle_t *)&c->timer, conn_on_timer_closed);
@@ -865,12 +941,19 @@ void pg_pool_free(pg_pool *p) {
     pool_maybe_finish(p);
 }
 
-int pg_pool_connected(const pg_pool *pool) { return pool_live(pool); }
+int pg_pool_connected(const pg_pool *pool)
+{
+    return pool_live(pool);
+}
 
-int pg_pool_waiting(const pg_pool *pool) { return pool->queue.len; }
+int pg_pool_waiting(const pg_pool *pool)
+{
+    return pool->queue.len;
+}
 
 void pg_query(pg_pool *pool, const char *sql, int nparams, const char *const *params,
-              pg_query_fn cb, void *ud) {
+              pg_query_fn cb, void *ud)
+{
     pg_req *r = req_new(REQ_QUERY, sql, nparams, params);
     r->qcb = cb;
     r->ud = ud;
@@ -879,7 +962,8 @@ void pg_query(pg_pool *pool, const char *sql, int nparams, const char *const *pa
 
 /* ---- transactions ---- */
 
-void pg_begin(pg_pool *pool, pg_tx_fn cb, void *ud) {
+void pg_begin(pg_pool *pool, pg_tx_fn cb, void *ud)
+{
     pg_req *r = req_new(REQ_BEGIN, "BEGIN", 0, NULL);
     r->tcb = cb;
     r->ud = ud;
@@ -887,7 +971,8 @@ void pg_begin(pg_pool *pool, pg_tx_fn cb, void *ud) {
 }
 
 /* Queues r on the transaction's connection; a dead transaction fails it at once. */
-static void tx_submit(pg_tx *tx, pg_req *r) {
+static void tx_submit(pg_tx *tx, pg_req *r)
+{
     if (!tx->conn) {
         pool_complete(tx->pool, r, PG_DOWN, NULL);
         return;
@@ -896,8 +981,9 @@ static void tx_submit(pg_tx *tx, pg_req *r) {
     conn_next(tx->conn);
 }
 
-void pg_tx_query(pg_tx *tx, const char *sql, int nparams, const char *const *params,
-                 pg_query_fn cb, void *ud) {
+void pg_tx_query(pg_tx *tx, const char *sql, int nparams, const char *const *params, pg_query_fn cb,
+                 void *ud)
+{
     pg_req *r = req_new(REQ_TX_QUERY, sql, nparams, params);
     r->qcb = cb;
     r->ud = ud;
@@ -908,7 +994,8 @@ void pg_tx_query(pg_tx *tx, const char *sql, int nparams, const char *const *par
     tx_submit(tx, r);
 }
 
-static void tx_end(pg_tx *tx, req_kind kind, pg_query_fn cb, void *ud) {
+static void tx_end(pg_tx *tx, req_kind kind, pg_query_fn cb, void *ud)
+{
     pg_req *r = req_new(kind, kind == REQ_COMMIT ? "COMMIT" : "ROLLBACK", 0, NULL);
     r->qcb = cb;
     r->ud = ud;
@@ -921,41 +1008,55 @@ static void tx_end(pg_tx *tx, req_kind kind, pg_query_fn cb, void *ud) {
     tx_submit(tx, r);
 }
 
-void pg_tx_commit(pg_tx *tx, pg_query_fn cb, void *ud) { tx_end(tx, REQ_COMMIT, cb, ud); }
+void pg_tx_commit(pg_tx *tx, pg_query_fn cb, void *ud)
+{
+    tx_end(tx, REQ_COMMIT, cb, ud);
+}
 
-void pg_tx_rollback(pg_tx *tx, pg_query_fn cb, void *ud) { tx_end(tx, REQ_ROLLBACK, cb, ud); }
+void pg_tx_rollback(pg_tx *tx, pg_query_fn cb, void *ud)
+{
+    tx_end(tx, REQ_ROLLBACK, cb, ud);
+}
 
 /* ---- results ---- */
 
-const char *pg_sqlstate(const PGresult *res) {
+const char *pg_sqlstate(const PGresult *res)
+{
     const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     return s ? s : "";
 }
 
-const char *pg_get(const PGresult *res, int row, const char *col) {
-    if (!res || !col || row < 0 || row >= PQntuples(res)) return NULL;
+const char *pg_get(const PGresult *res, int row, const char *col)
+{
+    if (!res || !col || row < 0 || row >= PQntuples(res))
+        return NULL;
     int c = PQfnumber(res, col);
-    if (c < 0 || PQgetisnull(res, row, c)) return NULL;
+    if (c < 0 || PQgetisnull(res, row, c))
+        return NULL;
     return PQgetvalue(res, row, c);
 }
 
 /* ---- migrations (blocking, at start-up) ---- */
 
-static int migrate_cmp(const void *a, const void *b) {
+static int migrate_cmp(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* The *.sql names in dir, sorted; NULL (and *n = -1) when dir cannot be read. */
-static char **migrate_list(const char *dir, int *n) {
+static char **migrate_list(const char *dir, int *n)
+{
     *n = -1;
     DIR *d = opendir(dir);
-    if (!d) return NULL;
+    if (!d)
+        return NULL;
     char **names = NULL;
     int len = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t l = strlen(e->d_name);
-        if (e->d_name[0] == '.' || l < 5 || strcmp(e->d_name + l - 4, ".sql") != 0) continue;
+        if (e->d_name[0] == '.' || l < 5 || strcmp(e->d_name + l - 4, ".sql") != 0)
+            continue;
         if (len == cap) {
             cap = cap ? cap * 2 : 16;
             names = xrealloc(names, sizeof(char *) * (size_t)cap);
@@ -963,14 +1064,17 @@ static char **migrate_list(const char *dir, int *n) {
         names[len++] = xstrdup(e->d_name);
     }
     closedir(d);
-    if (len > 1) qsort(names, (size_t)len, sizeof(char *), migrate_cmp);
+    if (len > 1)
+        qsort(names, (size_t)len, sizeof(char *), migrate_cmp);
     *n = len;
     return names;
 }
 
-static char *migrate_read(const char *path) {
+static char *migrate_read(const char *path)
+{
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f)
+        return NULL;
     char *buf = NULL;
     size_t len = 0, cap = 0, got;
     do {
@@ -993,7 +1097,8 @@ static char *migrate_read(const char *path) {
 
 /* Runs sql (no parameters); 0 when it succeeded, else logs what and returns -1. */
 static int migrate_exec(PGconn *pq, const char *what, const char *sql, int nparams,
-                        const char *const *params) {
+                        const char *const *params)
+{
     PGresult *res = PQexecParams(pq, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType s = PQresultStatus(res);
     int ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
@@ -1008,12 +1113,13 @@ static int migrate_exec(PGconn *pq, const char *what, const char *sql, int npara
 }
 
 /* Applies dir/name unless recorded. 0 on success (or already applied), -1 after logging. */
-static int migrate_apply(PGconn *pq, const char *dir, const char *name) {
+static int migrate_apply(PGconn *pq, const char *dir, const char *name)
+{
     char version[256];
     snprintf(version, sizeof version, "%.*s", (int)(strlen(name) - 4), name);
     const char *params[1] = {version};
-    PGresult *res = PQexecParams(pq, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
-                                 NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(pq, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, NULL,
+                                 params, NULL, NULL, 0);
     int st = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
     if (st < 0) {
         char msg[512];
@@ -1022,7 +1128,8 @@ static int migrate_apply(PGconn *pq, const char *dir, const char *name) {
                  "migration failed");
     }
     PQclear(res);
-    if (st != 0) return st > 0 ? 0 : -1;
+    if (st != 0)
+        return st > 0 ? 0 : -1;
 
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -1050,8 +1157,8 @@ static int migrate_apply(PGconn *pq, const char *dir, const char *name) {
         return -1;
     }
     PQclear(res);
-    if (migrate_exec(pq, name, "INSERT INTO schema_migrations (version) VALUES ($1)", 1,
-                     params) < 0) {
+    if (migrate_exec(pq, name, "INSERT INTO schema_migrations (version) VALUES ($1)", 1, params) <
+        0) {
         PQclear(PQexec(pq, "ROLLBACK"));
         return -1;
     }
@@ -1064,13 +1171,16 @@ static int migrate_apply(PGconn *pq, const char *dir, const char *name) {
                  "migration failed at commit");
     }
     PQclear(res);
-    if (ok) log_emit(LOG_INFO, NULL, json_pack("{s:s}", "file", name), "migration applied");
+    if (ok)
+        log_emit(LOG_INFO, NULL, json_pack("{s:s}", "file", name), "migration applied");
     return ok ? 0 : -1;
 }
 
-PGconn *pg_connect_blocking(const pg_pool_opts *o) {
+PGconn *pg_connect_blocking(const pg_pool_opts *o)
+{
     char port[16] = "";
-    if (o->port > 0) snprintf(port, sizeof port, "%d", o->port);
+    if (o->port > 0)
+        snprintf(port, sizeof port, "%d", o->port);
     const char **kw, **val;
     pg_params(o, NULL, port, &kw, &val);
     PGconn *pq = PQconnectdbParams(kw, val, 0);
@@ -1087,7 +1197,8 @@ PGconn *pg_connect_blocking(const pg_pool_opts *o) {
     return pq;
 }
 
-int pg_migrate(const pg_pool_opts *o, const char *dir) {
+int pg_migrate(const pg_pool_opts *o, const char *dir)
+{
     int n;
     char **names = migrate_list(dir, &n);
     if (n < 0) {
@@ -1102,14 +1213,15 @@ int pg_migrate(const pg_pool_opts *o, const char *dir) {
     } else {
         /* one migrator at a time per database; the others wait here, then find the files
          * recorded and apply nothing */
-        if (migrate_exec(pq, "lock", "SELECT pg_advisory_lock(hashtext('schema_migrations'))",
-                         0, NULL) == 0) {
+        if (migrate_exec(pq, "lock", "SELECT pg_advisory_lock(hashtext('schema_migrations'))", 0,
+                         NULL) == 0) {
             rc = migrate_exec(pq, "create schema_migrations",
                               "CREATE TABLE IF NOT EXISTS schema_migrations ("
                               "version text PRIMARY KEY, "
                               "applied_at timestamptz NOT NULL DEFAULT now())",
                               0, NULL);
-            for (int i = 0; rc == 0 && i < n; i++) rc = migrate_apply(pq, dir, names[i]);
+            for (int i = 0; rc == 0 && i < n; i++)
+                rc = migrate_apply(pq, dir, names[i]);
             if (migrate_exec(pq, "unlock",
                              "SELECT pg_advisory_unlock(hashtext('schema_migrations'))", 0,
                              NULL) < 0)
@@ -1117,7 +1229,8 @@ int pg_migrate(const pg_pool_opts *o, const char *dir) {
         }
     }
     PQfinish(pq);
-    for (int i = 0; i < n; i++) free(names[i]);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     free(names);
     return rc;
 }

@@ -14,27 +14,27 @@
 #include <uv.h>
 
 typedef enum {
-    PG_OK = 0,      /* res is PGRES_TUPLES_OK or PGRES_COMMAND_OK */
-    PG_ERR_SQL,     /* the server refused the statement: res holds the error (pg_sqlstate) */
-    PG_BUSY,        /* queue full or waited too long for a connection */
-    PG_DOWN,        /* no connection to the server (or it broke during the query) */
+    PG_OK = 0,  /* res is PGRES_TUPLES_OK or PGRES_COMMAND_OK */
+    PG_ERR_SQL, /* the server refused the statement: res holds the error (pg_sqlstate) */
+    PG_BUSY,    /* queue full or waited too long for a connection */
+    PG_DOWN,    /* no connection to the server (or it broke during the query) */
 } pg_status;
 
 typedef struct pg_pool pg_pool;
 typedef struct pg_tx pg_tx;
 
 typedef struct pg_pool_opts {
-    const char *host;               /* name or address; resolved asynchronously */
+    const char *host; /* name or address; resolved asynchronously */
     int port;
     const char *dbname, *user, *password;
     /* more libpq keywords (sslmode, sslrootcert, application_name...): keyword, value, ...,
      * NULL; NULL for none */
     const char *const *conninfo;
-    int size;                       /* connections: 4 */
-    int max_queue;                  /* waiting queries: 256 */
-    unsigned queue_timeout_ms;      /* 2000 */
-    unsigned statement_timeout_ms;  /* 5000 (SET statement_timeout on every connection) */
-    unsigned connect_timeout_ms;    /* 3000 */
+    int size;                      /* connections: 4 */
+    int max_queue;                 /* waiting queries: 256 */
+    unsigned queue_timeout_ms;     /* 2000 */
+    unsigned statement_timeout_ms; /* 5000 (SET statement_timeout on every connection) */
+    unsigned connect_timeout_ms;   /* 3000 */
 } pg_pool_opts;
 
 /* Fills defaults; host/port/db/user/password from PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD
@@ -50,9 +50,9 @@ typedef void (*pg_query_fn)(pg_status st, PGresult *res, void *ud);
 typedef void (*pg_tx_fn)(pg_status st, pg_tx *tx, void *ud);
 
 pg_pool *pg_pool_new(uv_loop_t *loop, const pg_pool_opts *opts); /* starts connecting */
-void pg_pool_free(pg_pool *pool);                                 /* closes; run the loop */
-int pg_pool_connected(const pg_pool *pool);                       /* live connections */
-int pg_pool_waiting(const pg_pool *pool);                         /* queued queries */
+void pg_pool_free(pg_pool *pool);                                /* closes; run the loop */
+int pg_pool_connected(const pg_pool *pool);                      /* live connections */
+int pg_pool_waiting(const pg_pool *pool);                        /* queued queries */
 
 /* Runs one statement. params may contain NULL (SQL NULL). sql and params are copied: the
  * caller may free them as soon as this returns. cb is always called exactly once,
@@ -65,8 +65,8 @@ void pg_query(pg_pool *pool, const char *sql, int nparams, const char *const *pa
  * connection back. On PG_DOWN inside a transaction the tx is dead: still call rollback. */
 void pg_begin(pg_pool *pool, pg_tx_fn cb, void *ud);
 /* Same copying rule as pg_query. */
-void pg_tx_query(pg_tx *tx, const char *sql, int nparams, const char *const *params,
-                 pg_query_fn cb, void *ud);
+void pg_tx_query(pg_tx *tx, const char *sql, int nparams, const char *const *params, pg_query_fn cb,
+                 void *ud);
 void pg_tx_commit(pg_tx *tx, pg_query_fn cb, void *ud);
 void pg_tx_rollback(pg_tx *tx, pg_query_fn cb /* may be NULL */, void *ud);
 

@@ -9,20 +9,21 @@
 #include <hiredis/hiredis.h>
 
 typedef enum {
-    REDIS_ST_OK = 0,     /* (hiredis owns REDIS_OK) reply set (it may be an error reply: check reply->type) */
-    REDIS_ST_DOWN,         /* not connected, or the connection broke */
-    REDIS_ST_TIMEOUT,      /* no answer within command_timeout_ms */
+    REDIS_ST_OK =
+        0, /* (hiredis owns REDIS_OK) reply set (it may be an error reply: check reply->type) */
+    REDIS_ST_DOWN,    /* not connected, or the connection broke */
+    REDIS_ST_TIMEOUT, /* no answer within command_timeout_ms */
 } redis_status;
 
 typedef struct redis redis;
 
 typedef struct redis_opts {
-    const char *host;               /* REDIS_HOST or 127.0.0.1 */
-    int port;                       /* REDIS_PORT or 6379 */
-    const char *password;           /* REDIS_PASSWORD(_FILE), NULL: none */
-    unsigned connect_timeout_ms;    /* 2000 */
-    unsigned command_timeout_ms;    /* 2000 (a blocking command passes its own, see below) */
-    unsigned backoff_max_ms;        /* reconnect backoff cap: 5000, starting at 100 */
+    const char *host;            /* REDIS_HOST or 127.0.0.1 */
+    int port;                    /* REDIS_PORT or 6379 */
+    const char *password;        /* REDIS_PASSWORD(_FILE), NULL: none */
+    unsigned connect_timeout_ms; /* 2000 */
+    unsigned command_timeout_ms; /* 2000 (a blocking command passes its own, see below) */
+    unsigned backoff_max_ms;     /* reconnect backoff cap: 5000, starting at 100 */
 } redis_opts;
 
 void redis_opts_default(redis_opts *o);

@@ -22,7 +22,7 @@
 #define ROUTER_MAX_SEGS 64
 
 typedef struct route_seg {
-    char *text;   /* the literal, or the parameter's name */
+    char *text; /* the literal, or the parameter's name */
     int is_param;
 } route_seg;
 
@@ -41,7 +41,7 @@ typedef struct route {
 struct router {
     route *routes;
     size_t n, cap;
-    router_authn_fn authn;      /* how a caller is found; NULL: none (auth routes: 503) */
+    router_authn_fn authn; /* how a caller is found; NULL: none (auth routes: 503) */
     void *authn_ctx;
 };
 
@@ -88,9 +88,8 @@ static void router_bad_pattern(const char *pattern, const char *why)
 }
 
 /* A route is registered at start-up: a malformed pattern is a programming error. */
-static void router_add_route(router *r, const char *method, const char *pattern,
-                             http_req_fn fn, router_caller_fn caller_fn, size_t max_body,
-                             int stream)
+static void router_add_route(router *r, const char *method, const char *pattern, http_req_fn fn,
+                             router_caller_fn caller_fn, size_t max_body, int stream)
 {
     if (!method || !*method || !pattern || pattern[0] != '/' || (!fn && !caller_fn))
         router_bad_pattern(pattern ? pattern : "(null)", "must start with '/'");
@@ -140,8 +139,7 @@ static void router_add_route(router *r, const char *method, const char *pattern,
     r->routes[r->n++] = rt;
 }
 
-void router_add(router *r, const char *method, const char *pattern, http_req_fn fn,
-                size_t max_body)
+void router_add(router *r, const char *method, const char *pattern, http_req_fn fn, size_t max_body)
 {
     router_add_route(r, method, pattern, fn, NULL, max_body, 0);
 }
@@ -157,8 +155,7 @@ void router_add_auth(router *r, const char *method, const char *pattern, router_
     router_add_route(r, method, pattern, NULL, fn, max_body, 0);
 }
 
-void router_add_auth_stream(router *r, const char *method, const char *pattern,
-                            router_caller_fn fn)
+void router_add_auth_stream(router *r, const char *method, const char *pattern, router_caller_fn fn)
 {
     router_add_route(r, method, pattern, NULL, fn, 0, 1);
 }

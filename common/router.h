@@ -41,8 +41,7 @@ void router_add_auth_stream(router *r, const char *method, const char *pattern,
 /* An authenticator: learns the caller of req, then calls done(done_ud, who) once, with who
  * valid during that call, or, after it answered the request itself (401/503), with NULL. */
 typedef void (*router_authed_fn)(void *done_ud, const auth_identity *who);
-typedef void (*router_authn_fn)(void *ctx, http_req *req, router_authed_fn done,
-                                void *done_ud);
+typedef void (*router_authn_fn)(void *ctx, http_req *req, router_authed_fn done, void *done_ud);
 /* Sets the router's authenticator (NULL: none, auth routes answer 503). */
 void router_set_authn(router *r, router_authn_fn fn, void *ctx);
 /* The authenticator of every service but svc-auth itself: common/auth_client
@@ -56,10 +55,10 @@ void router_dispatch(http_req *req, void *r);
 /* The routing decision alone, without a request (tests, diagnostics). */
 #define ROUTER_MAX_PARAMS 8
 typedef struct router_match {
-    int status;                      /* 200 found, 404 no such path, 405 other methods only */
-    const char *pattern;             /* 200: the route's pattern (owned by the router) */
-    int needs_caller;                /* 200: registered with router_add_auth(_stream) */
-    size_t nparams;                  /* 200: parameters, values percent-decoded */
+    int status;          /* 200 found, 404 no such path, 405 other methods only */
+    const char *pattern; /* 200: the route's pattern (owned by the router) */
+    int needs_caller;    /* 200: registered with router_add_auth(_stream) */
+    size_t nparams;      /* 200: parameters, values percent-decoded */
     const char *names[ROUTER_MAX_PARAMS];
     char *values[ROUTER_MAX_PARAMS]; /* freed by router_match_free */
     char allow[160];                 /* 405: the Allow header value, e.g. "GET, HEAD, POST" */

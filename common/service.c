@@ -188,8 +188,7 @@ int service_run(service *s)
     service_sigterm.data = service_sigint.data = s;
     uv_signal_start(&service_sigterm, service_on_signal, SIGTERM);
     uv_signal_start(&service_sigint, service_on_signal, SIGINT);
-    log_emit(LOG_INFO, NULL, json_pack("{s:s, s:i}", "host", host, "port", (int)port),
-             "listening");
+    log_emit(LOG_INFO, NULL, json_pack("{s:s, s:i}", "host", host, "port", (int)port), "listening");
     uv_run(s->loop, UV_RUN_DEFAULT);
 
     http_server_free(s->http);
@@ -213,8 +212,8 @@ void service_reply_pg_error(http_req *req, pg_status st, const PGresult *res)
         return;
     }
     log_emit(LOG_ERROR, http_req_id(req),
-             json_pack("{s:s}", "sqlstate", res ? pg_sqlstate(res) : ""),
-             "database error: %s", res ? PQresultErrorMessage(res) : "");
+             json_pack("{s:s}", "sqlstate", res ? pg_sqlstate(res) : ""), "database error: %s",
+             res ? PQresultErrorMessage(res) : "");
     http_reply_error(req, 500, "internal_error", "An internal error occurred.");
 }
 
@@ -223,5 +222,5 @@ void service_reply_redis_error(http_req *req, redis_status st)
     http_resp_header(req, "Retry-After", "1");
     http_reply_error(req, 503, "unavailable",
                      st == REDIS_ST_TIMEOUT ? "The cache did not answer in time; retry shortly."
-                                         : "The cache is unavailable; retry shortly.");
+                                            : "The cache is unavailable; retry shortly.");
 }

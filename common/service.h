@@ -20,10 +20,10 @@ typedef struct service {
     uv_loop_t *loop;
     router *router;
     http_server *http;
-    http_client *client;   /* for calls to other services */
-    pg_pool *pg;           /* NULL until service_use_pg */
-    redis *redis;          /* NULL until service_use_redis */
-    http_limits limits;    /* adjust before service_run */
+    http_client *client; /* for calls to other services */
+    pg_pool *pg;         /* NULL until service_use_pg */
+    redis *redis;        /* NULL until service_use_redis */
+    http_limits limits;  /* adjust before service_run */
     /* Called once after draining, before the pools close: free what the service added. */
     void (*on_stop)(struct service *s);
     /* Extra dependencies shown by /health (an auth upstream...): 1 when up. */

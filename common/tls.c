@@ -31,7 +31,7 @@ struct tls_server {
     tls_ticket_keys_fn ticket_keys;
     void *ticket_ud;
     uint32_t ticket_lifetime;
-    tls_conn *current;           /* the connection whose handshake runs now */
+    tls_conn *current; /* the connection whose handshake runs now */
 };
 
 typedef struct tls_buf {
@@ -64,11 +64,13 @@ static const int tls_suites[] = {
 /* mbedTLS takes the client's first curve that is listed here. For the server's share of the
  * exchange its X25519 is cheaper than its P-256 (bench/p256_cost.c). */
 static const mbedtls_ecp_group_id tls_curves[] = {
-    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_SECP384R1,
     MBEDTLS_ECP_DP_NONE,
 };
 
-static const char *tls_alpn[] = { "http/1.1", NULL };
+static const char *tls_alpn[] = {"http/1.1", NULL};
 
 static void set_err(char *err, size_t cap, const char *what, int rc)
 {
@@ -89,8 +91,8 @@ static int seal(const tls_ticket_key *k, const uint8_t iv[12], const uint8_t *aa
         if (decrypt)
             rc = mbedtls_gcm_auth_decrypt(&gcm, len, iv, 12, aad, aadlen, tag, 16, in, out);
         else
-            rc = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, len, iv, 12, aad, aadlen,
-                                           in, out, 16, tag);
+            rc = mbedtls_gcm_crypt_and_tag(&gcm, MBEDTLS_GCM_ENCRYPT, len, iv, 12, aad, aadlen, in,
+                                           out, 16, tag);
     }
     mbedtls_gcm_free(&gcm);
     return rc;
@@ -142,7 +144,7 @@ static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *bu
         if (memcmp(keys[i].name, buf, 16) == 0)
             k = &keys[i];
     if (!k)
-        return MBEDTLS_ERR_SSL_INVALID_MAC;   /* unknown or retired key: full handshake */
+        return MBEDTLS_ERR_SSL_INVALID_MAC; /* unknown or retired key: full handshake */
     uint8_t *state = buf + TICKET_HDR;
     if (seal(k, buf + 16, buf, TICKET_HDR, state, clen, state, state + clen, 1) != 0)
         return MBEDTLS_ERR_SSL_INVALID_MAC;
@@ -204,15 +206,17 @@ tls_server *tls_server_new(const tls_server_opts *o, char *err, size_t errcap)
         set_err(err, errcap, "drbg", rc);
         goto fail;
     }
-    rc = mbedtls_ssl_config_defaults(&srv->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                     MBEDTLS_SSL_PRESET_DEFAULT);
+    rc = mbedtls_ssl_config_defaults(&srv->conf, MBEDTLS_SSL_IS_SERVER,
+                                     MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
     if (rc != 0) {
         set_err(err, errcap, "config", rc);
         goto fail;
     }
     mbedtls_ssl_conf_rng(&srv->conf, mbedtls_ctr_drbg_random, &srv->drbg);
-    mbedtls_ssl_conf_min_version(&srv->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_max_version(&srv->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_min_version(&srv->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&srv->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_ciphersuites(&srv->conf, tls_suites);
     mbedtls_ssl_conf_curves(&srv->conf, tls_curves);
     mbedtls_ssl_conf_renegotiation(&srv->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);

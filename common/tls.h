@@ -27,11 +27,11 @@ typedef struct tls_ticket_key {
 typedef size_t (*tls_ticket_keys_fn)(void *ud, tls_ticket_key *out, size_t max);
 
 typedef struct tls_server_opts {
-    const char *cert_file, *key_file;     /* PEM chain and key (ECDSA or RSA) */
-    const char *cert2_file, *key2_file;   /* optional second pair, NULL when none */
-    tls_ticket_keys_fn ticket_keys;       /* NULL: no session tickets */
+    const char *cert_file, *key_file;   /* PEM chain and key (ECDSA or RSA) */
+    const char *cert2_file, *key2_file; /* optional second pair, NULL when none */
+    tls_ticket_keys_fn ticket_keys;     /* NULL: no session tickets */
     void *ticket_ud;
-    uint32_t ticket_lifetime_s;           /* 0: 43200 (12 h) */
+    uint32_t ticket_lifetime_s; /* 0: 43200 (12 h) */
 } tls_server_opts;
 
 /* Loads certificates and keys and seeds this process's own DRBG (call it after fork()).
@@ -39,9 +39,9 @@ typedef struct tls_server_opts {
 tls_server *tls_server_new(const tls_server_opts *opts, char *err, size_t errcap);
 void tls_server_free(tls_server *srv);
 
-#define TLS_AGAIN 0        /* tls_conn_read: nothing to give yet, feed more */
-#define TLS_CLOSED (-1)    /* the peer sent close_notify */
-#define TLS_ERROR (-2)     /* fatal: send what tls_conn_take_out gives (an alert), then close */
+#define TLS_AGAIN  0    /* tls_conn_read: nothing to give yet, feed more */
+#define TLS_CLOSED (-1) /* the peer sent close_notify */
+#define TLS_ERROR  (-2) /* fatal: send what tls_conn_take_out gives (an alert), then close */
 
 tls_conn *tls_conn_new(tls_server *srv);
 void tls_conn_free(tls_conn *c);

@@ -9,8 +9,8 @@ typedef struct ttl_entry {
     uint8_t key[32];
     json_t *value;
     uint64_t expires_ms;
-    struct ttl_entry *chain;             /* bucket chain */
-    struct ttl_entry *older, *newer;     /* insertion order */
+    struct ttl_entry *chain;         /* bucket chain */
+    struct ttl_entry *older, *newer; /* insertion order */
 } ttl_entry;
 
 typedef struct ttl_waiter {
@@ -30,7 +30,7 @@ typedef struct ttl_flight {
 
 struct ttl_cache {
     ttl_entry **buckets;
-    size_t nbuckets;   /* power of two */
+    size_t nbuckets; /* power of two */
     size_t size, max;
     ttl_entry *oldest, *newest;
     ttl_flight *flights[TTL_FLIGHT_BUCKETS]; /* by the key's first byte */
@@ -56,7 +56,7 @@ ttl_cache *ttl_cache_new(size_t max_entries)
 static size_t ttl_bucket(const ttl_cache *c, const uint8_t key[32])
 {
     uint64_t h;
-    memcpy(&h, key, sizeof(h));   /* the key is a hash already */
+    memcpy(&h, key, sizeof(h)); /* the key is a hash already */
     return (size_t)h & (c->nbuckets - 1);
 }
 
@@ -199,7 +199,7 @@ void ttl_cache_done(ttl_cache *c, const uint8_t key[32], int status, json_t *val
     ttl_flight *f = *slot;
     if (!f)
         return;
-    *slot = f->next; /* before the calls: a waiter may join again */
+    *slot = f->next;    /* before the calls: a waiter may join again */
     json_incref(value); /* the waiters' even if the cache drops it meanwhile */
     for (ttl_waiter *w = f->head, *next; w; w = next) {
         next = w->next;

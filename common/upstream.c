@@ -26,12 +26,12 @@
 
 typedef struct us_host {
     upstream *u;
-    char *host;                     /* without brackets */
+    char *host; /* without brackets */
     char port[8];
-    int numeric;                    /* a literal address: never resolved */
+    int numeric; /* a literal address: never resolved */
     int resolving;
-    int answered;                   /* the first resolution ended (well or not) */
-    int failing;                    /* the last resolution failed (logged once) */
+    int answered; /* the first resolution ended (well or not) */
+    int failing;  /* the last resolution failed (logged once) */
     uv_getaddrinfo_t req;
     struct sockaddr_storage *addrs; /* the last good answer */
     size_t naddrs;
@@ -42,9 +42,9 @@ struct upstream_peer {
     char text[64];
     unsigned refs;
     int in_set;
-    unsigned fails;                 /* passive: failures since fail_start */
+    unsigned fails; /* passive: failures since fail_start */
     uint64_t fail_start, down_until;
-    int active_down;                /* active: failed `fall` checks, not yet `rise` good ones */
+    int active_down; /* active: failed `fall` checks, not yet `rise` good ones */
     unsigned rise_n, fall_n;
     int checking;
 };
@@ -63,12 +63,12 @@ struct upstream {
     size_t npeers, cap;
     size_t rr;
     uv_timer_t resolve_timer, health_timer, defer_timer;
-    unsigned pending;               /* handles, resolutions, checks and fetches under way */
+    unsigned pending; /* handles, resolutions, checks and fetches under way */
     int freeing;
-    int first_round_done;           /* every name answered once */
-    us_fetch *waiting;              /* fetches waiting for the first resolution */
-    us_fetch *deferred;             /* fetches to end with HC_ECONNECT from the loop */
-    upstream_skip_fn skip;          /* outside health (upstream_set_skip) */
+    int first_round_done;  /* every name answered once */
+    us_fetch *waiting;     /* fetches waiting for the first resolution */
+    us_fetch *deferred;    /* fetches to end with HC_ECONNECT from the loop */
+    upstream_skip_fn skip; /* outside health (upstream_set_skip) */
     void *skip_ud;
 };
 
@@ -82,7 +82,7 @@ struct us_fetch {
     void *ud;
     upstream_peer *peer;
     int tries;
-    uint64_t wait_until;            /* waiting for the first resolution until then */
+    uint64_t wait_until; /* waiting for the first resolution until then */
     us_fetch *next;
 };
 
@@ -95,13 +95,15 @@ static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r);
 static void us_fetch_go(us_fetch *f);
 static void us_defer_arm(upstream *u);
 
-static char *us_strndup(const char *s, size_t n) {
+static char *us_strndup(const char *s, size_t n)
+{
     char *d = xcalloc(1, n + 1);
     memcpy(d, s, n);
     return d;
 }
 
-void upstream_opts_default(upstream_opts *o) {
+void upstream_opts_default(upstream_opts *o)
+{
     o->resolve_every_ms = 5000;
     o->max_fails = 1;
     o->fail_timeout_ms = 10000;
@@ -114,20 +116,26 @@ void upstream_opts_default(upstream_opts *o) {
 
 /* ---- parsing "host:port[,host:port...]" ---- */
 
-static int us_parse_port(const char *s, size_t n, char out[8]) {
+static int us_parse_port(const char *s, size_t n, char out[8])
+{
     unsigned long v = 0;
-    if (n == 0 || n > 5) return -1;
+    if (n == 0 || n > 5)
+        return -1;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
         v = v * 10 + (unsigned long)(s[i] - '0');
     }
-    if (v == 0 || v > 65535) return -1;
+    if (v == 0 || v > 65535)
+        return -1;
     snprintf(out, 8, "%lu", v);
     return 0;
 }
 
-static int us_valid_name(const char *s, size_t n) {
-    if (n == 0 || n > 253) return 0;
+static int us_valid_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return 0;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -138,38 +146,47 @@ static int us_valid_name(const char *s, size_t n) {
 }
 
 /* One item, spaces trimmed; fills h (host, port, numeric and its address). */
-static int us_parse_item(const char *s, size_t n, us_host *h) {
+static int us_parse_item(const char *s, size_t n, us_host *h)
+{
     const char *host, *port;
     size_t hn, pn;
-    while (n > 0 && (*s == ' ' || *s == '\t')) s++, n--;
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
-    if (n == 0) return -1;
+    while (n > 0 && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return -1;
     if (s[0] == '[') {
         const char *close = memchr(s, ']', n);
-        if (!close || close + 1 >= s + n || close[1] != ':') return -1;
+        if (!close || close + 1 >= s + n || close[1] != ':')
+            return -1;
         host = s + 1;
         hn = (size_t)(close - host);
         port = close + 2;
     } else {
         const char *colon = memchr(s, ':', n);
-        if (!colon || memchr(colon + 1, ':', (size_t)(s + n - colon - 1))) return -1;
+        if (!colon || memchr(colon + 1, ':', (size_t)(s + n - colon - 1)))
+            return -1;
         host = s;
         hn = (size_t)(colon - s);
         port = colon + 1;
     }
     pn = (size_t)(s + n - port);
-    if (us_parse_port(port, pn, h->port) != 0) return -1;
+    if (us_parse_port(port, pn, h->port) != 0)
+        return -1;
     h->host = us_strndup(host, hn);
     if (s[0] == '[') {
         struct sockaddr_in6 a6;
-        if (uv_ip6_addr(h->host, atoi(h->port), &a6) != 0) return -1;
+        if (uv_ip6_addr(h->host, atoi(h->port), &a6) != 0)
+            return -1;
         h->numeric = 1;
         h->addrs = xcalloc(1, sizeof *h->addrs);
         memcpy(h->addrs, &a6, sizeof a6);
         h->naddrs = 1;
     } else {
         struct sockaddr_in a4;
-        if (!us_valid_name(host, hn)) return -1;
+        if (!us_valid_name(host, hn))
+            return -1;
         if (uv_ip4_addr(h->host, atoi(h->port), &a4) == 0) {
             h->numeric = 1;
             h->addrs = xcalloc(1, sizeof *h->addrs);
@@ -182,37 +199,47 @@ static int us_parse_item(const char *s, size_t n, us_host *h) {
 
 /* ---- addresses and peers ---- */
 
-static int us_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+static int us_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
     return net_addr_eq((const struct sockaddr *)a, (const struct sockaddr *)b);
 }
 
-void upstream_peer_release(upstream_peer *p) {
-    if (p && --p->refs == 0) free(p);
+void upstream_peer_release(upstream_peer *p)
+{
+    if (p && --p->refs == 0)
+        free(p);
 }
 
-const struct sockaddr *upstream_peer_addr(const upstream_peer *p) {
+const struct sockaddr *upstream_peer_addr(const upstream_peer *p)
+{
     return (const struct sockaddr *)&p->addr;
 }
 
-const char *upstream_peer_text(const upstream_peer *p) {
+const char *upstream_peer_text(const upstream_peer *p)
+{
     return p->text;
 }
 
-static int us_listed(const upstream *u, const struct sockaddr_storage *a) {
+static int us_listed(const upstream *u, const struct sockaddr_storage *a)
+{
     for (size_t i = 0; i < u->nhosts; i++)
         for (size_t j = 0; j < u->hosts[i].naddrs; j++)
-            if (us_addr_eq(&u->hosts[i].addrs[j], a)) return 1;
+            if (us_addr_eq(&u->hosts[i].addrs[j], a))
+                return 1;
     return 0;
 }
 
-static upstream_peer *us_find_peer(const upstream *u, const struct sockaddr_storage *a) {
+static upstream_peer *us_find_peer(const upstream *u, const struct sockaddr_storage *a)
+{
     for (size_t i = 0; i < u->npeers; i++)
-        if (us_addr_eq(&u->peers[i]->addr, a)) return u->peers[i];
+        if (us_addr_eq(&u->peers[i]->addr, a))
+            return u->peers[i];
     return NULL;
 }
 
 /* Makes the peer set the union of every item's addresses. */
-static void us_sync_peers(upstream *u) {
+static void us_sync_peers(upstream *u)
+{
     size_t i = 0;
     while (i < u->npeers) {
         upstream_peer *p = u->peers[i];
@@ -230,7 +257,8 @@ static void us_sync_peers(upstream *u) {
         for (size_t j = 0; j < u->hosts[h].naddrs; j++) {
             const struct sockaddr_storage *a = &u->hosts[h].addrs[j];
             upstream_peer *p;
-            if (us_find_peer(u, a)) continue;
+            if (us_find_peer(u, a))
+                continue;
             p = xcalloc(1, sizeof *p);
             memcpy(&p->addr, a, sizeof p->addr);
             net_addr_text((const struct sockaddr *)a, p->text, sizeof p->text);
@@ -248,7 +276,8 @@ static void us_sync_peers(upstream *u) {
 
 /* ---- lifetime ---- */
 
-static void us_destroy(upstream *u) {
+static void us_destroy(upstream *u)
+{
     for (size_t i = 0; i < u->npeers; i++) {
         u->peers[i]->in_set = 0;
         upstream_peer_release(u->peers[i]);
@@ -264,11 +293,14 @@ static void us_destroy(upstream *u) {
     free(u);
 }
 
-static void us_unpend(upstream *u) {
-    if (--u->pending == 0 && u->freeing) us_destroy(u);
+static void us_unpend(upstream *u)
+{
+    if (--u->pending == 0 && u->freeing)
+        us_destroy(u);
 }
 
-static void us_close_cb(uv_handle_t *h) {
+static void us_close_cb(uv_handle_t *h)
+{
     us_unpend(h->data);
 }
 
@@ -276,11 +308,14 @@ static void us_close_cb(uv_handle_t *h) {
 
 static void us_resolve(upstream *u);
 
-static void us_first_round_check(upstream *u) {
+static void us_first_round_check(upstream *u)
+{
     us_fetch *f;
-    if (u->first_round_done) return;
+    if (u->first_round_done)
+        return;
     for (size_t i = 0; i < u->nhosts; i++)
-        if (!u->hosts[i].numeric && !u->hosts[i].answered) return;
+        if (!u->hosts[i].numeric && !u->hosts[i].answered)
+            return;
     u->first_round_done = 1;
     f = u->waiting;
     u->waiting = NULL;
@@ -301,37 +336,42 @@ static void us_first_round_check(upstream *u) {
     us_defer_arm(u);
 }
 
-static void us_resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+static void us_resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
     us_host *h = req->data;
     upstream *u = h->u;
     h->resolving = 0;
     if (!u->freeing) {
         size_t n = 0;
         for (struct addrinfo *ai = res; status == 0 && ai; ai = ai->ai_next)
-            if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) n++;
+            if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+                n++;
         if (n > 0) {
             struct sockaddr_storage *addrs = xcalloc(1, n * sizeof *addrs);
             size_t k = 0;
             for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
                 struct sockaddr_storage a;
                 int dup = 0;
-                if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+                if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+                    continue;
                 memset(&a, 0, sizeof a);
                 memcpy(&a, ai->ai_addr, ai->ai_addrlen);
-                for (size_t j = 0; j < k; j++) dup |= us_addr_eq(&addrs[j], &a);
-                if (!dup) addrs[k++] = a;
+                for (size_t j = 0; j < k; j++)
+                    dup |= us_addr_eq(&addrs[j], &a);
+                if (!dup)
+                    addrs[k++] = a;
             }
             free(h->addrs);
             h->addrs = addrs;
             h->naddrs = k;
-            if (h->failing) log_info(NULL, "upstream %s: %s resolves again", u->name, h->host);
+            if (h->failing)
+                log_info(NULL, "upstream %s: %s resolves again", u->name, h->host);
             h->failing = 0;
             us_sync_peers(u);
         } else if (!h->failing) {
             h->failing = 1;
-            log_warn(NULL, "upstream %s: cannot resolve %s (%s), keeping %zu address(es)",
-                     u->name, h->host, status ? uv_strerror(status) : "no address",
-                     h->naddrs);
+            log_warn(NULL, "upstream %s: cannot resolve %s (%s), keeping %zu address(es)", u->name,
+                     h->host, status ? uv_strerror(status) : "no address", h->naddrs);
         }
         h->answered = 1;
         us_first_round_check(u);
@@ -340,50 +380,59 @@ static void us_resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *r
     us_unpend(u);
 }
 
-static void us_resolve(upstream *u) {
+static void us_resolve(upstream *u)
+{
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     for (size_t i = 0; i < u->nhosts; i++) {
         us_host *h = &u->hosts[i];
-        if (h->numeric || h->resolving) continue;
+        if (h->numeric || h->resolving)
+            continue;
         h->req.data = h;
         if (uv_getaddrinfo(u->loop, &h->req, us_resolved_cb, h->host, h->port, &hints) == 0) {
             h->resolving = 1;
             u->pending++;
         } else {
-            h->answered = 1;     /* could not even start: as a failed answer */
+            h->answered = 1; /* could not even start: as a failed answer */
         }
     }
     us_first_round_check(u);
 }
 
-static void us_resolve_tick(uv_timer_t *t) {
+static void us_resolve_tick(uv_timer_t *t)
+{
     us_resolve(t->data);
 }
 
 /* ---- health ---- */
 
-static int us_healthy(const upstream *u, const upstream_peer *p, uint64_t now) {
-    if (p->down_until > now) return 0;
-    if (u->health_path && p->active_down) return 0;
+static int us_healthy(const upstream *u, const upstream_peer *p, uint64_t now)
+{
+    if (p->down_until > now)
+        return 0;
+    if (u->health_path && p->active_down)
+        return 0;
     return 1;
 }
 
-void upstream_set_skip(upstream *u, upstream_skip_fn skip, void *ud) {
+void upstream_set_skip(upstream *u, upstream_skip_fn skip, void *ud)
+{
     u->skip = skip;
     u->skip_ud = ud;
 }
 
-upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid) {
+upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid)
+{
     uint64_t now = uv_now(u->loop);
     upstream_peer *fallback = NULL;
     size_t n = u->npeers;
     for (size_t i = 0; i < n; i++) {
         size_t at = (u->rr + i) % n;
         upstream_peer *p = u->peers[at];
-        if (!us_healthy(u, p, now) || (u->skip && u->skip(p, u->skip_ud))) continue;
+        if (!us_healthy(u, p, now) || (u->skip && u->skip(p, u->skip_ud)))
+            continue;
         if (p == avoid) {
             fallback = p;
             continue;
@@ -392,13 +441,16 @@ upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid) {
         p->refs++;
         return p;
     }
-    if (fallback) fallback->refs++;
+    if (fallback)
+        fallback->refs++;
     return fallback;
 }
 
-void upstream_peer_failed(upstream *u, upstream_peer *p) {
+void upstream_peer_failed(upstream *u, upstream_peer *p)
+{
     uint64_t now = uv_now(u->loop);
-    if (u->opts.max_fails == 0) return;
+    if (u->opts.max_fails == 0)
+        return;
     if (p->fails == 0 || now - p->fail_start > u->opts.fail_timeout_ms) {
         p->fails = 0;
         p->fail_start = now;
@@ -412,12 +464,14 @@ void upstream_peer_failed(upstream *u, upstream_peer *p) {
     }
 }
 
-void upstream_peer_succeeded(upstream *u, upstream_peer *p) {
+void upstream_peer_succeeded(upstream *u, upstream_peer *p)
+{
     (void)u;
     p->fails = 0;
 }
 
-static void us_check_cb(hc_err err, const http_response *r, void *ud) {
+static void us_check_cb(hc_err err, const http_response *r, void *ud)
+{
     us_check *ck = ud;
     upstream *u = ck->u;
     upstream_peer *p = ck->peer;
@@ -445,32 +499,37 @@ static void us_check_cb(hc_err err, const http_response *r, void *ud) {
     us_unpend(u);
 }
 
-static void us_health_tick(uv_timer_t *t) {
+static void us_health_tick(uv_timer_t *t)
+{
     upstream *u = t->data;
     for (size_t i = 0; i < u->npeers; i++) {
         upstream_peer *p = u->peers[i];
         us_check *ck;
-        if (p->checking) continue;
+        if (p->checking)
+            continue;
         ck = xcalloc(1, sizeof *ck);
         ck->u = u;
         ck->peer = p;
         p->refs++;
         p->checking = 1;
         u->pending++;
-        http_client_fetch(u->client, upstream_peer_addr(p), "GET", u->health_path, NULL, 0, NULL,
-                          0, u->opts.health_timeout_ms, us_check_cb, ck);
+        http_client_fetch(u->client, upstream_peer_addr(p), "GET", u->health_path, NULL, 0, NULL, 0,
+                          u->opts.health_timeout_ms, us_check_cb, ck);
     }
 }
 
 /* ---- public ---- */
 
-upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
-                       const char *servers, const upstream_opts *opts) {
+upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name, const char *servers,
+                       const upstream_opts *opts)
+{
     upstream *u;
     const char *s;
     size_t count = 1;
-    if (!servers || !*servers) return NULL;
-    for (s = servers; *s; s++) count += *s == ',';
+    if (!servers || !*servers)
+        return NULL;
+    for (s = servers; *s; s++)
+        count += *s == ',';
     u = xcalloc(1, sizeof *u);
     u->loop = loop;
     u->client = client;
@@ -479,8 +538,8 @@ upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
         u->opts = *opts;
     else
         upstream_opts_default(&u->opts);
-    if (u->opts.health_path) u->health_path = us_strndup(u->opts.health_path,
-                                                           strlen(u->opts.health_path));
+    if (u->opts.health_path)
+        u->health_path = us_strndup(u->opts.health_path, strlen(u->opts.health_path));
     u->opts.health_path = u->health_path;
     u->hosts = xcalloc(1, count * sizeof *u->hosts);
     s = servers;
@@ -512,26 +571,35 @@ upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
     return u;
 }
 
-const char *upstream_name(const upstream *u) {
+const char *upstream_name(const upstream *u)
+{
     return u->name;
 }
 
-void upstream_counts(const upstream *u, unsigned *healthy, unsigned *total) {
+void upstream_counts(const upstream *u, unsigned *healthy, unsigned *total)
+{
     uint64_t now = uv_now(u->loop);
     unsigned h = 0;
-    for (size_t i = 0; i < u->npeers; i++) h += (unsigned)us_healthy(u, u->peers[i], now);
-    if (healthy) *healthy = h;
-    if (total) *total = (unsigned)u->npeers;
+    for (size_t i = 0; i < u->npeers; i++)
+        h += (unsigned)us_healthy(u, u->peers[i], now);
+    if (healthy)
+        *healthy = h;
+    if (total)
+        *total = (unsigned)u->npeers;
 }
 
 void upstream_each(const upstream *u, void (*fn)(const upstream_peer *p, int healthy, void *ud),
-                   void *ud) {
+                   void *ud)
+{
     uint64_t now = uv_now(u->loop);
-    for (size_t i = 0; i < u->npeers; i++) fn(u->peers[i], us_healthy(u, u->peers[i], now), ud);
+    for (size_t i = 0; i < u->npeers; i++)
+        fn(u->peers[i], us_healthy(u, u->peers[i], now), ud);
 }
 
-void upstream_free(upstream *u) {
-    if (!u || u->freeing) return;
+void upstream_free(upstream *u)
+{
+    if (!u || u->freeing)
+        return;
     u->freeing = 1;
     while (u->waiting || u->deferred) {
         us_fetch *f = u->waiting ? u->waiting : u->deferred;
@@ -542,7 +610,8 @@ void upstream_free(upstream *u) {
         us_fetch_end(f, HC_ECANCELED, NULL);
     }
     for (size_t i = 0; i < u->nhosts; i++)
-        if (u->hosts[i].resolving) uv_cancel((uv_req_t *)&u->hosts[i].req);
+        if (u->hosts[i].resolving)
+            uv_cancel((uv_req_t *)&u->hosts[i].req);
     uv_close((uv_handle_t *)&u->resolve_timer, us_close_cb);
     uv_close((uv_handle_t *)&u->health_timer, us_close_cb);
     uv_close((uv_handle_t *)&u->defer_timer, us_close_cb);
@@ -550,32 +619,41 @@ void upstream_free(upstream *u) {
 
 /* ---- buffered requests ---- */
 
-int upstream_method_idempotent(const char *m) {
+int upstream_method_idempotent(const char *m)
+{
     static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
     for (size_t i = 0; i < sizeof idem / sizeof *idem; i++)
-        if (strcmp(m, idem[i]) == 0) return 1;
+        if (strcmp(m, idem[i]) == 0)
+            return 1;
     return 0;
 }
 
 /* A failure of the instance (5xx answers are answers; a malformed one is the peer's fault). */
-static int us_is_failure(hc_err err) {
+static int us_is_failure(hc_err err)
+{
     return err == HC_ECONNECT || err == HC_ETIMEOUT || err == HC_ERESET || err == HC_EPROTO;
 }
 
-static int us_retryable(hc_err err, const upstream_try *t) {
-    if (t->final || t->tries >= UPSTREAM_MAX_TRIES) return 0;
-    if (err != HC_ECONNECT && err != HC_ETIMEOUT && err != HC_ERESET) return 0;
+static int us_retryable(hc_err err, const upstream_try *t)
+{
+    if (t->final || t->tries >= UPSTREAM_MAX_TRIES)
+        return 0;
+    if (err != HC_ECONNECT && err != HC_ETIMEOUT && err != HC_ERESET)
+        return 0;
     return err == HC_ECONNECT || !t->sent ||
            (upstream_method_idempotent(t->method) && t->body_replayable);
 }
 
-upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t) {
-    if (u->freeing) return NULL;
+upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t)
+{
+    if (u->freeing)
+        return NULL;
     if (err == HC_OK)
         upstream_peer_succeeded(u, p);
     else if (us_is_failure(err))
         upstream_peer_failed(u, p);
-    if (!us_retryable(err, t)) return NULL;
+    if (!us_retryable(err, t))
+        return NULL;
     upstream_peer *q = upstream_pick(u, p);
     if (q == p) {
         upstream_peer_release(q);
@@ -584,7 +662,8 @@ upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, cons
     return q;
 }
 
-static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r) {
+static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r)
+{
     upstream *u = f->u;
     f->cb(err, r, f->ud);
     upstream_peer_release(f->peer);
@@ -596,14 +675,16 @@ static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r) {
 
 static void us_fetch_cb(hc_err err, const http_response *r, void *ud);
 
-static void us_fetch_send(us_fetch *f, upstream_peer *p) {
+static void us_fetch_send(us_fetch *f, upstream_peer *p)
+{
     f->peer = p;
     f->tries++;
     http_client_fetch(f->u->client, upstream_peer_addr(p), f->method, f->target, f->headers,
                       f->nheaders, f->body, f->body_len, f->timeout_ms, us_fetch_cb, f);
 }
 
-static void us_fetch_cb(hc_err err, const http_response *r, void *ud) {
+static void us_fetch_cb(hc_err err, const http_response *r, void *ud)
+{
     us_fetch *f = ud;
     /* a buffered body is whole: an idempotent request may go again */
     upstream_try t = {f->method, (unsigned)f->tries, 1, 1, 0};
@@ -618,7 +699,8 @@ static void us_fetch_cb(hc_err err, const http_response *r, void *ud) {
 
 /* Ends the deferred fetches, and the waiting ones whose time is up (the name did not resolve
  * in time: nothing was sent), with HC_ECONNECT. */
-static void us_defer_tick(uv_timer_t *t) {
+static void us_defer_tick(uv_timer_t *t)
+{
     upstream *u = t->data;
     uint64_t now = uv_now(u->loop);
     us_fetch **pp = &u->waiting;
@@ -637,17 +719,20 @@ static void us_defer_tick(uv_timer_t *t) {
         u->deferred = f->next;
         us_fetch_end(f, HC_ECONNECT, NULL);
     }
-    if (!u->freeing) us_defer_arm(u);
+    if (!u->freeing)
+        us_defer_arm(u);
 }
 
-static void us_defer_arm(upstream *u) {
+static void us_defer_arm(upstream *u)
+{
     uint64_t now = uv_now(u->loop), next = UINT64_MAX;
     if (u->deferred) {
         uv_timer_start(&u->defer_timer, us_defer_tick, 0, 0);
         return;
     }
     for (us_fetch *f = u->waiting; f; f = f->next)
-        if (f->wait_until < next) next = f->wait_until;
+        if (f->wait_until < next)
+            next = f->wait_until;
     if (next == UINT64_MAX)
         uv_timer_stop(&u->defer_timer);
     else
@@ -655,14 +740,16 @@ static void us_defer_arm(upstream *u) {
 }
 
 /* No healthy instance: HC_ECONNECT from the loop (never inside the caller's call). */
-static void us_fetch_defer(us_fetch *f) {
+static void us_fetch_defer(us_fetch *f)
+{
     upstream *u = f->u;
     f->next = u->deferred;
     u->deferred = f;
     us_defer_arm(u);
 }
 
-static void us_fetch_go(us_fetch *f) {
+static void us_fetch_go(us_fetch *f)
+{
     upstream_peer *p = upstream_pick(f->u, NULL);
     if (p)
         us_fetch_send(f, p);
@@ -670,9 +757,10 @@ static void us_fetch_go(us_fetch *f) {
         us_fetch_defer(f);
 }
 
-void upstream_fetch(upstream *u, const char *method, const char *target,
-                    const http_header *headers, size_t nheaders, const void *body,
-                    size_t body_len, unsigned timeout_ms, http_fetch_fn cb, void *ud) {
+void upstream_fetch(upstream *u, const char *method, const char *target, const http_header *headers,
+                    size_t nheaders, const void *body, size_t body_len, unsigned timeout_ms,
+                    http_fetch_fn cb, void *ud)
+{
     us_fetch *f = xcalloc(1, sizeof *f);
     size_t ml = strlen(method) + 1, tl = strlen(target) + 1, size = ml + tl + body_len + 1;
     char *blob;
@@ -684,7 +772,8 @@ void upstream_fetch(upstream *u, const char *method, const char *target,
     f->target = blob + ml;
     memcpy(f->target, target, tl);
     f->body = f->target + tl;
-    if (body_len) memcpy(f->body, body, body_len);
+    if (body_len)
+        memcpy(f->body, body, body_len);
     f->body_len = body_len;
     blob = f->body + body_len + 1;
     f->headers = xcalloc(1, (nheaders ? nheaders : 1) * sizeof *f->headers);

@@ -16,22 +16,22 @@ typedef struct upstream upstream;
 typedef struct upstream_peer upstream_peer;
 
 typedef struct upstream_opts {
-    unsigned resolve_every_ms;     /* 5000 */
-    unsigned max_fails;            /* 1 (nginx) */
-    unsigned fail_timeout_ms;      /* 10000 (nginx) */
-    const char *health_path;       /* NULL: no active checks; else e.g. "/health" */
-    unsigned health_interval_ms;   /* 2000 */
-    unsigned health_timeout_ms;    /* 1000 */
-    unsigned rise;                 /* 2 */
-    unsigned fall;                 /* 3 */
+    unsigned resolve_every_ms;   /* 5000 */
+    unsigned max_fails;          /* 1 (nginx) */
+    unsigned fail_timeout_ms;    /* 10000 (nginx) */
+    const char *health_path;     /* NULL: no active checks; else e.g. "/health" */
+    unsigned health_interval_ms; /* 2000 */
+    unsigned health_timeout_ms;  /* 1000 */
+    unsigned rise;               /* 2 */
+    unsigned fall;               /* 3 */
 } upstream_opts;
 
 void upstream_opts_default(upstream_opts *o);
 
 /* servers: "svc-auth:3000" or "127.0.0.1:3001,127.0.0.1:3002". Returns NULL when it does not
  * parse. Resolution starts at once; client is used for active health checks. */
-upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name,
-                       const char *servers, const upstream_opts *opts);
+upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name, const char *servers,
+                       const upstream_opts *opts);
 void upstream_free(upstream *u);
 const char *upstream_name(const upstream *u);
 
@@ -40,7 +40,7 @@ const char *upstream_name(const upstream *u);
 upstream_peer *upstream_pick(upstream *u, const upstream_peer *avoid);
 void upstream_peer_release(upstream_peer *p);
 const struct sockaddr *upstream_peer_addr(const upstream_peer *p);
-const char *upstream_peer_text(const upstream_peer *p);   /* "127.0.0.1:3001" */
+const char *upstream_peer_text(const upstream_peer *p); /* "127.0.0.1:3001" */
 /* Passive health: report the outcome of a request to this peer. */
 void upstream_peer_failed(upstream *u, upstream_peer *p);
 void upstream_peer_succeeded(upstream *u, upstream_peer *p);
@@ -60,10 +60,10 @@ void upstream_set_skip(upstream *u, upstream_skip_fn skip, void *ud);
 
 typedef struct upstream_try {
     const char *method;
-    unsigned tries;           /* tries made, this one included */
-    int sent;                 /* some of the request may have reached the peer */
-    int body_replayable;      /* the body (if any) can be sent again */
-    int final;                /* the caller cannot try again (its answer already started) */
+    unsigned tries;      /* tries made, this one included */
+    int sent;            /* some of the request may have reached the peer */
+    int body_replayable; /* the body (if any) can be sent again */
+    int final;           /* the caller cannot try again (its answer already started) */
 } upstream_try;
 
 /* 1 for the idempotent methods of RFC 9110 §9.2.2. */
@@ -80,8 +80,8 @@ void upstream_each(const upstream *u, void (*fn)(const upstream_peer *p, int hea
 
 /* A buffered request to the service: picks a peer and retries as upstream_try_done says. When no peer is healthy: cb gets
  * HC_ECONNECT without trying. */
-void upstream_fetch(upstream *u, const char *method, const char *target,
-                    const http_header *headers, size_t nheaders, const void *body,
-                    size_t body_len, unsigned timeout_ms, http_fetch_fn cb, void *ud);
+void upstream_fetch(upstream *u, const char *method, const char *target, const http_header *headers,
+                    size_t nheaders, const void *body, size_t body_len, unsigned timeout_ms,
+                    http_fetch_fn cb, void *ud);
 
 #endif

@@ -22,15 +22,15 @@ static size_t utf8_seq(const unsigned char *s, size_t len, size_t *bad)
     else if (b >= 0xF0 && b <= 0xF4)
         n = 4;
     else
-        return 0;   /* NUL, a continuation byte, C0, C1, F5..FF */
+        return 0; /* NUL, a continuation byte, C0, C1, F5..FF */
     if (b == 0xE0)
-        lo = 0xA0;  /* no overlong 3-byte form */
+        lo = 0xA0; /* no overlong 3-byte form */
     else if (b == 0xED)
-        hi = 0x9F;  /* no surrogates */
+        hi = 0x9F; /* no surrogates */
     else if (b == 0xF0)
-        lo = 0x90;  /* no overlong 4-byte form */
+        lo = 0x90; /* no overlong 4-byte form */
     else if (b == 0xF4)
-        hi = 0x8F;  /* nothing above U+10FFFF */
+        hi = 0x8F; /* nothing above U+10FFFF */
     for (size_t i = 1; i < n; i++) {
         if (i >= len || s[i] < lo || s[i] > hi) {
             *bad = i;

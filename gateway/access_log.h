@@ -10,15 +10,15 @@ typedef struct gw_access {
     const char *request_id;
     const char *client_ip;
     const char *method;
-    const char *path;          /* normalized, without the query */
-    const char *route;         /* route prefix or the built-in name, may be NULL */
-    const char *upstream;      /* "127.0.0.1:3001" or NULL */
+    const char *path;     /* normalized, without the query */
+    const char *route;    /* route prefix or the built-in name, may be NULL */
+    const char *upstream; /* "127.0.0.1:3001" or NULL */
     int status;
     int tls;
-    int tries;                 /* upstream attempts */
+    int tries; /* upstream attempts */
     int64_t bytes_in, bytes_out;
-    double total_ms;           /* request start to response end */
-    double upstream_ms;        /* upstream request start to its response head, -1: none */
+    double total_ms;    /* request start to response end */
+    double upstream_ms; /* upstream request start to its response head, -1: none */
 } gw_access;
 
 void gw_access_log(const gw_access *a);

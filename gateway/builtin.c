@@ -18,8 +18,19 @@ static void answer_log(gw_worker *w, http_req *req, const char *path, const char
 {
     if (!w->cfg->access_log)
         return;
-    gw_access a = { http_req_id(req), client, http_req_method(req), path, route, NULL, status,
-                    http_req_is_tls(req), 0, 0, 0, gw_ms_since(t0), -1 };
+    gw_access a = {http_req_id(req),
+                   client,
+                   http_req_method(req),
+                   path,
+                   route,
+                   NULL,
+                   status,
+                   http_req_is_tls(req),
+                   0,
+                   0,
+                   0,
+                   gw_ms_since(t0),
+                   -1};
     gw_access_log(&a);
 }
 
@@ -46,7 +57,7 @@ static int write_error(const gw_answer *a, void *ud)
 
 void gw_answer_error(const gw_answer *a, int status, const char *code, const char *msg)
 {
-    answer_err e = { status, code, msg };
+    answer_err e = {status, code, msg};
     gw_answer_with(a, write_error, &e);
 }
 
@@ -54,7 +65,7 @@ void gw_answer_error(const gw_answer *a, int status, const char *code, const cha
 
 int gw_path_blocked(const char *path)
 {
-    static const char *blocked[] = { "/internal", "/livez", "/metrics", NULL };
+    static const char *blocked[] = {"/internal", "/livez", "/metrics", NULL};
     for (int i = 0; blocked[i]; i++) {
         size_t n = strlen(blocked[i]);
         if (strncmp(path, blocked[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))
@@ -153,7 +164,7 @@ static int write_acme(const gw_answer *a, void *ud)
         strcpy(al->path, a->path);
     }
     gw_static_acme(a->w->statics, a->req, a->path + sizeof acme_prefix - 1, acme_logged, al);
-    return 0;   /* logged by acme_logged */
+    return 0; /* logged by acme_logged */
 }
 
 static int write_not_found(const gw_answer *a, void *ud)

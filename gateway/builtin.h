@@ -12,11 +12,11 @@
 typedef struct gw_answer {
     gw_worker *w;
     http_req *req;
-    const char *path;     /* normalized ("-" when it is not a path) */
-    const char *client;   /* the client's address (gw_headers_client_ip) */
-    const char *route;    /* the access line's route: a prefix, "health", ... or NULL */
-    const char *csp;      /* Content-Security-Policy of the answer */
-    uint64_t t0;          /* uv_hrtime() when the request came */
+    const char *path;   /* normalized ("-" when it is not a path) */
+    const char *client; /* the client's address (gw_headers_client_ip) */
+    const char *route;  /* the access line's route: a prefix, "health", ... or NULL */
+    const char *csp;    /* Content-Security-Policy of the answer */
+    uint64_t t0;        /* uv_hrtime() when the request came */
 } gw_answer;
 
 /* Writes the answer: returns its status, or 0 when it writes the access line itself later. */

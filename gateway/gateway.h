@@ -23,7 +23,7 @@ typedef struct gw_worker {
     uv_loop_t *loop;
     const gw_config *cfg;
     gw_shm *shm;
-    int slot;                                /* this worker's slot in the shared memory */
+    int slot; /* this worker's slot in the shared memory */
     http_client *client;
     upstream *ups[GW_MAX_UPSTREAMS];
     gw_shm_view views[GW_MAX_UPSTREAMS];

@@ -151,10 +151,10 @@ static int set_rate(const gw_key *k, void *obj, const char *v)
 /* ---------------------------------------------------------------- the keys */
 
 #define UINT_MAX_KEY 1000000
-#define G(field) offsetof(gw_config, field), sizeof(((gw_config *)0)->field)
-#define U(field) offsetof(gw_upstream_conf, field), sizeof(((gw_upstream_conf *)0)->field)
-#define R(field) offsetof(gw_route_conf, field), sizeof(((gw_route_conf *)0)->field)
-#define NB 0, UINT_MAX_KEY /* the bounds of an unsigned number without others */
+#define G(field)     offsetof(gw_config, field), sizeof(((gw_config *)0)->field)
+#define U(field)     offsetof(gw_upstream_conf, field), sizeof(((gw_upstream_conf *)0)->field)
+#define R(field)     offsetof(gw_route_conf, field), sizeof(((gw_route_conf *)0)->field)
+#define NB           0, UINT_MAX_KEY /* the bounds of an unsigned number without others */
 
 /* Every key of the file, its setter, field, bounds and default. A NULL default leaves the
  * field zero, except the four client timeouts (the HTTP server's own defaults) and workers
@@ -311,7 +311,7 @@ int gw_config_load(const char *path, gw_config *c, char *err, size_t errcap)
         snprintf(err, errcap, "config path too long");
         return -1;
     }
-    parse_ctx p = { c, err, errcap };
+    parse_ctx p = {c, err, errcap};
     int rc = ini_parse(path, on_entry, &p);
     if (rc < 0) {
         snprintf(err, errcap, "%s: cannot read", path);

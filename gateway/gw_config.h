@@ -9,8 +9,8 @@
 #include "cidr.h"
 
 #define GW_MAX_UPSTREAMS 16
-#define GW_MAX_ROUTES 64
-#define GW_MAX_PROXIES 16
+#define GW_MAX_ROUTES    64
+#define GW_MAX_PROXIES   16
 
 typedef struct gw_upstream_conf {
     char name[64];
@@ -27,37 +27,37 @@ typedef struct gw_upstream_conf {
 typedef struct gw_route_conf {
     char prefix[256];
     char upstream[64];
-    int upstream_idx;        /* index in gw_config.upstreams, resolved after parsing */
-    int rate_off;            /* rate = off */
-    double rate_per_s;       /* 100r/m by default */
-    unsigned burst;          /* 20 */
-    size_t max_body;         /* 1m */
-    int gzip;                /* 1 */
-    char csp[1024];          /* Content-Security-Policy; default for APIs */
+    int upstream_idx;  /* index in gw_config.upstreams, resolved after parsing */
+    int rate_off;      /* rate = off */
+    double rate_per_s; /* 100r/m by default */
+    unsigned burst;    /* 20 */
+    size_t max_body;   /* 1m */
+    int gzip;          /* 1 */
+    char csp[1024];    /* Content-Security-Policy; default for APIs */
 } gw_route_conf;
 
 typedef struct gw_config {
-    char path[1024];         /* the file it was read from */
+    char path[1024]; /* the file it was read from */
     int workers;
     char http_host[256];
-    int http_port;           /* 0: no http listener */
-    int http_redirect;       /* 1 */
+    int http_port;     /* 0: no http listener */
+    int http_redirect; /* 1 */
     char https_host[256];
-    int https_port;          /* 0: no https listener */
-    char cert[1024], key[1024];     /* first certificate (ECDSA or RSA) */
-    char cert2[1024], key2[1024];   /* optional second one (the other key type) */
+    int https_port;               /* 0: no https listener */
+    char cert[1024], key[1024];   /* first certificate (ECDSA or RSA) */
+    char cert2[1024], key2[1024]; /* optional second one (the other key type) */
     char acme_webroot[1024];
-    char docs_dir[1024];     /* Swagger UI files (deploy/python-deps) */
-    char openapi[1024];      /* docs/openapi.yaml */
-    int access_log;          /* 1: stdout */
+    char docs_dir[1024]; /* Swagger UI files (deploy/python-deps) */
+    char openapi[1024];  /* docs/openapi.yaml */
+    int access_log;      /* 1: stdout */
     cidr_net trusted[GW_MAX_PROXIES];
     size_t ntrusted;
-    unsigned max_conns_per_ip;      /* 0: no cap */
-    size_t gzip_min_length;         /* 1024 */
+    unsigned max_conns_per_ip; /* 0: no cap */
+    size_t gzip_min_length;    /* 1024 */
     long header_timeout_ms, body_timeout_ms, keepalive_timeout_ms, send_timeout_ms;
     long proxy_connect_timeout_ms, proxy_read_timeout_ms;
-    long drain_timeout_ms;          /* old workers' grace on reload / stop: 30s */
-    long ticket_rotate_ms;          /* session ticket key rotation: 12h */
+    long drain_timeout_ms; /* old workers' grace on reload / stop: 30s */
+    long ticket_rotate_ms; /* session ticket key rotation: 12h */
     gw_upstream_conf upstreams[GW_MAX_UPSTREAMS];
     size_t nupstreams;
     gw_route_conf routes[GW_MAX_ROUTES];
@@ -92,9 +92,9 @@ int gw_config_parse_rate(const char *s, double *per_s);
 
 /* The default CSP of API routes and of /docs. */
 #define GW_CSP_API "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-#define GW_CSP_DOCS                                                                        \
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "             \
-    "img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; "   \
+#define GW_CSP_DOCS                                                                                \
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "                    \
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; "          \
     "base-uri 'none'; form-action 'none'"
 
 #endif

@@ -130,9 +130,16 @@ int gw_gzip_type_ok(const char *ct)
     if (!ct)
         return 0;
     static const char *types[] = {
-        "application/json", "application/problem+json", "application/javascript",
-        "application/x-javascript", "application/xml", "application/yaml", "application/x-yaml",
-        "image/svg+xml", "text/", NULL,
+        "application/json",
+        "application/problem+json",
+        "application/javascript",
+        "application/x-javascript",
+        "application/xml",
+        "application/yaml",
+        "application/x-yaml",
+        "image/svg+xml",
+        "text/",
+        NULL,
     };
     while (*ct == ' ')
         ct++;

@@ -20,8 +20,7 @@ void gw_headers_security(http_req *req, const char *csp)
 /* The entry of an X-Forwarded-For list that ends just before end (a comma or the value's end),
  * trimmed of blanks, as [*from, end'); returns where the list goes on leftwards (its comma), or
  * NULL when this was the first entry. */
-static const char *xff_prev(const char *value, const char *end, const char **from,
-                            const char **to)
+static const char *xff_prev(const char *value, const char *end, const char **from, const char **to)
 {
     const char *p = end;
     while (p > value && p[-1] != ',')
@@ -66,7 +65,7 @@ void gw_headers_client_ip(const gw_config *c, http_req *req, char *out, size_t c
                 memcpy(addr, a, n);
                 addr[n] = '\0';
                 if (cidr_parse_addr(addr, probe) != 0) {
-                    snprintf(out, cap, "%s", peer);   /* garbage: not the client's to choose */
+                    snprintf(out, cap, "%s", peer); /* garbage: not the client's to choose */
                     return;
                 }
                 snprintf(out, cap, "%s", addr);

@@ -45,8 +45,13 @@ int main(int argc, char **argv)
         }
         if (check) {
             if (cfg.https_port) {
-                tls_server_opts to = { cfg.cert, cfg.key, cfg.cert2[0] ? cfg.cert2 : NULL,
-                                       cfg.key2[0] ? cfg.key2 : NULL, NULL, NULL, 0 };
+                tls_server_opts to = {cfg.cert,
+                                      cfg.key,
+                                      cfg.cert2[0] ? cfg.cert2 : NULL,
+                                      cfg.key2[0] ? cfg.key2 : NULL,
+                                      NULL,
+                                      NULL,
+                                      0};
                 tls_server *t = tls_server_new(&to, err, sizeof err);
                 if (!t) {
                     fprintf(stderr, "gateway: TLS: %s\n", err);

@@ -19,17 +19,17 @@
 
 typedef struct gw_child {
     uv_process_t proc;
-    int in_use;                  /* the slot holds a process handle (until its close) */
+    int in_use; /* the slot holds a process handle (until its close) */
     int alive;
-    int gen;                     /* config generation it runs */
-    int stopping;                /* sent SIGTERM */
+    int gen;      /* config generation it runs */
+    int stopping; /* sent SIGTERM */
     uint64_t started;
 } gw_child;
 
 static struct {
     uv_loop_t *loop;
     gw_config cfg;
-    int workers;                 /* wanted per generation */
+    int workers; /* wanted per generation */
     int workers_override;
     int gen;
     int stopping;
@@ -89,8 +89,9 @@ static int load_config(const char *path, gw_config *c)
     if (c->workers > GW_SHM_WORKER_SLOTS / 2)
         c->workers = GW_SHM_WORKER_SLOTS / 2;
     if (c->https_port) {
-        tls_server_opts to = { c->cert, c->key, c->cert2[0] ? c->cert2 : NULL,
-                               c->key2[0] ? c->key2 : NULL, NULL, NULL, 0 };
+        tls_server_opts to = {
+            c->cert, c->key, c->cert2[0] ? c->cert2 : NULL, c->key2[0] ? c->key2 : NULL, NULL,
+            NULL,    0};
         tls_server *t = tls_server_new(&to, err, sizeof err);
         if (!t) {
             log_error(NULL, "config: TLS: %s", err);
@@ -132,7 +133,7 @@ static int spawn_worker(void)
     gw_child *k = &M.kids[slot];
     char slot_s[16];
     snprintf(slot_s, sizeof slot_s, "%d", slot);
-    char *args[] = { M.exe, "--worker", slot_s, "--config", M.cfg.path, NULL };
+    char *args[] = {M.exe, "--worker", slot_s, "--config", M.cfg.path, NULL};
     uv_stdio_container_t io[6];
     for (int i = 0; i < 3; i++) {
         io[i].flags = UV_INHERIT_FD;
@@ -219,7 +220,7 @@ static void on_publish_timer(uv_timer_t *t)
         upstream_counts(M.ups[i], &healthy, &total);
         snap[i].healthy = healthy;
         snap[i].total = total;
-        publish_ctx pc = { &snap[i] };
+        publish_ctx pc = {&snap[i]};
         upstream_each(M.ups[i], publish_peer, &pc);
     }
     gw_shm_publish_health(M.shm, snap, M.nups);
@@ -273,7 +274,7 @@ static int reopen(int *fd, const char *old_host, int old_port, const char *host,
     if (port && nfd < 0)
         return -1;
     if (*fd >= 0)
-        close(*fd);   /* the old workers keep their copies until they have drained */
+        close(*fd); /* the old workers keep their copies until they have drained */
     *fd = nfd;
     return 0;
 }
@@ -286,7 +287,8 @@ static void reload(void)
         return;
     }
     if (reopen(&M.http_fd, M.cfg.http_host, M.cfg.http_port, nc.http_host, nc.http_port) != 0 ||
-        reopen(&M.https_fd, M.cfg.https_host, M.cfg.https_port, nc.https_host, nc.https_port) != 0) {
+        reopen(&M.https_fd, M.cfg.https_host, M.cfg.https_port, nc.https_host, nc.https_port) !=
+            0) {
         log_error(NULL, "reload refused: cannot listen on the new addresses");
         return;
     }
@@ -297,8 +299,8 @@ static void reload(void)
     if (make_upstreams() != 0)
         log_error(NULL, "reload: upstreams incomplete");
     on_publish_timer(NULL);
-    on_check_timer(NULL);          /* the new generation first, on the same sockets */
-    stop_generation(M.gen);        /* then the old one drains */
+    on_check_timer(NULL);   /* the new generation first, on the same sockets */
+    stop_generation(M.gen); /* then the old one drains */
     log_info(NULL, "reloaded: generation %d, %d workers", M.gen, M.workers);
 }
 

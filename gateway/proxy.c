@@ -21,8 +21,8 @@
 #include "http_headers.h"
 #include "log.h"
 
-#define PX_HIGH (256 * 1024)   /* queued bytes that pause the sender */
-#define PX_LOW (64 * 1024)     /* and resume it */
+#define PX_HIGH (256 * 1024) /* queued bytes that pause the sender */
+#define PX_LOW  (64 * 1024)  /* and resume it */
 
 typedef struct gw_px {
     gw_worker *w;
@@ -34,19 +34,19 @@ typedef struct gw_px {
     http_exchange *x;
     char client_ip[64];
     char peer_text[64];
-    char *path;              /* normalized */
-    char *target;            /* path and query, as sent upstream */
-    char *xff;               /* X-Forwarded-For sent upstream */
-    http_header *hdrs;       /* the request headers sent upstream (values borrowed) */
+    char *path;        /* normalized */
+    char *target;      /* path and query, as sent upstream */
+    char *xff;         /* X-Forwarded-For sent upstream */
+    http_header *hdrs; /* the request headers sent upstream (values borrowed) */
     size_t nhdrs;
-    int64_t body_len;        /* as for http_exchange_start */
+    int64_t body_len; /* as for http_exchange_start */
     int64_t body_seen;
     int body_started, too_big;
     size_t up_pending, cl_pending;
-    unsigned up_writes, cl_writes;   /* write callbacks still to come */
+    unsigned up_writes, cl_writes; /* write callbacks still to come */
     int req_paused, x_paused;
     int resp_started, resp_ended, client_closed;
-    unsigned holds;              /* callbacks up the stack using it (px_hold) */
+    unsigned holds; /* callbacks up the stack using it (px_hold) */
     int tries;
     int status;
     gw_gzip *gz;
@@ -95,10 +95,19 @@ static void px_finish_log(gw_px *px)
 {
     if (!px->w->cfg->access_log)
         return;
-    gw_access a = { http_req_id(px->req), px->client_ip, http_req_method(px->req), px->path,
-                    px->route->prefix, px->peer_text[0] ? px->peer_text : NULL, px->status,
-                    http_req_is_tls(px->req), px->tries, px->body_seen, px->bytes_out,
-                    gw_ms_since(px->t0), px->upstream_ms };
+    gw_access a = {http_req_id(px->req),
+                   px->client_ip,
+                   http_req_method(px->req),
+                   px->path,
+                   px->route->prefix,
+                   px->peer_text[0] ? px->peer_text : NULL,
+                   px->status,
+                   http_req_is_tls(px->req),
+                   px->tries,
+                   px->body_seen,
+                   px->bytes_out,
+                   gw_ms_since(px->t0),
+                   px->upstream_ms};
     gw_access_log(&a);
 }
 
@@ -152,8 +161,8 @@ static void on_req_data_held(gw_px *px, http_req *req, const char *data, size_t 
         http_exchange_abort(px->x);
         return;
     }
-    memcpy(buf, data, len);   /* the client does not copy: kept until written */
-    *wr = (px_write){ px, buf, len };
+    memcpy(buf, data, len); /* the client does not copy: kept until written */
+    *wr = (px_write){px, buf, len};
     px->up_pending += len;
     px->up_writes++;
     if (http_exchange_write(px->x, buf, len, up_written, wr) != 0) {
@@ -296,7 +305,7 @@ static void px_send(gw_px *px, const char *buf, size_t len)
     px_write *wr = malloc(sizeof *wr);
     if (!wr)
         return;
-    *wr = (px_write){ px, NULL, len };
+    *wr = (px_write){px, NULL, len};
     if (http_resp_write(px->req, buf, len, cl_written, wr) != 0) {
         free(wr); /* the client is gone (on_client_close ends the exchange) */
         return;
@@ -335,9 +344,9 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
 {
     /* passive health and the one retry policy (upstream.h); never once the reply or the
      * request body started, nor for a client that left or a body over the limit */
-    upstream_try t = { http_req_method(px->req), (unsigned)px->tries, http_exchange_sent_any(x),
-                       px->body_len == 0,
-                       px->resp_started || px->too_big || px->client_closed || px->body_started };
+    upstream_try t = {http_req_method(px->req), (unsigned)px->tries, http_exchange_sent_any(x),
+                      px->body_len == 0,
+                      px->resp_started || px->too_big || px->client_closed || px->body_started};
     upstream_peer *next = upstream_try_done(px->up, px->peer, err, &t);
     px->x = NULL;
     if (err == HC_OK) {
@@ -385,7 +394,7 @@ static void on_done(http_exchange *x, hc_err err, void *ud)
     px_release(px);
 }
 
-static const http_exchange_cbs px_cbs = { on_sent_head, on_response, on_data, on_done };
+static const http_exchange_cbs px_cbs = {on_sent_head, on_response, on_data, on_done};
 
 /* Starts a try on px->peer (NULL: none available). Callers hold px. */
 static void px_try(gw_px *px)
@@ -397,8 +406,9 @@ static void px_try(gw_px *px)
     px->tries++;
     snprintf(px->peer_text, sizeof px->peer_text, "%s", upstream_peer_text(px->peer));
     px->t_up = uv_hrtime();
-    px->x = http_exchange_start(px->w->client, upstream_peer_addr(px->peer), http_req_method(px->req),
-                                px->target, px->hdrs, px->nhdrs, px->body_len, &px_cbs, px);
+    px->x =
+        http_exchange_start(px->w->client, upstream_peer_addr(px->peer), http_req_method(px->req),
+                            px->target, px->hdrs, px->nhdrs, px->body_len, &px_cbs, px);
     if (!px->x)
         px_error(px, 502, "bad_gateway", "Cannot reach the service.");
 }
@@ -428,12 +438,12 @@ static int px_headers(gw_px *px)
         http_req_header_at(req, i, &name, &value);
         if (http_headers_hop(name, conn) || (http_headers_flags(name) & HTTP_HDR_FORWARDING))
             continue;
-        px->hdrs[px->nhdrs++] = (http_header){ name, value };
+        px->hdrs[px->nhdrs++] = (http_header){name, value};
     }
     const char *host = http_req_header(req, "Host");
     if (host) {
-        px->hdrs[px->nhdrs++] = (http_header){ "Host", host };
-        px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-Host", host };
+        px->hdrs[px->nhdrs++] = (http_header){"Host", host};
+        px->hdrs[px->nhdrs++] = (http_header){"X-Forwarded-Host", host};
     }
     /* from a trusted proxy: its list (all X-Forwarded-For lines, in order) and the peer */
     const char *peer = http_req_peer_ip(req);
@@ -457,10 +467,11 @@ static int px_headers(gw_px *px)
             off += (size_t)snprintf(px->xff + off, xlen - off, "%s, ", value);
     }
     snprintf(px->xff + off, xlen - off, "%s", peer);
-    px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-For", px->xff };
-    px->hdrs[px->nhdrs++] = (http_header){ "X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http" };
-    px->hdrs[px->nhdrs++] = (http_header){ "X-Real-IP", px->client_ip };
-    px->hdrs[px->nhdrs++] = (http_header){ "X-Request-ID", http_req_id(req) };
+    px->hdrs[px->nhdrs++] = (http_header){"X-Forwarded-For", px->xff};
+    px->hdrs[px->nhdrs++] =
+        (http_header){"X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http"};
+    px->hdrs[px->nhdrs++] = (http_header){"X-Real-IP", px->client_ip};
+    px->hdrs[px->nhdrs++] = (http_header){"X-Request-ID", http_req_id(req)};
     return 0;
 }
 

@@ -45,7 +45,7 @@ unsigned gw_ratelimit_check(gw_shm *s, int route, const char *ip, double rate, u
     int64_t elapsed = now - e->last_ms;
     if (elapsed < 0)
         elapsed = 0;
-    int64_t drained = (int64_t)(rate * (double)elapsed);   /* milli-requests */
+    int64_t drained = (int64_t)(rate * (double)elapsed); /* milli-requests */
     int64_t excess = e->excess - drained;
     if (excess < 0)
         excess = 0;

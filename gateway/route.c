@@ -20,7 +20,8 @@ static int seg_is(const char *s, size_t n, int dots)
     while (i < n) {
         if (s[i] == '.') {
             i++;
-        } else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E')) {
+        } else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' &&
+                   (s[i + 2] == 'e' || s[i + 2] == 'E')) {
             i += 3;
         } else {
             return 0;
@@ -108,8 +109,8 @@ static int route_limits(const gw_answer *a, const gw_route_conf *route, int rout
 {
     gw_worker *w = a->w;
     if (!route->rate_off) {
-        unsigned retry = gw_ratelimit_check(w->shm, route_idx, a->client, route->rate_per_s,
-                                            route->burst);
+        unsigned retry =
+            gw_ratelimit_check(w->shm, route_idx, a->client, route->rate_per_s, route->burst);
         if (retry) {
             char ra[16];
             snprintf(ra, sizeof ra, "%u", retry);
@@ -121,7 +122,8 @@ static int route_limits(const gw_answer *a, const gw_route_conf *route, int rout
     int64_t clen = http_req_content_length(a->req);
     if (clen > 0 && (uint64_t)clen > route->max_body) {
         http_resp_close_after(a->req);
-        gw_answer_error(a, 413, "payload_too_large", "The request body is over this route's limit.");
+        gw_answer_error(a, 413, "payload_too_large",
+                        "The request body is over this route's limit.");
         return 1;
     }
     return 0;
@@ -133,7 +135,7 @@ void gw_route_handle(http_req *req, void *ud)
     const gw_config *c = w->cfg;
     char client[64], path[4096];
     gw_headers_client_ip(c, req, client, sizeof client);
-    gw_answer a = { w, req, "-", client, NULL, GW_CSP_API, uv_hrtime() };
+    gw_answer a = {w, req, "-", client, NULL, GW_CSP_API, uv_hrtime()};
 
     if (gw_path_normalize(http_req_path(req), path, sizeof path) != 0) {
         gw_answer_error(&a, 400, "bad_request", "Invalid request path.");

@@ -27,7 +27,7 @@ static int init_mutex(pthread_mutex_t *m)
 
 gw_shm *gw_shm_create(int *fd_out)
 {
-    int fd = memfd_create("gateway-shm", MFD_CLOEXEC);   /* workers get it through uv_spawn */
+    int fd = memfd_create("gateway-shm", MFD_CLOEXEC); /* workers get it through uv_spawn */
     if (fd < 0)
         return NULL;
     if (ftruncate(fd, sizeof(gw_shm)) != 0) {
@@ -229,7 +229,7 @@ unsigned gw_shm_conn_inc(gw_shm *s, int worker_slot, const char *ip)
             total += e->count[i];
     }
     gw_shm_unlock(m);
-    return total;   /* 0 when the table is full: not counted, never refused */
+    return total; /* 0 when the table is full: not counted, never refused */
 }
 
 void gw_shm_conn_dec(gw_shm *s, int worker_slot, const char *ip)

@@ -13,16 +13,16 @@
 
 #include "gw_config.h"
 
-#define GW_SHM_PEERS 32          /* instances shown per upstream */
-#define GW_SHM_KEYS 3            /* ticket keys: [0] encrypts, all decrypt */
-#define GW_SHM_WORKER_SLOTS 32   /* workers alive at once (reload overlaps generations) */
-#define GW_RL_PARTS 64           /* lock stripes of the rate-limit table */
-#define GW_RL_PART_SLOTS 512
-#define GW_CONN_PART_SLOTS 256
+#define GW_SHM_PEERS        32 /* instances shown per upstream */
+#define GW_SHM_KEYS         3  /* ticket keys: [0] encrypts, all decrypt */
+#define GW_SHM_WORKER_SLOTS 32 /* workers alive at once (reload overlaps generations) */
+#define GW_RL_PARTS         64 /* lock stripes of the rate-limit table */
+#define GW_RL_PART_SLOTS    512
+#define GW_CONN_PART_SLOTS  256
 
 typedef struct gw_shm_peer {
-    char addr[64];               /* "127.0.0.1:3001" */
-    struct sockaddr_storage sa;  /* the same, compared on each pick */
+    char addr[64];              /* "127.0.0.1:3001" */
+    struct sockaddr_storage sa; /* the same, compared on each pick */
     uint8_t healthy;
 } gw_shm_peer;
 
@@ -39,24 +39,24 @@ typedef struct gw_ticket_key {
 } gw_ticket_key;
 
 typedef struct gw_rl_slot {
-    uint64_t hash;               /* 0: free */
+    uint64_t hash; /* 0: free */
     int64_t last_ms;
-    int64_t excess;              /* milli-requests above the rate, as nginx */
+    int64_t excess; /* milli-requests above the rate, as nginx */
 } gw_rl_slot;
 
 typedef struct gw_conn_slot {
-    uint64_t hash;               /* 0: free */
+    uint64_t hash; /* 0: free */
     uint16_t count[GW_SHM_WORKER_SLOTS];
 } gw_conn_slot;
 
 typedef struct gw_shm {
     uint32_t magic;
-    pthread_mutex_t state_lock;  /* ticket keys */
+    pthread_mutex_t state_lock; /* ticket keys */
     /* Upstream health: one writer (the master), read without a lock by every worker on each
      * pick: a sequence lock (odd while the master writes; a reader that saw it change reads
      * again). */
     atomic_uint health_seq;
-    int32_t published;           /* upstream health published at least once */
+    int32_t published; /* upstream health published at least once */
     uint32_t nupstreams;
     gw_shm_upstream ups[GW_MAX_UPSTREAMS];
     gw_ticket_key keys[GW_SHM_KEYS];

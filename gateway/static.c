@@ -9,9 +9,9 @@
 #include "log.h"
 
 typedef struct gw_file {
-    const char *name;            /* under /docs/ */
+    const char *name; /* under /docs/ */
     const char *type;
-    const char *cache;           /* Cache-Control */
+    const char *cache; /* Cache-Control */
     char *data, *gz;
     size_t len, gzlen;
     char etag[24];
@@ -87,14 +87,16 @@ gw_static *gw_static_new(const gw_config *c)
     if (!s)
         return NULL;
     snprintf(s->acme_root, sizeof s->acme_root, "%s", c->acme_webroot);
-    static const struct { const char *name, *type; } dist[] = {
-        { "index.html", "text/html; charset=utf-8" },
-        { "index.css", "text/css" },
-        { "swagger-ui.css", "text/css" },
-        { "swagger-ui-bundle.js", "application/javascript" },
-        { "swagger-ui-standalone-preset.js", "application/javascript" },
-        { "favicon-32x32.png", "image/png" },
-        { "favicon-16x16.png", "image/png" },
+    static const struct {
+        const char *name, *type;
+    } dist[] = {
+        {"index.html", "text/html; charset=utf-8"},
+        {"index.css", "text/css"},
+        {"swagger-ui.css", "text/css"},
+        {"swagger-ui-bundle.js", "application/javascript"},
+        {"swagger-ui-standalone-preset.js", "application/javascript"},
+        {"favicon-32x32.png", "image/png"},
+        {"favicon-16x16.png", "image/png"},
     };
     for (size_t i = 0; i < sizeof dist / sizeof dist[0]; i++) {
         char path[1200];

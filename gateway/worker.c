@@ -111,12 +111,18 @@ static int conn_hook(void *ud, const char *ip, int open)
 /* The security headers of the https listener's own error responses (framing, limits,
  * timeouts): the same as gw_headers_security() with the API policy. */
 static const char *const tls_error_headers[] = {
-    "Strict-Transport-Security", "max-age=63072000; includeSubDomains",
-    "X-Content-Type-Options", "nosniff",
-    "X-Frame-Options", "DENY",
-    "Content-Security-Policy", GW_CSP_API,
-    "Referrer-Policy", "no-referrer",
-    NULL, NULL,
+    "Strict-Transport-Security",
+    "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options",
+    "nosniff",
+    "X-Frame-Options",
+    "DENY",
+    "Content-Security-Policy",
+    GW_CSP_API,
+    "Referrer-Policy",
+    "no-referrer",
+    NULL,
+    NULL,
 };
 
 static http_server *server_on(gw_worker *w, int fd, tls_server *tls)
@@ -149,10 +155,10 @@ static http_server *server_on(gw_worker *w, int fd, tls_server *tls)
 
 int gw_worker_main(const gw_config *cfg, int slot)
 {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);   /* never outlive the master */
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);            /* reloads are the master's business */
-    if (crypto_init() != 0) {           /* this process's own DRBG */
+    signal(SIGHUP, SIG_IGN);  /* reloads are the master's business */
+    if (crypto_init() != 0) { /* this process's own DRBG */
         log_error(NULL, "worker: cannot seed the DRBG");
         return 1;
     }
@@ -177,21 +183,25 @@ int gw_worker_main(const gw_config *cfg, int slot)
         uo.resolve_every_ms = (unsigned)uc->resolve_every_ms;
         uo.max_fails = uc->max_fails;
         uo.fail_timeout_ms = (unsigned)uc->fail_timeout_ms;
-        uo.health_path = NULL;          /* active checks run in the master, published in shm */
+        uo.health_path = NULL; /* active checks run in the master, published in shm */
         w->ups[i] = upstream_new(w->loop, w->client, uc->name, uc->servers, &uo);
         if (!w->ups[i]) {
             log_error(NULL, "worker: [upstream %s] servers do not parse", uc->name);
             return 1;
         }
-        w->views[i] = (gw_shm_view){ w->shm, i, uc->name };
+        w->views[i] = (gw_shm_view){w->shm, i, uc->name};
         upstream_set_skip(w->ups[i], worker_peer_down, &w->views[i]);
     }
     w->statics = gw_static_new(cfg);
     if (cfg->https_port) {
         char err[256];
-        tls_server_opts to = { cfg->cert, cfg->key, cfg->cert2[0] ? cfg->cert2 : NULL,
-                               cfg->key2[0] ? cfg->key2 : NULL, ticket_keys, w,
-                               (uint32_t)(cfg->ticket_rotate_ms * 2 / 1000) };
+        tls_server_opts to = {cfg->cert,
+                              cfg->key,
+                              cfg->cert2[0] ? cfg->cert2 : NULL,
+                              cfg->key2[0] ? cfg->key2 : NULL,
+                              ticket_keys,
+                              w,
+                              (uint32_t)(cfg->ticket_rotate_ms * 2 / 1000)};
         w->tls = tls_server_new(&to, err, sizeof err);
         if (!w->tls) {
             log_error(NULL, "worker: TLS: %s", err);

@@ -5,9 +5,9 @@
 
 #include "gw_config.h"
 
-#define GW_FD_HTTP 3
+#define GW_FD_HTTP  3
 #define GW_FD_HTTPS 4
-#define GW_FD_SHM 5
+#define GW_FD_SHM   5
 
 /* Runs the worker; returns the process exit status. */
 int gw_worker_main(const gw_config *cfg, int slot);

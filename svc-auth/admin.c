@@ -24,27 +24,27 @@
 #include "passwords.h"
 #include "pg_pool.h"
 
-#define ADMIN_LOCK "SELECT pg_advisory_xact_lock(hashtext('auth:admin_bootstrap'))"
+#define ADMIN_LOCK         "SELECT pg_advisory_xact_lock(hashtext('auth:admin_bootstrap'))"
 #define ADMIN_ORGANIZATION "Platform"
-#define ADMIN_NAME "Platform admin"
+#define ADMIN_NAME         "Platform admin"
 
 /* $1 email, $2 new hash (NULL: keep the stored one), $3 organization name, $4 user name. */
-#define ADMIN_UPSERT                                                                        \
-    "WITH o AS (INSERT INTO organizations (name) SELECT $3"                                \
-    "  WHERE NOT EXISTS (SELECT 1 FROM users WHERE email = $1) RETURNING id),"             \
-    " ins AS (INSERT INTO users (org_id, email, name, password_hash, roles)"               \
-    "  SELECT id, $1, $4, $2::text, '{user,admin}' FROM o"                                 \
-    "  ON CONFLICT (email) DO NOTHING RETURNING id),"                                      \
-    " upd AS (UPDATE users SET password_hash = COALESCE($2::text, password_hash),"         \
-    "  roles = CASE WHEN 'admin' = ANY(roles) THEN roles ELSE roles || '{admin}' END,"     \
-    "  updated_at = now()"                                                                 \
-    "  WHERE email = $1 AND ($2::text IS NOT NULL OR NOT 'admin' = ANY(roles)) RETURNING id)," \
-    " dem AS (UPDATE users SET roles = array_remove(roles, 'admin'), updated_at = now()"   \
-    "  WHERE 'admin' = ANY(roles) AND email <> $1 RETURNING id),"                          \
-    " rev AS (UPDATE sessions SET revoked_at = now() WHERE revoked_at IS NULL AND"         \
-    "  (user_id IN (SELECT id FROM dem)"                                                   \
-    "   OR ($2::text IS NOT NULL AND user_id IN (SELECT id FROM upd))) RETURNING id)"      \
-    " SELECT (SELECT count(*) FROM ins) AS created, (SELECT count(*) FROM upd) AS updated," \
+#define ADMIN_UPSERT                                                                               \
+    "WITH o AS (INSERT INTO organizations (name) SELECT $3"                                        \
+    "  WHERE NOT EXISTS (SELECT 1 FROM users WHERE email = $1) RETURNING id),"                     \
+    " ins AS (INSERT INTO users (org_id, email, name, password_hash, roles)"                       \
+    "  SELECT id, $1, $4, $2::text, '{user,admin}' FROM o"                                         \
+    "  ON CONFLICT (email) DO NOTHING RETURNING id),"                                              \
+    " upd AS (UPDATE users SET password_hash = COALESCE($2::text, password_hash),"                 \
+    "  roles = CASE WHEN 'admin' = ANY(roles) THEN roles ELSE roles || '{admin}' END,"             \
+    "  updated_at = now()"                                                                         \
+    "  WHERE email = $1 AND ($2::text IS NOT NULL OR NOT 'admin' = ANY(roles)) RETURNING id),"     \
+    " dem AS (UPDATE users SET roles = array_remove(roles, 'admin'), updated_at = now()"           \
+    "  WHERE 'admin' = ANY(roles) AND email <> $1 RETURNING id),"                                  \
+    " rev AS (UPDATE sessions SET revoked_at = now() WHERE revoked_at IS NULL AND"                 \
+    "  (user_id IN (SELECT id FROM dem)"                                                           \
+    "   OR ($2::text IS NOT NULL AND user_id IN (SELECT id FROM upd))) RETURNING id)"              \
+    " SELECT (SELECT count(*) FROM ins) AS created, (SELECT count(*) FROM upd) AS updated,"        \
     " (SELECT count(*) FROM dem) AS demoted, (SELECT count(*) FROM rev) AS revoked"
 
 /* Runs one statement; its result, or NULL after logging. */
@@ -55,8 +55,8 @@ static PGresult *admin_exec(PGconn *pq, const char *what, const char *sql, int n
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return res;
-    log_emit(LOG_ERROR, NULL, json_pack("{s:s,s:s}", "step", what, "sqlstate",
-                                        res ? pg_sqlstate(res) : ""),
+    log_emit(LOG_ERROR, NULL,
+             json_pack("{s:s,s:s}", "step", what, "sqlstate", res ? pg_sqlstate(res) : ""),
              "admin bootstrap failed: %s", res ? PQresultErrorMessage(res) : PQerrorMessage(pq));
     PQclear(res);
     return NULL;
@@ -66,13 +66,13 @@ static PGresult *admin_exec(PGconn *pq, const char *what, const char *sql, int n
 static int admin_new_hash(PGconn *pq, char hash[PASSWORDS_PHC_MAX])
 {
     const char *params[] = {auth.admin_email};
-    PGresult *res = admin_exec(pq, "read", "SELECT password_hash FROM users WHERE email = $1",
-                               1, params);
+    PGresult *res =
+        admin_exec(pq, "read", "SELECT password_hash FROM users WHERE email = $1", 1, params);
     if (!res)
         return -1;
     const char *stored = PQntuples(res) == 1 ? pg_get(res, 0, "password_hash") : NULL;
-    int same = stored && passwords_verify_now(stored, auth.admin_password,
-                                              strlen(auth.admin_password)) == 0;
+    int same = stored &&
+               passwords_verify_now(stored, auth.admin_password, strlen(auth.admin_password)) == 0;
     PQclear(res);
     hash[0] = '\0';
     if (!same && passwords_hash_now(auth.admin_password, strlen(auth.admin_password), hash) != 0) {
@@ -100,9 +100,9 @@ static int admin_run(PGconn *pq)
     log_emit(LOG_INFO, NULL,
              json_pack("{s:s,s:b,s:b,s:b,s:i,s:i}", "email", auth.admin_email, "created",
                        atoi(pg_get(res, 0, "created")) > 0, "updated",
-                       atoi(pg_get(res, 0, "updated")) > 0, "password_changed",
-                       params[1] != NULL, "demoted", atoi(pg_get(res, 0, "demoted")),
-                       "revoked_sessions", atoi(pg_get(res, 0, "revoked"))),
+                       atoi(pg_get(res, 0, "updated")) > 0, "password_changed", params[1] != NULL,
+                       "demoted", atoi(pg_get(res, 0, "demoted")), "revoked_sessions",
+                       atoi(pg_get(res, 0, "revoked"))),
              "platform admin bootstrapped");
     PQclear(res);
     return 0;
@@ -124,8 +124,8 @@ int admin_bootstrap(void)
     if (res) {
         PQclear(res);
         rc = admin_run(pq);
-        res = admin_exec(pq, rc == 0 ? "commit" : "rollback", rc == 0 ? "COMMIT" : "ROLLBACK",
-                         0, NULL);
+        res = admin_exec(pq, rc == 0 ? "commit" : "rollback", rc == 0 ? "COMMIT" : "ROLLBACK", 0,
+                         NULL);
         if (!res)
             rc = -1;
         PQclear(res);

@@ -8,7 +8,7 @@
 #include "crypto.h"
 
 #define API_KEY_PREFIX "ak_"
-#define API_KEY_BYTES 32
+#define API_KEY_BYTES  32
 
 typedef struct key_ctx {
     http_req *req;
@@ -23,9 +23,10 @@ static void key_on_insert(pg_status st, PGresult *res, void *ud)
         service_reply_pg_error(c->req, st, res);
     } else {
         http_resp_header(c->req, "Cache-Control", "no-store");
-        http_reply_json(c->req, 201, json_pack("{s:s,s:s,s:s,s:s}", "id", pg_get(res, 0, "id"),
-                                               "name", pg_get(res, 0, "name"), "key", c->key,
-                                               "created_at", pg_get(res, 0, "created_at")));
+        http_reply_json(c->req, 201,
+                        json_pack("{s:s,s:s,s:s,s:s}", "id", pg_get(res, 0, "id"), "name",
+                                  pg_get(res, 0, "name"), "key", c->key, "created_at",
+                                  pg_get(res, 0, "created_at")));
     }
     explicit_bzero(c->key, sizeof(c->key));
     json_decref(c->body);

@@ -14,14 +14,14 @@
 #include "router.h"
 #include "service.h"
 
-#define AUTH_TOKEN_TYP "at+jwt"
-#define AUTH_SERVICE_TYP "svc"
-#define AUTH_LEEWAY_S 30
+#define AUTH_TOKEN_TYP    "at+jwt"
+#define AUTH_SERVICE_TYP  "svc"
+#define AUTH_LEEWAY_S     30
 #define AUTH_MAX_SERVICES 32
 
 typedef struct auth_service_secret {
     char *name;
-    uint8_t secret_hash[32];   /* SHA-256 of the secret: compared in constant time */
+    uint8_t secret_hash[32]; /* SHA-256 of the secret: compared in constant time */
 } auth_service_secret;
 
 /* The one state of the process (like Redis's `server`). */
@@ -52,8 +52,8 @@ void auth_pg(const char *sql, int nparams, const char *const *params, pg_query_f
 typedef struct auth_field {
     const char *name;
     int required;
-    size_t max_chars;          /* 0: no limit */
-    const char **out;          /* borrowed from the object; NULL when absent */
+    size_t max_chars; /* 0: no limit */
+    const char **out; /* borrowed from the object; NULL when absent */
 } auth_field;
 
 /* Parses the body as a JSON object with only the given string fields. On error replies 400
@@ -82,7 +82,7 @@ typedef struct auth_ident {
     auth_kind kind;
     char sub[40], sid[40], org[40], key_id[40];
     char email[256];
-    json_t *roles;             /* owned array */
+    json_t *roles; /* owned array */
     int64_t exp;
 } auth_ident;
 

@@ -99,8 +99,7 @@ static void authn_on_claims(int checked, jwt_err err, json_t *claims, void *ud)
     auth_session_check(id->sid, authn_on_session, a);
 }
 
-static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb,
-                        void *cb_ud)
+static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb, void *cb_ud)
 {
     authn *a = calloc(1, sizeof(*a));
     a->req = req;
@@ -162,8 +161,7 @@ static void authk_on_row(pg_status st, PGresult *res, void *ud)
     free(k);
 }
 
-static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn cb,
-                          void *cb_ud)
+static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn cb, void *cb_ud)
 {
     authk *k = calloc(1, sizeof(*k));
     k->req = req;
@@ -215,7 +213,8 @@ void auth_authenticate(http_req *req, int allow_api_key, int me, auth_ident_fn c
             return;
         }
         auth_reply_unauthorized(req, "invalid_authorization",
-                                "Authorization must be \"Bearer <token>\" or \"ApiKey <key>\".", me);
+                                "Authorization must be \"Bearer <token>\" or \"ApiKey <key>\".",
+                                me);
         cb(req, NULL, cb_ud);
         return;
     }

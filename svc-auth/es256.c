@@ -18,7 +18,7 @@
 #define ES256_NOT_RUN (-1) /* the status of a check that never ran (lane full, shutdown) */
 
 typedef struct es256_sign_job {
-    workq_job base;     /* first: the lane's part */
+    workq_job base; /* first: the lane's part */
     const char *typ;
     json_t *claims;
     char *token;
@@ -34,8 +34,8 @@ typedef struct es256_call {
 /* One signature check in flight, shared by every request presenting the token meanwhile
  * (they wait in auth.token_cache: ttl_cache_join). */
 typedef struct es256_flight {
-    workq_job base;     /* first: the lane's part */
-    uint8_t key[32];    /* SHA-256 of the token */
+    workq_job base;  /* first: the lane's part */
+    uint8_t key[32]; /* SHA-256 of the token */
     char *token;
     size_t len;
     jwt_expect ex;
@@ -51,18 +51,19 @@ static struct {
 int es256_init(uv_loop_t *loop, unsigned concurrency, unsigned queue_max)
 {
     memset(&es, 0, sizeof(es));
-    es.q = workq_new(loop, concurrency, queue_max,
-                     metrics_gauge("auth_es256_jobs_running", "ES256 signatures and checks running", NULL),
-                     metrics_gauge("auth_es256_jobs_waiting", "ES256 signatures and checks queued", NULL),
-                     metrics_counter("auth_es256_queue_full_total",
-                                     "requests refused because the ES256 queue was full", NULL));
+    es.q = workq_new(
+        loop, concurrency, queue_max,
+        metrics_gauge("auth_es256_jobs_running", "ES256 signatures and checks running", NULL),
+        metrics_gauge("auth_es256_jobs_waiting", "ES256 signatures and checks queued", NULL),
+        metrics_counter("auth_es256_queue_full_total",
+                        "requests refused because the ES256 queue was full", NULL));
     es.m_hit = metrics_counter("auth_token_cache_hits_total",
                                "access tokens found in the verified-token cache", NULL);
     es.m_verify = metrics_counter("auth_token_verifications_total",
                                   "ES256 signature checks of access tokens", NULL);
-    es.m_shared = metrics_counter("auth_token_verifications_shared_total",
-                                  "requests that waited for a check of the same token in flight",
-                                  NULL);
+    es.m_shared =
+        metrics_counter("auth_token_verifications_shared_total",
+                        "requests that waited for a check of the same token in flight", NULL);
     return es.q ? 0 : -1;
 }
 

@@ -22,15 +22,16 @@ static void invite_on_insert(pg_status st, PGresult *res, void *ud)
         service_reply_pg_error(c->req, st, res);
     } else {
         http_resp_header(c->req, "Cache-Control", "no-store");
-        http_reply_json(c->req, 201, json_pack("{s:s,s:s}", "code", c->code, "expires_at",
-                                               pg_get(res, 0, "expires_at")));
+        http_reply_json(
+            c->req, 201,
+            json_pack("{s:s,s:s}", "code", c->code, "expires_at", pg_get(res, 0, "expires_at")));
     }
     free(c);
 }
 
 static void invite_handler(http_req *req, const auth_identity *id)
 {
-    json_t *body = auth_body_fields(req, NULL, 0, 1);   /* {} or nothing */
+    json_t *body = auth_body_fields(req, NULL, 0, 1); /* {} or nothing */
     if (!body)
         return;
     json_decref(body);

@@ -46,7 +46,8 @@ int main(void)
         auth_settings_free();
         return 2;
     }
-    if (service_use_pg(&auth.svc, service_migrations("AUTH_MIGRATIONS", AUTH_MIGRATIONS_DIR)) != 0 ||
+    if (service_use_pg(&auth.svc, service_migrations("AUTH_MIGRATIONS", AUTH_MIGRATIONS_DIR)) !=
+            0 ||
         service_use_redis(&auth.svc) != 0 || admin_bootstrap() != 0) {
         auth_settings_free();
         return 1;

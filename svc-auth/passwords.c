@@ -13,21 +13,21 @@
 #include "metrics.h"
 #include "workq.h"
 
-#define PW_T_COST 2
-#define PW_M_COST 19456
+#define PW_T_COST      2
+#define PW_M_COST      19456
 #define PW_PARALLELISM 1
-#define PW_SALT_LEN 16
-#define PW_HASH_LEN 32
+#define PW_SALT_LEN    16
+#define PW_HASH_LEN    32
 #define PW_ENCODED_MAX PASSWORDS_PHC_MAX
 
 typedef struct pw_job {
-    workq_job base;             /* first: the lane's part */
-    int verify;                 /* 1: verify against phc, 0: hash */
+    workq_job base; /* first: the lane's part */
+    int verify;     /* 1: verify against phc, 0: hash */
     char *password;
     size_t len;
-    char phc[PW_ENCODED_MAX];   /* verify: the stored hash; hash: the result */
+    char phc[PW_ENCODED_MAX]; /* verify: the stored hash; hash: the result */
     int result;
-    double seconds;             /* time the hash took on its thread */
+    double seconds; /* time the hash took on its thread */
     passwords_fn cb;
     void *ud;
 } pw_job;
@@ -51,11 +51,12 @@ static int pw_hash_now(const char *password, size_t len, char *out)
 int passwords_init(uv_loop_t *loop, unsigned concurrency, unsigned queue_max)
 {
     memset(&pw, 0, sizeof(pw));
-    pw.q = workq_new(loop, concurrency, queue_max,
-                     metrics_gauge("auth_password_hashes_running", "argon2 hashes in progress", NULL),
-                     metrics_gauge("auth_password_hashes_waiting", "argon2 hashes queued", NULL),
-                     metrics_counter("auth_password_queue_full_total",
-                                     "requests refused because the hash queue was full", NULL));
+    pw.q =
+        workq_new(loop, concurrency, queue_max,
+                  metrics_gauge("auth_password_hashes_running", "argon2 hashes in progress", NULL),
+                  metrics_gauge("auth_password_hashes_waiting", "argon2 hashes queued", NULL),
+                  metrics_counter("auth_password_queue_full_total",
+                                  "requests refused because the hash queue was full", NULL));
     if (!pw.q)
         return -1;
     pw.m_seconds = metrics_histogram("auth_password_hash_seconds",
@@ -79,7 +80,9 @@ static int pw_verify_now(const char *phc, const char *password, size_t len)
 {
     int rc = argon2id_verify(phc, password, len);
     /* a malformed stored hash answers like a mismatch: never let anyone in */
-    return rc == ARGON2_OK ? 0 : rc == ARGON2_VERIFY_MISMATCH || rc == ARGON2_DECODING_FAIL ? 1 : -1;
+    return rc == ARGON2_OK                                              ? 0
+           : rc == ARGON2_VERIFY_MISMATCH || rc == ARGON2_DECODING_FAIL ? 1
+                                                                        : -1;
 }
 
 int passwords_hash_now(const char *password, size_t len, char out[PASSWORDS_PHC_MAX])
@@ -123,8 +126,8 @@ static void pw_done(workq_job *w, int ran)
     pw_job_free(j);
 }
 
-static int pw_submit(int verify, const char *phc, const char *password, size_t len,
-                     passwords_fn cb, void *ud)
+static int pw_submit(int verify, const char *phc, const char *password, size_t len, passwords_fn cb,
+                     void *ud)
 {
     pw_job *j = calloc(1, sizeof(*j));
     if (!j)
@@ -139,7 +142,8 @@ static int pw_submit(int verify, const char *phc, const char *password, size_t l
     j->len = len;
     j->verify = verify;
     if (verify)
-        snprintf(j->phc, sizeof(j->phc), "%s", phc && strlen(phc) < PW_ENCODED_MAX ? phc : pw.dummy);
+        snprintf(j->phc, sizeof(j->phc), "%s",
+                 phc && strlen(phc) < PW_ENCODED_MAX ? phc : pw.dummy);
     j->cb = cb;
     j->ud = ud;
     if (workq_submit(pw.q, &j->base, pw_run, pw_done) != 0) {

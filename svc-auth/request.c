@@ -41,7 +41,7 @@ json_t *auth_body_fields(http_req *req, auth_field *fields, size_t n, int allow_
     if (allow_empty && (!body || len == 0)) {
         obj = json_object();
     } else {
-        obj = http_req_json(req);   /* replies 400 / 415 itself */
+        obj = http_req_json(req); /* replies 400 / 415 itself */
         if (!obj)
             return NULL;
     }
@@ -50,7 +50,8 @@ json_t *auth_body_fields(http_req *req, auth_field *fields, size_t n, int allow_
     const char *key;
     json_t *v;
     char msg[160];
-    json_object_foreach(obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         size_t i;
         for (i = 0; i < n && strcmp(fields[i].name, key) != 0; i++)
             ;
@@ -90,7 +91,7 @@ const char *auth_client_ip(http_req *req)
 {
     const char *peer = http_req_peer_ip(req);
     if (!cidr_list_match(auth.trusted_proxies, peer))
-        return peer;   /* anyone else could write any X-Real-IP: the peer is the client */
+        return peer; /* anyone else could write any X-Real-IP: the peer is the client */
     uint8_t addr[16];
     const char *ip = http_req_header(req, "X-Real-IP");
     if (ip && cidr_parse_addr(ip, addr) == 0)
@@ -124,8 +125,9 @@ void auth_reply_unauthorized(http_req *req, const char *code, const char *messag
 {
     http_resp_header(req, "WWW-Authenticate", "Bearer realm=\"suite\"");
     if (me) {
-        http_reply_json(req, 401, json_pack("{s:b,s:{s:s,s:s}}", "active", 0, "error", "code",
-                                            code, "message", message));
+        http_reply_json(
+            req, 401,
+            json_pack("{s:b,s:{s:s,s:s}}", "active", 0, "error", "code", code, "message", message));
         return;
     }
     http_reply_error(req, 401, code, message);
@@ -134,7 +136,8 @@ void auth_reply_unauthorized(http_req *req, const char *code, const char *messag
 void auth_reply_es256_full(http_req *req)
 {
     http_resp_header(req, "Retry-After", "1");
-    http_reply_error(req, 503, "overloaded", "Too many token operations in progress; retry shortly.");
+    http_reply_error(req, 503, "overloaded",
+                     "Too many token operations in progress; retry shortly.");
 }
 
 json_t *auth_roles(const char *stored_json)
@@ -152,9 +155,8 @@ int auth_roles_has(json_t *roles, const char *role)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(roles, i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), role) == 0)
-            return 1;
+    json_array_foreach(roles, i, v) if (json_is_string(v) &&
+                                        strcmp(json_string_value(v), role) == 0) return 1;
     return 0;
 }
 

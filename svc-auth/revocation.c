@@ -33,10 +33,12 @@ static uint64_t sess_revoked_until(void)
 
 static void sess_finish(sess_lookup *l, auth_session_state st)
 {
-    json_t *v = st == AUTH_SESSION_ALIVE ? json_true()
-              : st == AUTH_SESSION_REVOKED ? json_false() : NULL;
-    uint64_t until = st == AUTH_SESSION_ALIVE ? clock_mono_ms() + auth.positive_ttl_ms
-                   : st == AUTH_SESSION_REVOKED ? sess_revoked_until() : 0;
+    json_t *v = st == AUTH_SESSION_ALIVE     ? json_true()
+                : st == AUTH_SESSION_REVOKED ? json_false()
+                                             : NULL;
+    uint64_t until = st == AUTH_SESSION_ALIVE     ? clock_mono_ms() + auth.positive_ttl_ms
+                     : st == AUTH_SESSION_REVOKED ? sess_revoked_until()
+                                                  : 0;
     ttl_cache_done(auth.session_cache, l->key, (int)st, v, until);
     free(l);
 }
@@ -53,7 +55,8 @@ static void sess_on_pg(pg_status st, PGresult *res, void *ud)
 {
     sess_lookup *l = ud;
     if (st != PG_OK) {
-        log_warn(NULL, "session check failed: %s", st == PG_ERR_SQL ? pg_sqlstate(res) : "pg down/busy");
+        log_warn(NULL, "session check failed: %s",
+                 st == PG_ERR_SQL ? pg_sqlstate(res) : "pg down/busy");
         sess_finish(l, AUTH_SESSION_ERROR);
         return;
     }
@@ -76,7 +79,7 @@ static void sess_on_redis(redis_status st, redisReply *reply, void *ud)
         sess_finish(l, AUTH_SESSION_REVOKED);
         return;
     }
-    sess_ask_pg(l);   /* not known revoked (or Redis down): PostgreSQL decides */
+    sess_ask_pg(l); /* not known revoked (or Redis down): PostgreSQL decides */
 }
 
 void auth_session_check(const char *sid, auth_session_fn cb, void *ud)

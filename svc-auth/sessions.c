@@ -33,15 +33,15 @@ typedef struct login_ctx {
     char sub[40], org[40];
     char *roles;
     char refresh[64];
-    int reserved;       /* a place in the ES256 lane for the access token */
-    throttle_ticket *ticket;   /* this attempt, counted by the throttle */
+    int reserved;            /* a place in the ES256 lane for the access token */
+    throttle_ticket *ticket; /* this attempt, counted by the throttle */
 } login_ctx;
 
 static void login_free(login_ctx *c)
 {
     if (c->reserved)
         es256_release();
-    throttle_done(c->ticket, 0);   /* not a failure: right password, or never checked */
+    throttle_done(c->ticket, 0); /* not a failure: right password, or never checked */
     json_decref(c->body);
     free(c->roles);
     free(c);
@@ -57,7 +57,7 @@ static void login_on_session(pg_status st, PGresult *res, void *ud)
     }
     login_count("ok");
     json_t *roles = auth_roles(c->roles);
-    c->reserved = 0;   /* the pair's signature takes the place */
+    c->reserved = 0; /* the pair's signature takes the place */
     auth_reply_token_pair(c->req, c->sub, pg_get(res, 0, "session_id"), c->org, c->email, roles,
                           c->refresh);
     json_decref(roles);
@@ -87,7 +87,7 @@ static void login_on_verify(int result, const char *hash, void *ud)
     auth_sha256_hex(c->refresh, strlen(c->refresh), hash_hex);
     snprintf(ttl, sizeof(ttl), "%ld", auth.refresh_ttl_s);
     const char *ua = http_req_header(c->req, "User-Agent");
-    char ua_short[256];   /* stored as valid UTF-8, cut between characters */
+    char ua_short[256]; /* stored as valid UTF-8, cut between characters */
     utf8_sanitize(ua_short, sizeof(ua_short), ua ? ua : "", ua ? strlen(ua) : 0);
     const char *params[] = {c->sub, ttl, ua ? ua_short : NULL, c->ip, hash_hex};
     auth_pg("WITH s AS (INSERT INTO sessions (user_id, expires_at, user_agent, ip)"
@@ -188,8 +188,8 @@ static void logout_handler(http_req *req, const auth_identity *id)
     char *sid = strdup(id->sid);
     http_req_set_data(req, sid);
     const char *params[] = {sid};
-    auth_pg( "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-             1, params, logout_on_update, req);
+    auth_pg("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", 1,
+            params, logout_on_update, req);
 }
 
 /* ---- GET /auth/sessions ---- */
@@ -213,10 +213,12 @@ static void sessions_on_list(pg_status st, PGresult *res, void *ud)
         const char *id = pg_get(res, i, "id");
         const char *ua = pg_get(res, i, "user_agent"), *ip = pg_get(res, i, "ip");
         json_array_append_new(data, json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:b}", "id", id,
-            "created_at", pg_get(res, i, "created_at"), "last_used_at",
-            pg_get(res, i, "last_used_at"), "expires_at", pg_get(res, i, "expires_at"),
-            "user_agent", ua ? json_string(ua) : json_null(), "ip", ip ? json_string(ip) : json_null(),
-            "current", strcmp(id, c->sid) == 0));
+                                              "created_at", pg_get(res, i, "created_at"),
+                                              "last_used_at", pg_get(res, i, "last_used_at"),
+                                              "expires_at", pg_get(res, i, "expires_at"),
+                                              "user_agent", ua ? json_string(ua) : json_null(),
+                                              "ip", ip ? json_string(ip) : json_null(), "current",
+                                              strcmp(id, c->sid) == 0));
     }
     http_reply_json(c->req, 200, json_pack("{s:o,s:b}", "data", data, "has_more", n > c->limit));
     free(c);
@@ -233,7 +235,8 @@ static void sessions_list_handler(http_req *req, const auth_identity *id)
         if (has > 0)
             limit = strtol(limit_s, &end, 10);
         if (has < 0 || *end || end == limit_s || limit < 1 || limit > 100) {
-            http_reply_error(req, 400, "invalid_request", "limit must be an integer from 1 to 100.");
+            http_reply_error(req, 400, "invalid_request",
+                             "limit must be an integer from 1 to 100.");
             return;
         }
     }
@@ -249,13 +252,14 @@ static void sessions_list_handler(http_req *req, const auth_identity *id)
     char lim1[16];
     snprintf(lim1, sizeof(lim1), "%ld", limit + 1);
     const char *params[] = {id->sub, after[0] ? after : NULL, lim1};
-    auth_pg("SELECT id, " AUTH_TS("created_at") " AS created_at, " AUTH_TS("last_used_at")
-            " AS last_used_at, " AUTH_TS("expires_at") " AS expires_at, user_agent, ip"
-            " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
-            " AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM sessions"
-            " WHERE id = $2::uuid AND user_id = $1))"
-            " ORDER BY created_at DESC, id DESC LIMIT $3::int",
-            3, params, sessions_on_list, c);
+    auth_pg(
+        "SELECT id, " AUTH_TS("created_at") " AS created_at, " AUTH_TS("last_used_at") " AS last_used_at, " AUTH_TS(
+            "expires_at") " AS expires_at, user_agent, ip"
+                          " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+                          " AND ($2::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM sessions"
+                          " WHERE id = $2::uuid AND user_id = $1))"
+                          " ORDER BY created_at DESC, id DESC LIMIT $3::int",
+        3, params, sessions_on_list, c);
 }
 
 /* ---- DELETE /auth/sessions/{sid} ---- */

@@ -37,8 +37,9 @@ static int load_keys(void)
         rc = -1;
     }
     if (rc == 0)
-        log_emit(LOG_INFO, NULL, json_pack("{s:s,s:i}", "kid", jwt_keyset_signing_kid(auth.keys),
-                                           "keys", (int)jwt_keyset_count(auth.keys)),
+        log_emit(LOG_INFO, NULL,
+                 json_pack("{s:s,s:i}", "kid", jwt_keyset_signing_kid(auth.keys), "keys",
+                           (int)jwt_keyset_count(auth.keys)),
                  "signing keys loaded");
     return rc;
 }
@@ -74,15 +75,16 @@ static int load_admin(void)
             log_error(NULL, "AUTH_ADMIN_PASSWORD is set without AUTH_ADMIN_EMAIL");
             return -1;
         }
-        return 0;   /* no platform admin */
+        return 0; /* no platform admin */
     }
     if (!auth_email_valid(email)) {
         log_error(NULL, "AUTH_ADMIN_EMAIL is not a valid email address");
         return -1;
     }
     if (!password || !*password) {
-        log_error(NULL, "AUTH_ADMIN_EMAIL is set without AUTH_ADMIN_PASSWORD (or "
-                        "AUTH_ADMIN_PASSWORD_FILE): refusing to start without the admin's password");
+        log_error(NULL,
+                  "AUTH_ADMIN_EMAIL is set without AUTH_ADMIN_PASSWORD (or "
+                  "AUTH_ADMIN_PASSWORD_FILE): refusing to start without the admin's password");
         return -1;
     }
     size_t chars = auth_utf8_chars(password);
@@ -93,7 +95,8 @@ static int load_admin(void)
     }
     size_t i;
     for (i = 0; email[i] && i + 1 < sizeof(auth.admin_email); i++)
-        auth.admin_email[i] = (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
+        auth.admin_email[i] =
+            (char)((email[i] >= 'A' && email[i] <= 'Z') ? email[i] + 32 : email[i]);
     auth.admin_email[i] = '\0';
     auth.admin_password = password;
     return 0;
@@ -126,8 +129,8 @@ static int load_settings(void)
     /* Only these peers may say who the client is (X-Real-IP): the gateway. Locally it talks
      * over loopback; in containers, set the internal network the gateway is on. */
     char err[160];
-    auth.trusted_proxies = cidr_list_parse(config_str("TRUSTED_PROXIES", AUTH_TRUSTED_DEFAULT),
-                                           err, sizeof(err));
+    auth.trusted_proxies =
+        cidr_list_parse(config_str("TRUSTED_PROXIES", AUTH_TRUSTED_DEFAULT), err, sizeof(err));
     if (!auth.trusted_proxies) {
         log_error(NULL, "TRUSTED_PROXIES: %s (comma-separated CIDRs)", err);
         return -1;

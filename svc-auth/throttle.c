@@ -17,8 +17,8 @@ enum { TH_IP = 1, TH_ACCT = 2 };
 
 struct throttle_ticket {
     char ipkey[64], acctkey[64];
-    int held;               /* TH_IP | TH_ACCT: the counters this attempt incremented */
-    uint64_t until_ms;      /* the first of their windows ends then: later, no DECR */
+    int held;          /* TH_IP | TH_ACCT: the counters this attempt incremented */
+    uint64_t until_ms; /* the first of their windows ends then: later, no DECR */
 };
 
 typedef struct th_reserve {
@@ -92,7 +92,7 @@ static void th_held(throttle_ticket *t, int which, long ttl)
 
 static void th_refuse(th_reserve *c, long retry_after_s)
 {
-    throttle_done(c->t, 0);   /* gives back what this attempt still holds */
+    throttle_done(c->t, 0); /* gives back what this attempt still holds */
     c->cb(retry_after_s, NULL, c->ud);
     free(c);
 }
@@ -108,11 +108,11 @@ static void th_on_acct(redis_status st, redisReply *reply, void *ud)
     th_reserve *c = ud;
     long n, ttl;
     if (!th_counted(st, reply, &n, &ttl)) {
-        th_allow(c);   /* fail open */
+        th_allow(c); /* fail open */
         return;
     }
     if (n > th.per_account_max) {
-        th_refuse(c, ttl);   /* the account counter keeps it: the window is fixed anyway */
+        th_refuse(c, ttl); /* the account counter keeps it: the window is fixed anyway */
         return;
     }
     th_held(c->t, TH_ACCT, ttl);
@@ -124,11 +124,11 @@ static void th_on_ip(redis_status st, redisReply *reply, void *ud)
     th_reserve *c = ud;
     long n, ttl;
     if (!th_counted(st, reply, &n, &ttl)) {
-        th_allow(c);   /* fail open */
+        th_allow(c); /* fail open */
         return;
     }
     if (n > th.per_ip_max) {
-        th_refuse(c, ttl);   /* counted for this pair only; the account is not touched */
+        th_refuse(c, ttl); /* counted for this pair only; the account is not touched */
         return;
     }
     th_held(c->t, TH_IP, ttl);
@@ -147,7 +147,7 @@ void throttle_reserve(const char *email, const char *ip, throttle_fn cb, void *u
     c->t = calloc(1, sizeof(*c->t));
     th_keys(email, ip, c->t->ipkey, c->t->acctkey);
     if (!*th.rp) {
-        th_allow(c);   /* fail open */
+        th_allow(c); /* fail open */
         return;
     }
     th_add(*th.rp, c->t->ipkey, 1, th_on_ip, c);

@@ -41,9 +41,10 @@ static void pair_on_signed(char *access, void *ud)
              p->refresh, auth.refresh_ttl_s);
     http_resp_header(req, "Set-Cookie", cookie);
     http_resp_header(req, "Cache-Control", "no-store");
-    http_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:I}", "access_token", access,
-                                        "refresh_token", p->refresh, "token_type", "Bearer",
-                                        "expires_in", (json_int_t)auth.access_ttl_s));
+    http_reply_json(req, 200,
+                    json_pack("{s:s,s:s,s:s,s:I}", "access_token", access, "refresh_token",
+                              p->refresh, "token_type", "Bearer", "expires_in",
+                              (json_int_t)auth.access_ttl_s));
     explicit_bzero(p->refresh, sizeof(p->refresh));
     free(p);
     free(access);
@@ -54,11 +55,10 @@ void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, cons
 {
     int64_t now = auth_now_s();
     /* the claims go to another thread: they share nothing with the caller's objects */
-    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:I}", "iss", auth.issuer,
-                               "aud", auth.audience, "sub", sub, "sid", sid, "org", org,
-                               "email", email, "roles", json_deep_copy(roles),
-                               "iat", (json_int_t)now,
-                               "exp", (json_int_t)(now + auth.access_ttl_s));
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:I}", "iss", auth.issuer, "aud",
+                               auth.audience, "sub", sub, "sid", sid, "org", org, "email", email,
+                               "roles", json_deep_copy(roles), "iat", (json_int_t)now, "exp",
+                               (json_int_t)(now + auth.access_ttl_s));
     pair_ctx *p = calloc(1, sizeof(*p));
     if (!p || strlen(refresh_token) >= sizeof(p->refresh)) {
         free(p);
@@ -80,7 +80,7 @@ typedef struct refresh_ctx {
     http_req *req;
     char old_hash[65];
     char new_token[64];
-    int reserved;       /* a place in the ES256 lane for the new access token */
+    int reserved; /* a place in the ES256 lane for the new access token */
 } refresh_ctx;
 
 static void refresh_free(refresh_ctx *c)
@@ -122,7 +122,7 @@ static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
     if (PQntuples(res) == 1) {
         const char *email = pg_get(res, 0, "email");
         json_t *roles = auth_roles(pg_get(res, 0, "roles"));
-        c->reserved = 0;   /* the pair's signature takes the place */
+        c->reserved = 0; /* the pair's signature takes the place */
         auth_reply_token_pair(c->req, pg_get(res, 0, "sub"), pg_get(res, 0, "sid"),
                               pg_get(res, 0, "org_id"), email, roles, c->new_token);
         json_decref(roles);
@@ -216,8 +216,8 @@ static void service_token_on_signed(char *tok, void *ud);
 static void service_token_handler(http_req *req)
 {
     const char *name = NULL, *secret = NULL, *audience = NULL;
-    auth_field f[] = {{"service", 1, 64, &name}, {"secret", 1, 1024, &secret},
-                      {"audience", 1, 64, &audience}};
+    auth_field f[] = {
+        {"service", 1, 64, &name}, {"secret", 1, 1024, &secret}, {"audience", 1, 64, &audience}};
     json_t *body = auth_body_fields(req, f, 3, 0);
     if (!body)
         return;
@@ -241,9 +241,9 @@ static void service_token_handler(http_req *req)
         return;
     }
     int64_t now = auth_now_s();
-    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", auth.issuer, "aud", audience,
-                               "sub", name, "iat", (json_int_t)now,
-                               "exp", (json_int_t)(now + auth.service_ttl_s));
+    json_t *claims =
+        json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", auth.issuer, "aud", audience, "sub", name, "iat",
+                  (json_int_t)now, "exp", (json_int_t)(now + auth.service_ttl_s));
     json_decref(body);
     if (es256_sign(AUTH_SERVICE_TYP, claims, 0, service_token_on_signed, req) != 0)
         auth_reply_es256_full(req);
@@ -257,8 +257,9 @@ static void service_token_on_signed(char *tok, void *ud)
         return;
     }
     http_resp_header(req, "Cache-Control", "no-store");
-    http_reply_json(req, 200, json_pack("{s:s,s:s,s:I}", "access_token", tok, "token_type",
-                                        "Bearer", "expires_in", (json_int_t)auth.service_ttl_s));
+    http_reply_json(req, 200,
+                    json_pack("{s:s,s:s,s:I}", "access_token", tok, "token_type", "Bearer",
+                              "expires_in", (json_int_t)auth.service_ttl_s));
     free(tok);
 }
 

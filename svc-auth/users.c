@@ -45,7 +45,8 @@ static int password_len_ok(http_req *req, const char *pw)
 {
     size_t n = auth_utf8_chars(pw);
     if (n < PASSWORDS_MIN_CHARS || n > PASSWORDS_MAX_CHARS) {
-        http_reply_error(req, 400, "invalid_password", "The password must have 8 to 256 characters.");
+        http_reply_error(req, 400, "invalid_password",
+                         "The password must have 8 to 256 characters.");
         return 0;
     }
     return 1;
@@ -54,7 +55,8 @@ static int password_len_ok(http_req *req, const char *pw)
 static void reply_hash_queue_full(http_req *req)
 {
     http_resp_header(req, "Retry-After", "1");
-    http_reply_error(req, 503, "overloaded", "Too many password operations in progress; retry shortly.");
+    http_reply_error(req, 503, "overloaded",
+                     "Too many password operations in progress; retry shortly.");
 }
 
 /* ---- POST /auth/register ---- */
@@ -86,10 +88,11 @@ static void reg_on_insert(pg_status st, PGresult *res, void *ud)
         log_emit(LOG_INFO, http_req_id(c->req), json_pack("{s:s}", "user", pg_get(res, 0, "id")),
                  "user registered");
         http_reply_json(c->req, 201,
-            json_pack("{s:s,s:s,s:o,s:{s:s,s:s},s:o,s:s}", "id", pg_get(res, 0, "id"), "email",
-                      c->email, "name", name ? json_string(name) : json_null(), "organization",
-                      "id", pg_get(res, 0, "org_id"), "name", pg_get(res, 0, "org_name"),
-                      "roles", roles, "created_at", pg_get(res, 0, "created_at")));
+                        json_pack("{s:s,s:s,s:o,s:{s:s,s:s},s:o,s:s}", "id", pg_get(res, 0, "id"),
+                                  "email", c->email, "name", name ? json_string(name) : json_null(),
+                                  "organization", "id", pg_get(res, 0, "org_id"), "name",
+                                  pg_get(res, 0, "org_name"), "roles", roles, "created_at",
+                                  pg_get(res, 0, "created_at")));
     }
     reg_free(c);
 }
@@ -118,8 +121,9 @@ static void reg_on_hash(int result, const char *hash, void *ud)
                 " u AS (INSERT INTO users (org_id, email, name, password_hash, roles)"
                 " SELECT org_id, $2, $3, $4, '{user}' FROM inv RETURNING *)"
                 " SELECT u.id, u.name, u.org_id, o.name AS org_name,"
-                " array_to_json(u.roles)::text AS roles, " AUTH_TS("u.created_at") " AS created_at"
-                " FROM u JOIN organizations o ON o.id = u.org_id",
+                " array_to_json(u.roles)::text AS roles, " AUTH_TS(
+                    "u.created_at") " AS created_at"
+                                    " FROM u JOIN organizations o ON o.id = u.org_id",
                 4, params, reg_on_insert, c);
         return;
     }
@@ -129,8 +133,9 @@ static void reg_on_hash(int result, const char *hash, void *ud)
             " u AS (INSERT INTO users (org_id, email, name, password_hash, roles)"
             " SELECT id, $2, $3, $4, '{user,org_admin}' FROM o RETURNING *)"
             " SELECT u.id, u.name, u.org_id, o.name AS org_name,"
-            " array_to_json(u.roles)::text AS roles, " AUTH_TS("u.created_at") " AS created_at"
-            " FROM u JOIN o ON o.id = u.org_id",
+            " array_to_json(u.roles)::text AS roles, " AUTH_TS(
+                "u.created_at") " AS created_at"
+                                " FROM u JOIN o ON o.id = u.org_id",
             4, params, reg_on_insert, c);
 }
 
@@ -138,8 +143,10 @@ static void register_handler(http_req *req)
 {
     reg_ctx *c = calloc(1, sizeof(*c));
     const char *email = NULL;
-    auth_field f[] = {{"email", 1, 254, &email}, {"password", 1, 0, &c->password},
-                      {"name", 0, 200, &c->name}, {"organization", 0, 200, &c->organization},
+    auth_field f[] = {{"email", 1, 254, &email},
+                      {"password", 1, 0, &c->password},
+                      {"name", 0, 200, &c->name},
+                      {"organization", 0, 200, &c->organization},
                       {"invite", 0, 128, &c->invite}};
     c->req = req;
     c->body = auth_body_fields(req, f, 5, 0);
@@ -148,7 +155,8 @@ static void register_handler(http_req *req)
         return;
     }
     if (c->organization && c->invite) {
-        http_reply_error(req, 400, "invalid_request", "Give either organization or invite, not both.");
+        http_reply_error(req, 400, "invalid_request",
+                         "Give either organization or invite, not both.");
         reg_free(c);
         return;
     }
@@ -297,7 +305,7 @@ static void password_handler(http_req *req, const auth_identity *id)
         return;
     }
     const char *params[] = {c->sub};
-    auth_pg( "SELECT password_hash FROM users WHERE id = $1", 1, params, pw_on_user, c);
+    auth_pg("SELECT password_hash FROM users WHERE id = $1", 1, params, pw_on_user, c);
 }
 
 void users_routes(router *r)

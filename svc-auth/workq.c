@@ -13,7 +13,7 @@ struct workq {
     uv_loop_t *loop;
     unsigned concurrency, queue_max;
     unsigned running, waiting, reserved;
-    workq_job *head, *tail;     /* waiting jobs, FIFO */
+    workq_job *head, *tail; /* waiting jobs, FIFO */
     metric *m_running, *m_waiting, *m_rejected;
 };
 

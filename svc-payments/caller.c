@@ -60,14 +60,16 @@ void caller_teardown(void)
 
 const char *caller_scope(const auth_identity *who)
 {
-    return caller_is_admin(who) ? "all"
-           : auth_identity_has_role(who, AUTH_ROLE_ORG_ADMIN) ? "org" : "own";
+    return caller_is_admin(who)                               ? "all"
+           : auth_identity_has_role(who, AUTH_ROLE_ORG_ADMIN) ? "org"
+                                                              : "own";
 }
 
 const char *caller_scope_id(const auth_identity *who)
 {
-    return caller_is_admin(who) ? ""
-           : auth_identity_has_role(who, AUTH_ROLE_ORG_ADMIN) ? who->org : who->sub;
+    return caller_is_admin(who)                               ? ""
+           : auth_identity_has_role(who, AUTH_ROLE_ORG_ADMIN) ? who->org
+                                                              : who->sub;
 }
 
 int caller_is_admin(const auth_identity *who)

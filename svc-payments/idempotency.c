@@ -46,21 +46,21 @@ void idem_claim_free(idem_claim *c)
 
 /* Inserts the key in flight; on a conflict takes it over only when it expired, or when it
  * is still in flight past its lock with the same fingerprint (its instance crashed). */
-#define IDEM_SQL_CLAIM                                                                       \
-    "INSERT INTO idempotency_keys (user_id, key, fingerprint, lock_id, locked_until, "       \
-    "  expires_at) VALUES ($1, $2, $3::bytea, $4, now() + make_interval(secs => $5::float8), " \
-    "  now() + make_interval(secs => $6::float8)) "                                          \
-    "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, "         \
-    "  lock_id = EXCLUDED.lock_id, locked_until = EXCLUDED.locked_until, "                   \
-    "  response_status = NULL, response_body = NULL, payment_id = NULL, created_at = now(), " \
-    "  expires_at = EXCLUDED.expires_at "                                                    \
-    "WHERE idempotency_keys.expires_at <= now() OR (idempotency_keys.response_status IS NULL " \
-    "  AND idempotency_keys.locked_until <= now() "                                          \
-    "  AND idempotency_keys.fingerprint = EXCLUDED.fingerprint) "                            \
+#define IDEM_SQL_CLAIM                                                                             \
+    "INSERT INTO idempotency_keys (user_id, key, fingerprint, lock_id, locked_until, "             \
+    "  expires_at) VALUES ($1, $2, $3::bytea, $4, now() + make_interval(secs => $5::float8), "     \
+    "  now() + make_interval(secs => $6::float8)) "                                                \
+    "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, "                \
+    "  lock_id = EXCLUDED.lock_id, locked_until = EXCLUDED.locked_until, "                         \
+    "  response_status = NULL, response_body = NULL, payment_id = NULL, created_at = now(), "      \
+    "  expires_at = EXCLUDED.expires_at "                                                          \
+    "WHERE idempotency_keys.expires_at <= now() OR (idempotency_keys.response_status IS NULL "     \
+    "  AND idempotency_keys.locked_until <= now() "                                                \
+    "  AND idempotency_keys.fingerprint = EXCLUDED.fingerprint) "                                  \
     "RETURNING 1"
 
-#define IDEM_SQL_LOOKUP                                                                      \
-    "SELECT fingerprint = $3::bytea AS same, response_status, response_body "                \
+#define IDEM_SQL_LOOKUP                                                                            \
+    "SELECT fingerprint = $3::bytea AS same, response_status, response_body "                      \
     "FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at > now()"
 
 typedef struct idem_call {
@@ -101,8 +101,7 @@ static void idem_claim_done(pg_status st, PGresult *res, void *ud)
     pg_query(call->pg, IDEM_SQL_LOOKUP, 3, params, idem_lookup_done, call);
 }
 
-void idem_claim_run(pg_pool *pg, idem_claim *c, long ttl_s, long lock_s, idem_claim_fn cb,
-                    void *ud)
+void idem_claim_run(pg_pool *pg, idem_claim *c, long ttl_s, long lock_s, idem_claim_fn cb, void *ud)
 {
     idem_call *call = malloc(sizeof *call);
     call->pg = pg;
@@ -148,6 +147,6 @@ void idem_release(pg_pool *pg, const idem_claim *c)
 
 void idem_purge(pg_pool *pg)
 {
-    pg_query(pg, "DELETE FROM idempotency_keys WHERE expires_at <= now()", 0, NULL,
-             idem_ignore, "purge");
+    pg_query(pg, "DELETE FROM idempotency_keys WHERE expires_at <= now()", 0, NULL, idem_ignore,
+             "purge");
 }

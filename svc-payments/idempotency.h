@@ -17,19 +17,19 @@
 typedef struct idem_claim {
     char *user;
     char *key;
-    char fingerprint[2 + 64 + 1];  /* bytea text: "\x" + hex */
+    char fingerprint[2 + 64 + 1]; /* bytea text: "\x" + hex */
     char lock_id[32];
 } idem_claim;
 
 typedef enum {
-    IDEM_OWNED = 0,   /* this request owns the key: run it, then idem_complete */
-    IDEM_REPLAY,      /* answered before: status and body are the first answer */
-    IDEM_MISMATCH,    /* the key was used with another body: 422 idempotency_key_reused */
-    IDEM_IN_FLIGHT,   /* the first request with this key is still running: 409 */
+    IDEM_OWNED = 0, /* this request owns the key: run it, then idem_complete */
+    IDEM_REPLAY,    /* answered before: status and body are the first answer */
+    IDEM_MISMATCH,  /* the key was used with another body: 422 idempotency_key_reused */
+    IDEM_IN_FLIGHT, /* the first request with this key is still running: 409 */
 } idem_outcome;
 
-typedef void (*idem_claim_fn)(pg_status st, const PGresult *res, idem_outcome out,
-                              int status, const char *body, void *ud);
+typedef void (*idem_claim_fn)(pg_status st, const PGresult *res, idem_outcome out, int status,
+                              const char *body, void *ud);
 
 /* 1 when key is acceptable as an Idempotency-Key (1..255 printable ASCII characters). */
 int idem_key_valid(const char *key);

@@ -51,8 +51,8 @@ int main(void)
 {
     if (service_init(&payments.svc, "payments") != 0)
         return 1;
-    const char *secrets = config_str("PAYMENTS_WEBHOOK_SECRETS",
-                                     config_str("PAYMENTS_WEBHOOK_SECRET", ""));
+    const char *secrets =
+        config_str("PAYMENTS_WEBHOOK_SECRETS", config_str("PAYMENTS_WEBHOOK_SECRET", ""));
     payments.nwebhook_secrets = config_list(secrets, &payments.webhook_secrets);
     if (payments.nwebhook_secrets == 0) {
         log_error(NULL, "PAYMENTS_WEBHOOK_SECRETS must name at least one webhook secret");
@@ -73,8 +73,8 @@ int main(void)
         payments_free_config();
         return 2;
     }
-    if (service_use_pg(&payments.svc, service_migrations("PAYMENTS_MIGRATIONS",
-                                                         PAYMENTS_MIGRATIONS_DIR)) != 0) {
+    if (service_use_pg(&payments.svc,
+                       service_migrations("PAYMENTS_MIGRATIONS", PAYMENTS_MIGRATIONS_DIR)) != 0) {
         caller_teardown();
         payments_free_config();
         return 1;

@@ -18,27 +18,28 @@
 #include "state.h"
 #include "query.h"
 
-#define PAYMENTS_MAX_BODY (64 * 1024)
-#define PAYMENTS_AMOUNT_MAX 99999999LL
-#define PAYMENTS_DESCRIPTION_MAX 1000
-#define PAYMENTS_REASON_MAX 500
-#define PAYMENTS_METADATA_KEYS 50
-#define PAYMENTS_METADATA_KEY_MAX 40
+#define PAYMENTS_MAX_BODY           (64 * 1024)
+#define PAYMENTS_AMOUNT_MAX         99999999LL
+#define PAYMENTS_DESCRIPTION_MAX    1000
+#define PAYMENTS_REASON_MAX         500
+#define PAYMENTS_METADATA_KEYS      50
+#define PAYMENTS_METADATA_KEY_MAX   40
 #define PAYMENTS_METADATA_VALUE_MAX 500
-#define PAYMENTS_METADATA_BYTES 8192
-#define PAYMENTS_LIST_DEFAULT 20
-#define PAYMENTS_LIST_MAX 100
+#define PAYMENTS_METADATA_BYTES     8192
+#define PAYMENTS_LIST_DEFAULT       20
+#define PAYMENTS_LIST_MAX           100
 
 #define PAYMENTS_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define PAYMENTS_COLS                                                                        \
-    "p.id, p.reference, p.status, p.amount, p.currency, p.description, "                    \
-    "p.metadata::text AS metadata, " PAYMENTS_TS("p.created_at") " AS created_at, "          \
-    PAYMENTS_TS("p.updated_at") " AS updated_at"
-#define PAYMENTS_EVENTS                                                                      \
-    "(SELECT coalesce(json_agg(json_build_object('status', e.status, 'reason', e.reason, "   \
-    "'source', e.source, 'at', " PAYMENTS_TS("e.at") ") ORDER BY e.id), '[]') "              \
-    "FROM payment_events e WHERE e.payment_id = p.id)::text AS events"
-#define PAYMENTS_SCOPE_PARAMS                                                                 \
+#define PAYMENTS_COLS                                                                              \
+    "p.id, p.reference, p.status, p.amount, p.currency, p.description, "                           \
+    "p.metadata::text AS metadata, " PAYMENTS_TS("p.created_at") " AS created_at, " PAYMENTS_TS(   \
+        "p.updated_at") " AS updated_at"
+#define PAYMENTS_EVENTS                                                                            \
+    "(SELECT coalesce(json_agg(json_build_object('status', e.status, 'reason', e.reason, "         \
+    "'source', e.source, 'at', " PAYMENTS_TS(                                                      \
+        "e.at") ") ORDER BY e.id), '[]') "                                                         \
+                "FROM payment_events e WHERE e.payment_id = p.id)::text AS events"
+#define PAYMENTS_SCOPE_PARAMS                                                                      \
     "CASE $2::text WHEN 'all' THEN true WHEN 'org' THEN p.org_id = $3 ELSE p.user_id = $3 END"
 
 payments_app payments;
@@ -69,7 +70,8 @@ static int payments_validate_metadata(json_t *m, char *err, size_t errlen)
     size_t bytes = 0;
     const char *k;
     json_t *v;
-    json_object_foreach(m, k, v) {
+    json_object_foreach(m, k, v)
+    {
         size_t kc = payments_utf8_chars(k);
         if (kc == 0 || kc > PAYMENTS_METADATA_KEY_MAX)
             return payments_fail(err, errlen, "\"metadata\" keys are 1 to 40 characters.");
@@ -92,7 +94,8 @@ int payments_validate(json_t *body, payment_input *in, char *err, size_t errlen)
         return payments_fail(err, errlen, "The body must be a JSON object.");
     const char *k;
     json_t *v;
-    json_object_foreach(body, k, v) {
+    json_object_foreach(body, k, v)
+    {
         if (strcmp(k, "amount") != 0 && strcmp(k, "currency") != 0 &&
             strcmp(k, "description") != 0 && strcmp(k, "metadata") != 0) {
             snprintf(err, errlen, "Unknown field \"%.40s\".", k);
@@ -130,8 +133,7 @@ int payments_validate(json_t *body, payment_input *in, char *err, size_t errlen)
 
 void payments_new_reference(char out[29])
 {
-    static const char alphabet[] =
-        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     memcpy(out, "pay_", 4);
     size_t n = 0;
     while (n < 24) {
@@ -151,15 +153,13 @@ static json_t *payments_row_json(const PGresult *res, int r)
 {
     json_t *meta = json_loads(pg_get(res, r, "metadata"), 0, NULL);
     const char *desc = pg_get(res, r, "description");
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:s, s:s}",
-                          "reference", pg_get(res, r, "reference"),
-                          "status", pg_get(res, r, "status"),
-                          "amount", (json_int_t)strtoll(pg_get(res, r, "amount"), NULL, 10),
-                          "currency", pg_get(res, r, "currency"),
-                          "description", desc ? json_string(desc) : json_null(),
-                          "metadata", meta ? meta : json_object(),
-                          "created_at", pg_get(res, r, "created_at"),
-                          "updated_at", pg_get(res, r, "updated_at"));
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:s, s:s}", "reference",
+                  pg_get(res, r, "reference"), "status", pg_get(res, r, "status"), "amount",
+                  (json_int_t)strtoll(pg_get(res, r, "amount"), NULL, 10), "currency",
+                  pg_get(res, r, "currency"), "description", desc ? json_string(desc) : json_null(),
+                  "metadata", meta ? meta : json_object(), "created_at",
+                  pg_get(res, r, "created_at"), "updated_at", pg_get(res, r, "updated_at"));
     const char *events = PQfnumber(res, "events") >= 0 ? pg_get(res, r, "events") : NULL;
     if (events) {
         json_t *ev = json_loads(events, 0, NULL);
@@ -179,7 +179,7 @@ typedef struct pay_ctx {
     pg_tx *tx;
     char reference[64];
     char payment_id[24];
-    char *response;        /* the rendered 201 body (idempotent create) */
+    char *response; /* the rendered 201 body (idempotent create) */
     pay_status to;
     char *reason;
     int limit;
@@ -224,8 +224,8 @@ static void pay_reply_pg(pay_ctx *c, pg_status st, const PGresult *res)
 
 /* ---- POST /payments ---- */
 
-#define PAYMENTS_SQL_INSERT                                                                  \
-    "INSERT INTO payments AS p (reference, user_id, org_id, amount, currency, description, " \
+#define PAYMENTS_SQL_INSERT                                                                        \
+    "INSERT INTO payments AS p (reference, user_id, org_id, amount, currency, description, "       \
     "metadata) VALUES ($1, $2, $3, $4::bigint, $5, $6, $7::jsonb) RETURNING " PAYMENTS_COLS
 
 static void payments_insert(pay_ctx *c, pg_tx *tx, pg_query_fn cb)
@@ -234,8 +234,8 @@ static void payments_insert(pay_ctx *c, pg_tx *tx, pg_query_fn cb)
     char amount[24];
     snprintf(amount, sizeof amount, "%lld", c->in.amount);
     char *meta = json_dumps(c->in.metadata, JSON_COMPACT);
-    const char *params[7] = {c->reference, c->who->sub, c->who->org, amount, c->in.currency,
-                             c->in.description, meta};
+    const char *params[7] = {c->reference,   c->who->sub,       c->who->org, amount,
+                             c->in.currency, c->in.description, meta};
     if (tx)
         pg_tx_query(tx, PAYMENTS_SQL_INSERT, 7, params, cb, c);
     else
@@ -320,16 +320,14 @@ static void payments_idem_begun(pg_status st, pg_tx *tx, void *ud)
     payments_insert(c, tx, payments_idem_inserted);
 }
 
-static void payments_idem_claimed(pg_status st, const PGresult *res, idem_outcome out,
-                                  int status, const char *body, void *ud)
+static void payments_idem_claimed(pg_status st, const PGresult *res, idem_outcome out, int status,
+                                  const char *body, void *ud)
 {
     pay_ctx *c = ud;
     if (st != PG_OK)
         return pay_reply_pg(c, st, res);
     switch (out) {
-    case IDEM_OWNED:
-        pg_begin(payments.svc.pg, payments_idem_begun, c);
-        return;
+    case IDEM_OWNED: pg_begin(payments.svc.pg, payments_idem_begun, c); return;
     case IDEM_REPLAY:
         http_resp_header(c->req, "Idempotent-Replayed", "true");
         http_reply(c->req, status, "application/json", body, strlen(body));
@@ -369,8 +367,8 @@ static void payments_create(http_req *req, const auth_identity *who)
 
 /* ---- GET /payments/{reference} ---- */
 
-#define PAYMENTS_SQL_GET                                                                     \
-    "SELECT " PAYMENTS_COLS ", " PAYMENTS_EVENTS " FROM payments p "                         \
+#define PAYMENTS_SQL_GET                                                                           \
+    "SELECT " PAYMENTS_COLS ", " PAYMENTS_EVENTS " FROM payments p "                               \
     "WHERE p.reference = $1 AND " PAYMENTS_SCOPE_PARAMS
 
 static void payments_got(pg_status st, PGresult *res, void *ud)
@@ -425,8 +423,8 @@ static void payments_list_run(pay_ctx *c, const char *before_id)
              where);
     char limit[16];
     snprintf(limit, sizeof limit, "%d", c->limit + 1); /* one more tells has_more */
-    const char *params[3] = {strcmp(scope, "all") == 0 ? NULL : caller_scope_id(c->who),
-                             before_id, limit};
+    const char *params[3] = {strcmp(scope, "all") == 0 ? NULL : caller_scope_id(c->who), before_id,
+                             limit};
     pg_query(payments.svc.pg, sql, 3, params, payments_listed, c);
 }
 

@@ -10,12 +10,12 @@
 
 typedef struct payments_app {
     service svc;
-    struct auth_client *auth;      /* validates callers' credentials */
-    char **webhook_secrets;        /* PAYMENTS_WEBHOOK_SECRETS, split on ',' */
+    struct auth_client *auth; /* validates callers' credentials */
+    char **webhook_secrets;   /* PAYMENTS_WEBHOOK_SECRETS, split on ',' */
     size_t nwebhook_secrets;
-    long webhook_tolerance_s;      /* PAYMENTS_WEBHOOK_TOLERANCE: 300 s */
-    long idem_ttl_s;               /* PAYMENTS_IDEMPOTENCY_TTL: 24 h */
-    long idem_lock_s;              /* PAYMENTS_IDEMPOTENCY_LOCK_TIMEOUT: 60 s */
+    long webhook_tolerance_s; /* PAYMENTS_WEBHOOK_TOLERANCE: 300 s */
+    long idem_ttl_s;          /* PAYMENTS_IDEMPOTENCY_TTL: 24 h */
+    long idem_lock_s;         /* PAYMENTS_IDEMPOTENCY_LOCK_TIMEOUT: 60 s */
 } payments_app;
 
 extern payments_app payments;
@@ -29,8 +29,8 @@ void payments_routes(router *r);
 typedef struct payment_input {
     long long amount;
     char currency[4];
-    const char *description;  /* borrowed from the body */
-    json_t *metadata;         /* owned: json_decref */
+    const char *description; /* borrowed from the body */
+    json_t *metadata;        /* owned: json_decref */
 } payment_input;
 
 int payments_validate(json_t *body, payment_input *in, char *err, size_t errlen);

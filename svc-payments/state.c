@@ -5,9 +5,8 @@
 #include <string.h>
 
 static const char *const state_names[PAY_STATUS_COUNT] = {
-    [PAY_PENDING] = "pending",       [PAY_PROCESSING] = "processing",
-    [PAY_SUCCEEDED] = "succeeded",   [PAY_FAILED] = "failed",
-    [PAY_CANCELLED] = "cancelled",   [PAY_REFUNDED] = "refunded",
+    [PAY_PENDING] = "pending", [PAY_PROCESSING] = "processing", [PAY_SUCCEEDED] = "succeeded",
+    [PAY_FAILED] = "failed",   [PAY_CANCELLED] = "cancelled",   [PAY_REFUNDED] = "refunded",
 };
 
 /* state_moves[from][to]: the machine. */
@@ -67,29 +66,29 @@ const char *state_sources_literal(pay_status to)
 /* $1 reference, $2 scope, $3 scope id, $4 new status, $5 allowed sources, $6 reason,
  * $7 source. The row lock (FOR UPDATE) makes a concurrent transition wait and then see the
  * status it left; the UPDATE's condition on the status is checked on that latest version. */
-#define STATE_SQL_API                                                                        \
-    "WITH p AS (SELECT id, status FROM payments WHERE reference = $1 AND CASE $2::text "     \
-    "  WHEN 'all' THEN true WHEN 'org' THEN org_id = $3 ELSE user_id = $3 END FOR UPDATE), " \
-    "u AS (UPDATE payments SET status = $4, updated_at = greatest(now(), created_at) "     \
-    "  WHERE id = (SELECT id FROM p) AND status = ANY($5::text[]) RETURNING id, status), "   \
-    "e AS (INSERT INTO payment_events (payment_id, status, reason, source) "                 \
-    "  SELECT id, status, $6, $7 FROM u RETURNING id) "                                     \
-    "SELECT (SELECT count(*) FROM p) AS found, 1 AS fresh, (SELECT count(*) FROM e) AS applied, " \
+#define STATE_SQL_API                                                                              \
+    "WITH p AS (SELECT id, status FROM payments WHERE reference = $1 AND CASE $2::text "           \
+    "  WHEN 'all' THEN true WHEN 'org' THEN org_id = $3 ELSE user_id = $3 END FOR UPDATE), "       \
+    "u AS (UPDATE payments SET status = $4, updated_at = greatest(now(), created_at) "             \
+    "  WHERE id = (SELECT id FROM p) AND status = ANY($5::text[]) RETURNING id, status), "         \
+    "e AS (INSERT INTO payment_events (payment_id, status, reason, source) "                       \
+    "  SELECT id, status, $6, $7 FROM u RETURNING id) "                                            \
+    "SELECT (SELECT count(*) FROM p) AS found, 1 AS fresh, (SELECT count(*) FROM e) AS applied, "  \
     "  coalesce((SELECT status FROM u), (SELECT status FROM p)) AS current"
 
 /* Webhook: $1 reference, $2 new status, $3 allowed sources, $4 event id, $5 event type. The
  * event id is inserted first in the same statement; a duplicate (even a concurrent one: the
  * insert waits for the other transaction) changes nothing. */
-#define STATE_SQL_WEBHOOK                                                                   \
-    "WITH p AS (SELECT id, status FROM payments WHERE reference = $1 FOR UPDATE), "          \
-    "w AS (INSERT INTO webhook_events (event_id, type, payment_id) SELECT $4, $5, id FROM p " \
-    "  ON CONFLICT (event_id) DO NOTHING RETURNING payment_id), "                            \
-    "u AS (UPDATE payments SET status = $2, updated_at = greatest(now(), created_at) "      \
+#define STATE_SQL_WEBHOOK                                                                          \
+    "WITH p AS (SELECT id, status FROM payments WHERE reference = $1 FOR UPDATE), "                \
+    "w AS (INSERT INTO webhook_events (event_id, type, payment_id) SELECT $4, $5, id FROM p "      \
+    "  ON CONFLICT (event_id) DO NOTHING RETURNING payment_id), "                                  \
+    "u AS (UPDATE payments SET status = $2, updated_at = greatest(now(), created_at) "             \
     "  WHERE id = (SELECT payment_id FROM w) AND status = ANY($3::text[]) RETURNING id, status), " \
-    "e AS (INSERT INTO payment_events (payment_id, status, reason, source) "                 \
-    "  SELECT id, status, NULL, 'webhook' FROM u RETURNING id) "                            \
-    "SELECT (SELECT count(*) FROM p) AS found, (SELECT count(*) FROM w) AS fresh, "          \
-    "  (SELECT count(*) FROM e) AS applied, "                                                \
+    "e AS (INSERT INTO payment_events (payment_id, status, reason, source) "                       \
+    "  SELECT id, status, NULL, 'webhook' FROM u RETURNING id) "                                   \
+    "SELECT (SELECT count(*) FROM p) AS found, (SELECT count(*) FROM w) AS fresh, "                \
+    "  (SELECT count(*) FROM e) AS applied, "                                                      \
     "  coalesce((SELECT status FROM u), (SELECT status FROM p)) AS current"
 
 typedef struct state_call {
@@ -130,7 +129,12 @@ void state_apply(pg_pool *pg, const char *reference, const state_scope *scope, p
         pg_query(pg, STATE_SQL_WEBHOOK, 5, params, state_apply_done, call);
         return;
     }
-    const char *params[7] = {reference, scope->scope, scope->id ? scope->id : "",
-                             state_name(to), state_sources_literal(to), reason, source};
+    const char *params[7] = {reference,
+                             scope->scope,
+                             scope->id ? scope->id : "",
+                             state_name(to),
+                             state_sources_literal(to),
+                             reason,
+                             source};
     pg_query(pg, STATE_SQL_API, 7, params, state_apply_done, call);
 }

@@ -36,10 +36,10 @@ const char *state_sources_literal(pay_status to);
 
 /* The outcome of state_apply. */
 typedef enum {
-    STATE_APPLIED = 0,   /* the status changed and the event row was written */
-    STATE_REFUSED,       /* the machine forbids it from the current status (current set) */
-    STATE_NOT_FOUND,     /* no such payment (or not visible) */
-    STATE_DUPLICATE,     /* webhook: this event id was seen before; nothing changed */
+    STATE_APPLIED = 0, /* the status changed and the event row was written */
+    STATE_REFUSED,     /* the machine forbids it from the current status (current set) */
+    STATE_NOT_FOUND,   /* no such payment (or not visible) */
+    STATE_DUPLICATE,   /* webhook: this event id was seen before; nothing changed */
 } state_result;
 
 /* Visibility of the payment for the caller: scope "all" (admin), "org" (org_id must match)

@@ -16,7 +16,7 @@
 #include "state.h"
 
 #define WEBHOOK_MAX_BODY (64 * 1024)
-#define WEBHOOK_MAX_V1 8
+#define WEBHOOK_MAX_V1   8
 
 /* Parses "t=..,v1=..,v1=..": items separated by ',', blanks around items ignored, unknown
  * schemes ignored. Returns 0 with *t and up to WEBHOOK_MAX_V1 decoded signatures. */
@@ -93,8 +93,8 @@ typedef struct webhook_ctx {
     pay_status to;
 } webhook_ctx;
 
-static void webhook_applied(pg_status st, const PGresult *res, state_result r,
-                            const char *current, void *ud)
+static void webhook_applied(pg_status st, const PGresult *res, state_result r, const char *current,
+                            void *ud)
 {
     webhook_ctx *c = ud;
     http_req *req = c->req;
@@ -106,8 +106,8 @@ static void webhook_applied(pg_status st, const PGresult *res, state_result r,
     } else if (r == STATE_DUPLICATE) {
         metric_inc(metrics_counter("payments_webhooks_total", "Webhook events received.",
                                    "result=\"duplicate\""));
-        http_reply_json(req, 200, json_pack("{s:b, s:b, s:b}", "received", 1, "applied", 0,
-                                            "duplicate", 1));
+        http_reply_json(req, 200,
+                        json_pack("{s:b, s:b, s:b}", "received", 1, "applied", 0, "duplicate", 1));
     } else {
         int applied = r == STATE_APPLIED;
         metric_inc(metrics_counter("payments_webhooks_total", "Webhook events received.",

@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strstr(out, "//") || strstr(out, "/./") || strstr(out, "/../"))
             abort();
         size_t n = strlen(out);
-        if ((n >= 2 && strcmp(out + n - 2, "/.") == 0) || (n >= 3 && strcmp(out + n - 3, "/..") == 0))
+        if ((n >= 2 && strcmp(out + n - 2, "/.") == 0) ||
+            (n >= 3 && strcmp(out + n - 3, "/..") == 0))
             abort();
         if (gw_path_normalize(out, again, sizeof again) != 0 || strcmp(out, again) != 0)
             abort();

@@ -33,8 +33,8 @@ static int done;
 /* the streamed exchange */
 #define FX_PIECES 16
 static char fx_piece[16384];
-static http_exchange *fx;      /* NULL once on_done ran */
-static unsigned fx_writes;     /* write callbacks still due */
+static http_exchange *fx;  /* NULL once on_done ran */
+static unsigned fx_writes; /* write callbacks still due */
 static int fx_abort_in_data;
 static uv_timer_t fx_resume;
 
@@ -98,8 +98,7 @@ static const http_exchange_cbs fx_cbs = {NULL, fx_on_response, fx_on_data, fx_on
 static void fx_start(http_client *c, const char *method, int abort_in_data)
 {
     fx_abort_in_data = abort_in_data;
-    fx = http_exchange_start(c, (struct sockaddr *)&addr, method, "/", NULL, 0, -1, &fx_cbs,
-                             NULL);
+    fx = http_exchange_start(c, (struct sockaddr *)&addr, method, "/", NULL, 0, -1, &fx_cbs, NULL);
     for (int i = 0; i < FX_PIECES && fx; i++) {
         if (http_exchange_write(fx, fx_piece, sizeof fx_piece, fx_written, NULL) != 0)
             abort();
@@ -179,8 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (streamed)
         fx_start(c, method, abort_in_data);
     else
-        http_client_fetch(c, (struct sockaddr *)&addr, method, "/", NULL, 0, NULL, 0, 1000,
-                          fetched, NULL);
+        http_client_fetch(c, (struct sockaddr *)&addr, method, "/", NULL, 0, NULL, 0, 1000, fetched,
+                          NULL);
 
     int fd = -1;
     for (int i = 0; i < 2000 && fd < 0 && !done; i++) {

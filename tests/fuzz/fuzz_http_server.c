@@ -362,9 +362,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             client_drain(fd);
     }
     switch (leave) {
-    case 0:
-        shutdown(fd, SHUT_WR);
-        break;
+    case 0: shutdown(fd, SHUT_WR); break;
     case 1:
         client_reset(fd);
         fd = -1;

@@ -7,12 +7,11 @@
 #include "crypto.h"
 #include "jwt.h"
 
-static const char FUZZ_KEY[] =
-    "-----BEGIN EC PRIVATE KEY-----\n"
-    "MHcCAQEEID+E9XRFkFJh2FosxRYNCWrajQ++xqzHUgol4WGGro91oAoGCCqGSM49\n"
-    "AwEHoUQDQgAET6i6Cmd5Z3Ukw8nZ798GZq6uvktlnZLRcSCt5JmqL9mTZE0WLcqa\n"
-    "WFXvPOEU9uLja/EFCxy6rTVPGvKtmIGFKA==\n"
-    "-----END EC PRIVATE KEY-----\n";
+static const char FUZZ_KEY[] = "-----BEGIN EC PRIVATE KEY-----\n"
+                               "MHcCAQEEID+E9XRFkFJh2FosxRYNCWrajQ++xqzHUgol4WGGro91oAoGCCqGSM49\n"
+                               "AwEHoUQDQgAET6i6Cmd5Z3Ukw8nZ798GZq6uvktlnZLRcSCt5JmqL9mTZE0WLcqa\n"
+                               "WFXvPOEU9uLja/EFCxy6rTVPGvKtmIGFKA==\n"
+                               "-----END EC PRIVATE KEY-----\n";
 
 static jwt_keyset *fuzz_keys;
 
@@ -23,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_keys = jwt_keyset_new();
         jwt_keyset_add_pem(fuzz_keys, FUZZ_KEY, strlen(FUZZ_KEY));
     }
-    jwt_expect ex = {.typ = "at+jwt", .iss = "suite-auth", .aud = "suite", .now = 1700000000,
-                     .leeway = 30};
+    jwt_expect ex = {
+        .typ = "at+jwt", .iss = "suite-auth", .aud = "suite", .now = 1700000000, .leeway = 30};
     json_t *claims = NULL;
     if (jwt_verify(fuzz_keys, (const char *)data, size, &ex, &claims) == JWT_OK)
         json_decref(claims);

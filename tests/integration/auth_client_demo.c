@@ -23,10 +23,10 @@ static void demo_whoami(http_req *req, const auth_identity *id)
         json_array_append_new(roles, json_string("org_admin"));
     if (auth_identity_has_role(id, AUTH_ROLE_ADMIN))
         json_array_append_new(roles, json_string("admin"));
-    http_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:I}", "kind", kinds[id->kind],
-                                        "sub", id->sub, "email", id->email, "org", id->org,
-                                        "sid", id->sid, "roles", roles, "exp",
-                                        (json_int_t)id->exp));
+    http_reply_json(req, 200,
+                    json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:I}", "kind", kinds[id->kind], "sub",
+                              id->sub, "email", id->email, "org", id->org, "sid", id->sid, "roles",
+                              roles, "exp", (json_int_t)id->exp));
 }
 
 static void demo_answer(int status, const auth_identity *id, void *ud)

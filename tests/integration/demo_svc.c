@@ -63,9 +63,10 @@ static void demo_echo(http_req *req)
         return;
     }
     const char *params[1] = {text};
-    pg_query(svc.pg,
-             "WITH t AS (INSERT INTO demo_echo(text) VALUES ($1) RETURNING text) SELECT text FROM t",
-             1, params, demo_echo_done, req);
+    pg_query(
+        svc.pg,
+        "WITH t AS (INSERT INTO demo_echo(text) VALUES ($1) RETURNING text) SELECT text FROM t", 1,
+        params, demo_echo_done, req);
     json_decref(body); /* the pool copied the parameters */
 }
 

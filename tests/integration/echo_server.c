@@ -251,9 +251,9 @@ static void on_headers(http_req *req)
         http_req_header_at(req, i, &name, &value);
         json_object_set_new(h, name, json_string(value));
     }
-    http_reply_json(req, 200, json_pack("{s:s,s:o,s:s,s:s}", "request_id", http_req_id(req),
-                                        "headers", h, "peer", http_req_peer_ip(req), "target",
-                                        http_req_target(req)));
+    http_reply_json(req, 200,
+                    json_pack("{s:s,s:o,s:s,s:s}", "request_id", http_req_id(req), "headers", h,
+                              "peer", http_req_peer_ip(req), "target", http_req_target(req)));
 }
 
 static void on_metrics(http_req *req)

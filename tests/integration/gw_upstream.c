@@ -26,7 +26,7 @@ static const char *instance = "?";
 
 typedef struct sink {
     int64_t bytes;
-    int64_t left;      /* /big: bytes still to send */
+    int64_t left; /* /big: bytes still to send */
     uv_timer_t timer;
 } sink;
 
@@ -54,7 +54,8 @@ static void sink_data(http_req *req, const char *data, size_t len)
 static void sink_end(http_req *req)
 {
     sink *s = http_req_data(req);
-    http_reply_json(req, 200, json_pack("{s:s,s:I}", "instance", instance, "bytes", (json_int_t)s->bytes));
+    http_reply_json(req, 200,
+                    json_pack("{s:s,s:I}", "instance", instance, "bytes", (json_int_t)s->bytes));
     free(s);
 }
 
@@ -173,7 +174,7 @@ static void handle(http_req *req, void *ud)
         t->data = req;
         uv_timer_start(t, slow_fire, (uint64_t)query_num(req, "ms", 1000), 0);
     } else if (strcmp(path, "/crash") == 0) {
-        _exit(3);   /* dies with the request read: the gateway must not retry a POST */
+        _exit(3); /* dies with the request read: the gateway must not retry a POST */
     } else if (strcmp(path, "/status") == 0) {
         int code = (int)query_num(req, "code", 200);
         http_reply_error(req, code, "test", instance);
@@ -189,9 +190,10 @@ static void handle(http_req *req, void *ud)
             lower[k] = '\0';
             json_object_set_new(h, lower, json_string(value));
         }
-        http_reply_json(req, 200, json_pack("{s:s,s:s,s:s,s:s,s:o}", "instance", instance, "method",
-                                            http_req_method(req), "path", full, "query",
-                                            http_req_query(req), "headers", h));
+        http_reply_json(req, 200,
+                        json_pack("{s:s,s:s,s:s,s:s,s:o}", "instance", instance, "method",
+                                  http_req_method(req), "path", full, "query", http_req_query(req),
+                                  "headers", h));
     }
 }
 

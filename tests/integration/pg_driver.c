@@ -24,25 +24,35 @@ static int sync_breach;
 static char **args;
 static int nargs;
 
-static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
 
 /* ---- running the loop until something happened ---- */
 
-static void tick_cb(uv_timer_t *t) { (void)t; }
+static void tick_cb(uv_timer_t *t)
+{
+    (void)t;
+}
 
 /* Runs the loop until *n >= target; 0, or -1 after ms. */
-static int wait_count(const int *n, int target, unsigned ms) {
+static int wait_count(const int *n, int target, unsigned ms)
+{
     uint64_t end = now_ms() + ms;
     while (*n < target) {
-        if (now_ms() > end) return -1;
+        if (now_ms() > end)
+            return -1;
         uv_run(loop, UV_RUN_ONCE);
     }
     return 0;
 }
 
-static void sleep_loop(unsigned ms) {
+static void sleep_loop(unsigned ms)
+{
     uint64_t end = now_ms() + ms;
-    while (now_ms() < end) uv_run(loop, UV_RUN_ONCE);
+    while (now_ms() < end)
+        uv_run(loop, UV_RUN_ONCE);
 }
 
 /* ---- query results, copied out of the callback ---- */
@@ -58,9 +68,11 @@ typedef struct {
     int order;    /* completion rank, with counter */
 } qres;
 
-static void on_q(pg_status st, PGresult *res, void *ud) {
+static void on_q(pg_status st, PGresult *res, void *ud)
+{
     qres *r = ud;
-    if (in_call) sync_breach = 1;
+    if (in_call)
+        sync_breach = 1;
     r->done++;
     r->st = st;
     r->t1 = now_ms();
@@ -68,17 +80,22 @@ static void on_q(pg_status st, PGresult *res, void *ud) {
     if (st == PG_OK) {
         r->rows = PQntuples(res);
         for (int c = 0; c < 4 && c < PQnfields(res) && r->rows > 0; c++)
-            if (!PQgetisnull(res, 0, c)) r->v[c] = strdup(PQgetvalue(res, 0, c));
+            if (!PQgetisnull(res, 0, c))
+                r->v[c] = strdup(PQgetvalue(res, 0, c));
     }
-    if (r->counter) r->order = ++*r->counter;
+    if (r->counter)
+        r->order = ++*r->counter;
 }
 
-static void qres_clear(qres *r) {
-    for (int i = 0; i < 4; i++) free(r->v[i]);
+static void qres_clear(qres *r)
+{
+    for (int i = 0; i < 4; i++)
+        free(r->v[i]);
     memset(r, 0, sizeof *r);
 }
 
-static void query_async(pg_pool *p, qres *r, const char *sql, int n, const char *const *params) {
+static void query_async(pg_pool *p, qres *r, const char *sql, int n, const char *const *params)
+{
     qres_clear(r);
     r->t0 = now_ms();
     in_call = 1;
@@ -87,7 +104,8 @@ static void query_async(pg_pool *p, qres *r, const char *sql, int n, const char 
 }
 
 /* Runs one statement and waits for it (10 s at most). */
-static void query(pg_pool *p, qres *r, const char *sql, int n, const char *const *params) {
+static void query(pg_pool *p, qres *r, const char *sql, int n, const char *const *params)
+{
     query_async(p, r, sql, n, params);
     wait_count(&r->done, 1, 10000);
 }
@@ -98,15 +116,18 @@ typedef struct {
     pg_tx *tx;
 } txres;
 
-static void on_tx(pg_status st, pg_tx *tx, void *ud) {
+static void on_tx(pg_status st, pg_tx *tx, void *ud)
+{
     txres *r = ud;
-    if (in_call) sync_breach = 1;
+    if (in_call)
+        sync_breach = 1;
     r->done++;
     r->st = st;
     r->tx = tx;
 }
 
-static pg_tx *begin(pg_pool *p) {
+static pg_tx *begin(pg_pool *p)
+{
     txres r = {0};
     in_call = 1;
     pg_begin(p, on_tx, &r);
@@ -117,7 +138,8 @@ static pg_tx *begin(pg_pool *p) {
     return r.st == PG_OK ? r.tx : NULL;
 }
 
-static void tx_query(pg_tx *tx, qres *r, const char *sql, int n, const char *const *params) {
+static void tx_query(pg_tx *tx, qres *r, const char *sql, int n, const char *const *params)
+{
     qres_clear(r);
     r->t0 = now_ms();
     in_call = 1;
@@ -126,11 +148,14 @@ static void tx_query(pg_tx *tx, qres *r, const char *sql, int n, const char *con
     wait_count(&r->done, 1, 10000);
 }
 
-static void tx_end(pg_tx *tx, qres *r, int commit) {
+static void tx_end(pg_tx *tx, qres *r, int commit)
+{
     qres_clear(r);
     in_call = 1;
-    if (commit) pg_tx_commit(tx, on_q, r);
-    else pg_tx_rollback(tx, on_q, r);
+    if (commit)
+        pg_tx_commit(tx, on_q, r);
+    else
+        pg_tx_rollback(tx, on_q, r);
     in_call = 0;
     wait_count(&r->done, 1, 10000);
 }
@@ -138,7 +163,8 @@ static void tx_end(pg_tx *tx, qres *r, int commit) {
 /* ---- pools ---- */
 
 static pg_pool *pool_open(int size, int max_queue, unsigned queue_ms, unsigned stmt_ms, int port,
-                          const char *host, int wait) {
+                          const char *host, int wait)
+{
     pg_pool_opts o;
     pg_pool_opts_default(&o);
     o.size = size;
@@ -146,29 +172,36 @@ static pg_pool *pool_open(int size, int max_queue, unsigned queue_ms, unsigned s
     o.queue_timeout_ms = queue_ms;
     o.statement_timeout_ms = stmt_ms;
     o.connect_timeout_ms = 1000;
-    if (port) o.port = port;
-    if (host) o.host = host;
+    if (port)
+        o.port = port;
+    if (host)
+        o.host = host;
     pg_pool *p = pg_pool_new(loop, &o);
     if (wait) {
         uint64_t end = now_ms() + 5000;
-        while (pg_pool_connected(p) < size && now_ms() < end) uv_run(loop, UV_RUN_ONCE);
+        while (pg_pool_connected(p) < size && now_ms() < end)
+            uv_run(loop, UV_RUN_ONCE);
         CHECK_INT(pg_pool_connected(p), size);
     }
     return p;
 }
 
 /* Frees the pool and runs the loop until its handles are closed (bounded). */
-static void pool_close(pg_pool *p) {
+static void pool_close(pg_pool *p)
+{
     pg_pool_free(p);
     uint64_t end = now_ms() + 3000;
-    while (uv_run(loop, UV_RUN_NOWAIT) && now_ms() < end) uv_run(loop, UV_RUN_ONCE);
+    while (uv_run(loop, UV_RUN_NOWAIT) && now_ms() < end)
+        uv_run(loop, UV_RUN_ONCE);
     CHECK(now_ms() < end);
 }
 
-static void exec_ok(pg_pool *p, const char *sql) {
+static void exec_ok(pg_pool *p, const char *sql)
+{
     qres r = {0};
     query(p, &r, sql, 0, NULL);
-    if (r.st != PG_OK) printf("  statement failed: %s (%d %s)\n", sql, r.st, r.sqlstate);
+    if (r.st != PG_OK)
+        printf("  statement failed: %s (%d %s)\n", sql, r.st, r.sqlstate);
     CHECK_INT(r.st, PG_OK);
     qres_clear(&r);
 }
@@ -180,10 +213,12 @@ typedef struct {
     char *name, *note, *missing, *past;
 } getres;
 
-static void on_get(pg_status st, PGresult *res, void *ud) {
+static void on_get(pg_status st, PGresult *res, void *ud)
+{
     getres *g = ud;
     g->done++;
-    if (st != PG_OK) return;
+    if (st != PG_OK)
+        return;
     const char *v = pg_get(res, 0, "name");
     g->name = v ? strdup(v) : NULL;
     g->note = (char *)pg_get(res, 0, "note"); /* NULL expected: SQL NULL */
@@ -191,7 +226,8 @@ static void on_get(pg_status st, PGresult *res, void *ud) {
     g->past = (char *)pg_get(res, 1, "name");
 }
 
-static void basic(void) {
+static void basic(void)
+{
     /* the first query goes out before any connection is up: it waits, it does not fail */
     pg_pool *p = pool_open(4, 256, 2000, 5000, 0, NULL, 0);
     qres r = {0};
@@ -233,7 +269,8 @@ static void basic(void) {
     pool_close(p);
 }
 
-static void sql_error(void) {
+static void sql_error(void)
+{
     pg_pool *p = pool_open(4, 256, 2000, 5000, 0, NULL, 1);
     qres r = {0};
     exec_ok(p, "CREATE TABLE err_t (k text UNIQUE NOT NULL)");
@@ -264,7 +301,8 @@ static void sql_error(void) {
     pool_close(p);
 }
 
-static void tx(void) {
+static void tx(void)
+{
     pg_pool *p = pool_open(4, 256, 2000, 5000, 0, NULL, 1);
     qres r = {0};
     exec_ok(p, "CREATE TABLE tx_t (v text)");
@@ -311,8 +349,8 @@ static void tx(void) {
         in_call = 1;
         for (int i = 0; i < 3; i++) {
             q[i].counter = &rank;
-            pg_tx_query(t, "INSERT INTO tx_t VALUES ($1) RETURNING (SELECT count(*) FROM tx_t)",
-                        1, &vals[i], on_q, &q[i]);
+            pg_tx_query(t, "INSERT INTO tx_t VALUES ($1) RETURNING (SELECT count(*) FROM tx_t)", 1,
+                        &vals[i], on_q, &q[i]);
         }
         q[3].counter = &rank;
         pg_tx_commit(t, on_q, &q[3]);
@@ -324,7 +362,8 @@ static void tx(void) {
         }
         query(p, &r, "SELECT count(*) FROM tx_t WHERE v LIKE 'p_'", 0, NULL);
         CHECK_STR(r.v[0], "3");
-        for (int i = 0; i < 4; i++) qres_clear(&q[i]);
+        for (int i = 0; i < 4; i++)
+            qres_clear(&q[i]);
     }
     CHECK_INT(pg_pool_connected(p), 4);
     exec_ok(p, "DROP TABLE tx_t");
@@ -333,7 +372,8 @@ static void tx(void) {
     pool_close(p);
 }
 
-static void timeout(void) {
+static void timeout(void)
+{
     pg_pool *p = pool_open(2, 256, 2000, 300, 0, NULL, 1);
     qres r = {0};
     query(p, &r, "SELECT pg_sleep(3)", 0, NULL);
@@ -348,7 +388,8 @@ static void timeout(void) {
     pool_close(p);
 }
 
-static void concurrency(void) {
+static void concurrency(void)
+{
     enum { N = 50 };
     pg_pool *p = pool_open(4, 256, 10000, 5000, 0, NULL, 1);
     static qres q[N];
@@ -366,7 +407,8 @@ static void concurrency(void) {
     uint64_t ms = now_ms() - t0;
     int ok = 0;
     for (int i = 0; i < N; i++) {
-        if (q[i].st == PG_OK && q[i].v[0] && strcmp(q[i].v[0], num[i]) == 0) ok++;
+        if (q[i].st == PG_OK && q[i].v[0] && strcmp(q[i].v[0], num[i]) == 0)
+            ok++;
         qres_clear(&q[i]);
     }
     CHECK_INT(done, N);
@@ -379,7 +421,8 @@ static void concurrency(void) {
     pool_close(p);
 }
 
-static void queue_full(void) {
+static void queue_full(void)
+{
     pg_pool *p = pool_open(2, 3, 5000, 5000, 0, NULL, 1);
     qres q[6] = {{0}};
     int done = 0;
@@ -394,13 +437,16 @@ static void queue_full(void) {
     CHECK(q[5].t1 - q[5].t0 < 50);
     CHECK_INT(q[0].done, 0); /* the others are still running or waiting */
     wait_count(&done, 6, 5000);
-    for (int i = 0; i < 5; i++) CHECK_INT(q[i].st, PG_OK);
-    for (int i = 0; i < 6; i++) qres_clear(&q[i]);
+    for (int i = 0; i < 5; i++)
+        CHECK_INT(q[i].st, PG_OK);
+    for (int i = 0; i < 6; i++)
+        qres_clear(&q[i]);
     CHECK(!sync_breach);
     pool_close(p);
 }
 
-static void queue_timeout(void) {
+static void queue_timeout(void)
+{
     pg_pool *p = pool_open(2, 10, 300, 5000, 0, NULL, 1);
     qres q[3] = {{0}};
     int done = 0;
@@ -418,7 +464,8 @@ static void queue_timeout(void) {
     CHECK_INT(q[1].st, PG_OK);
     query(p, &q[2], "SELECT 1", 0, NULL); /* once free, the pool serves again */
     CHECK_INT(q[2].st, PG_OK);
-    for (int i = 0; i < 3; i++) qres_clear(&q[i]);
+    for (int i = 0; i < 3; i++)
+        qres_clear(&q[i]);
     pool_close(p);
 }
 
@@ -426,18 +473,21 @@ static void queue_timeout(void) {
 static uint64_t tick_last_ns, tick_max_late_ns;
 static int ticks;
 
-static void probe_cb(uv_timer_t *t) {
+static void probe_cb(uv_timer_t *t)
+{
     (void)t;
     uint64_t now = uv_hrtime();
     if (tick_last_ns) {
         uint64_t gap = now - tick_last_ns;
-        if (gap > 10000000 && gap - 10000000 > tick_max_late_ns) tick_max_late_ns = gap - 10000000;
+        if (gap > 10000000 && gap - 10000000 > tick_max_late_ns)
+            tick_max_late_ns = gap - 10000000;
     }
     tick_last_ns = now;
     ticks++;
 }
 
-static void responsive(void) {
+static void responsive(void)
+{
     pg_pool *p = pool_open(2, 256, 2000, 5000, 0, NULL, 1);
     uv_timer_t probe;
     uv_timer_init(loop, &probe);
@@ -462,7 +512,8 @@ static void responsive(void) {
     pool_close(p);
 }
 
-static void resolve(void) {
+static void resolve(void)
+{
     /* a host name goes through uv_getaddrinfo, then hostaddr */
     pg_pool *p = pool_open(2, 256, 2000, 5000, 0, "localhost", 1);
     qres r = {0};
@@ -475,7 +526,8 @@ static void resolve(void) {
 /* ssl_fallback: the server accepts SSL but its pg_hba rejects SSL connections; libpq
  * (sslmode=prefer) then drops that socket and connects again without SSL, on a new socket the
  * pool must watch instead of the old one (often with the same descriptor number). */
-static void ssl_fallback(void) {
+static void ssl_fallback(void)
+{
     int port = nargs > 0 ? atoi(args[0]) : 0;
     CHECK(port > 0);
     pg_pool *p = pool_open(2, 256, 2000, 5000, port, "127.0.0.1", 1);
@@ -487,7 +539,8 @@ static void ssl_fallback(void) {
     pool_close(p);
 }
 
-static void down_at_start(void) {
+static void down_at_start(void)
+{
     int port = nargs > 0 ? atoi(args[0]) : 0;
     CHECK(port > 0);
     pg_pool *p = pool_open(2, 256, 2000, 5000, port, "127.0.0.1", 0);
@@ -510,7 +563,8 @@ static void down_at_start(void) {
     pool_close(p);
 }
 
-static void free_pending(void) {
+static void free_pending(void)
+{
     pg_pool *p = pool_open(2, 256, 5000, 5000, 0, NULL, 1);
     qres q[5] = {{0}};
     int done = 0;
@@ -523,7 +577,8 @@ static void free_pending(void) {
     in_call = 0;
     CHECK_INT(done, 0);
     uint64_t t0 = now_ms();
-    while (uv_run(loop, UV_RUN_NOWAIT) && now_ms() - t0 < 2000) uv_run(loop, UV_RUN_ONCE);
+    while (uv_run(loop, UV_RUN_NOWAIT) && now_ms() - t0 < 2000)
+        uv_run(loop, UV_RUN_ONCE);
     CHECK(now_ms() - t0 < 1000);
     CHECK_INT(done, 5);
     for (int i = 0; i < 5; i++) {
@@ -533,7 +588,8 @@ static void free_pending(void) {
     CHECK(!sync_breach);
 }
 
-static void tx_guard(void) {
+static void tx_guard(void)
+{
     /* one connection, held by a transaction nobody ends: after 30 s the pool rolls it back
      * and serves the query that waited */
     pg_pool *p = pool_open(1, 256, 40000, 5000, 0, NULL, 1);
@@ -568,9 +624,13 @@ typedef struct {
     int64_t status;
 } spawnres;
 
-static void on_proc_closed(uv_handle_t *h) { ((spawnres *)h->data)->closed = 1; }
+static void on_proc_closed(uv_handle_t *h)
+{
+    ((spawnres *)h->data)->closed = 1;
+}
 
-static void on_exit_cb(uv_process_t *proc, int64_t status, int sig) {
+static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
+{
     spawnres *s = proc->data;
     (void)sig;
     s->status = status;
@@ -579,7 +639,8 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig) {
 }
 
 /* Runs "FIXTURE cmd DIR PORT" without blocking the loop; 0 when it exited with 0. */
-static int fixture(const char *cmd) {
+static int fixture(const char *cmd)
+{
     spawnres s;
     memset(&s, 0, sizeof s);
     s.status = -1;
@@ -587,8 +648,8 @@ static int fixture(const char *cmd) {
     uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
                                      {.flags = UV_INHERIT_FD, .data.fd = 2},
                                      {.flags = UV_INHERIT_FD, .data.fd = 2}};
-    uv_process_options_t o = {.exit_cb = on_exit_cb, .file = args[0], .args = argv,
-                              .stdio_count = 3, .stdio = stdio};
+    uv_process_options_t o = {
+        .exit_cb = on_exit_cb, .file = args[0], .args = argv, .stdio_count = 3, .stdio = stdio};
     s.proc.data = &s;
     int rc = uv_spawn(loop, &s.proc, &o);
     if (rc < 0) {
@@ -601,7 +662,8 @@ static int fixture(const char *cmd) {
     return s.done && s.status == 0 ? 0 : -1;
 }
 
-static void outage(void) {
+static void outage(void)
+{
     if (nargs < 3) {
         printf("  usage: outage FIXTURE DIR PORT\n");
         test_case_failed = 1;
@@ -630,8 +692,10 @@ static void outage(void) {
     while (now_ms() - down_at < 10000) {
         query(p, &r, "SELECT 1", 0, NULL);
         n++;
-        if (r.st == PG_DOWN) down++;
-        if (r.t1 - r.t0 > worst) worst = r.t1 - r.t0;
+        if (r.st == PG_DOWN)
+            down++;
+        if (r.t1 - r.t0 > worst)
+            worst = r.t1 - r.t0;
         sleep_loop(100);
     }
     printf("  server down 10 s: %d/%d queries PG_DOWN, slowest answer %llu ms, %d connected\n",
@@ -644,7 +708,8 @@ static void outage(void) {
     uint64_t up_at = now_ms();
     do {
         query(p, &r, "SELECT 1", 0, NULL);
-        if (r.st == PG_OK) break;
+        if (r.st == PG_OK)
+            break;
         sleep_loop(100);
     } while (now_ms() - up_at < 10000);
     uint64_t back = now_ms() - up_at;
@@ -652,7 +717,8 @@ static void outage(void) {
     CHECK_INT(r.st, PG_OK);
     CHECK(back < 5000);
     uint64_t end = now_ms() + 5000;
-    while (pg_pool_connected(p) < 4 && now_ms() < end) uv_run(loop, UV_RUN_ONCE);
+    while (pg_pool_connected(p) < 4 && now_ms() < end)
+        uv_run(loop, UV_RUN_ONCE);
     CHECK_INT(pg_pool_connected(p), 4);
     qres_clear(&r);
     qres_clear(&mid);
@@ -660,11 +726,13 @@ static void outage(void) {
 }
 
 /* opts: pg_pool_opts_default reads the libpq variables, the password from PGPASSWORD_FILE */
-static void opts(void) {
+static void opts(void)
+{
     char path[] = "/tmp/pg_driver_pw_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
-    if (fd < 0) return;
+    if (fd < 0)
+        return;
     CHECK_INT(write(fd, "s3cret\n", 7), 7);
     close(fd);
     setenv("PGHOST", "db.internal", 1);
@@ -690,14 +758,15 @@ static void opts(void) {
 
 /* url: the server comes from DATABASE_URL alone; "ssl": the pool connects over TLS, and the
  * migrator too; "refused": every query fails with PG_DOWN */
-static void url(void) {
+static void url(void)
+{
     const char *expect = nargs > 0 ? args[0] : "";
     int ok = strcmp(expect, "ssl") == 0;
     CHECK(ok || strcmp(expect, "refused") == 0);
     pg_pool *p = pool_open(2, 256, 2000, 5000, 0, NULL, ok);
     qres r = {0};
-    query(p, &r, "SELECT ssl::text, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-          0, NULL);
+    query(p, &r, "SELECT ssl::text, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()", 0,
+          NULL);
     if (ok) {
         CHECK_INT(r.st, PG_OK);
         CHECK_STR(r.v[0], "true");
@@ -718,11 +787,13 @@ static void url(void) {
 
 /* url_opts: DATABASE_URL (here from DATABASE_URL_FILE) wins over PGHOST PGPORT PGDATABASE
  * PGUSER; PGPASSWORD fills what the URL leaves out; its other parameters go to conninfo */
-static void url_opts(void) {
+static void url_opts(void)
+{
     char path[] = "/tmp/pg_driver_url_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
-    if (fd < 0) return;
+    if (fd < 0)
+        return;
     const char *u = "postgres://urluser@db.example.com:7654/urldb"
                     "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem\n";
     CHECK_INT(write(fd, u, strlen(u)), (long)strlen(u));
@@ -744,8 +815,8 @@ static void url_opts(void) {
     CHECK_STR(o.password, "frompg");
     int n = 0, mode = 0, ca = 0;
     for (; o.conninfo && o.conninfo[n]; n += 2) {
-        mode += strcmp(o.conninfo[n], "sslmode") == 0 &&
-                strcmp(o.conninfo[n + 1], "verify-full") == 0;
+        mode +=
+            strcmp(o.conninfo[n], "sslmode") == 0 && strcmp(o.conninfo[n + 1], "verify-full") == 0;
         ca += strcmp(o.conninfo[n], "sslrootcert") == 0 &&
               strcmp(o.conninfo[n + 1], "/etc/ssl/db-ca.pem") == 0;
     }
@@ -754,7 +825,8 @@ static void url_opts(void) {
     CHECK_INT(ca, 1);
 }
 
-static void migrate(void) {
+static void migrate(void)
+{
     if (nargs < 2) {
         printf("  usage: migrate DIR EXPECT\n");
         test_case_failed = 1;
@@ -765,7 +837,8 @@ static void migrate(void) {
     CHECK_INT(pg_migrate(&o, args[0]), atoi(args[1]));
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     test_suite = "pg";
     if (argc < 2) {
         fprintf(stderr, "usage: %s CASE [ARGS...]\n", argv[0]);
@@ -804,7 +877,8 @@ int main(int argc, char **argv) {
     };
     int found = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (strcmp(argv[1], cases[i].name) != 0) continue;
+        if (strcmp(argv[1], cases[i].name) != 0)
+            continue;
         found = 1;
         test_case_failed = 0;
         cases[i].fn();

@@ -29,7 +29,7 @@
 #include <uv.h>
 
 #define MAX_CLIENTS 8
-#define MAX_ARGS 64
+#define MAX_ARGS    64
 
 typedef struct {
     char name[32];
@@ -40,7 +40,7 @@ typedef struct {
     long id;
     uint64_t t0;
     int answers;
-    int free_slot;      /* >= 0: the callback frees clients[free_slot] */
+    int free_slot; /* >= 0: the callback frees clients[free_slot] */
 } drv_rec;
 
 static uv_loop_t *loop;
@@ -53,38 +53,49 @@ static drv_rec *recs;
 static size_t nrecs, caprecs;
 static int in_command, dups;
 
-static void drv_print(json_t *o) {
+static void drv_print(json_t *o)
+{
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
-    if (!s) abort();
+    if (!s)
+        abort();
     printf("%s\n", s);
     fflush(stdout);
     free(s);
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
 /* Decodes hex in place; returns the length or -1. */
-static long unhex(char *s) {
+static long unhex(char *s)
+{
     size_t n = strlen(s);
-    if (n % 2) return -1;
+    if (n % 2)
+        return -1;
     for (size_t i = 0; i < n / 2; i++) {
         int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) return -1;
+        if (hi < 0 || lo < 0)
+            return -1;
         s[i] = (char)(hi * 16 + lo);
     }
     return (long)(n / 2);
 }
 
-static json_t *hex_json(const char *p, size_t n) {
+static json_t *hex_json(const char *p, size_t n)
+{
     static const char digits[] = "0123456789abcdef";
     char *h = malloc(2 * n + 1);
-    if (!h) abort();
+    if (!h)
+        abort();
     for (size_t i = 0; i < n; i++) {
         h[2 * i] = digits[(unsigned char)p[i] >> 4];
         h[2 * i + 1] = digits[(unsigned char)p[i] & 15];
@@ -95,8 +106,10 @@ static json_t *hex_json(const char *p, size_t n) {
     return o;
 }
 
-static json_t *reply_json(const redisReply *rep) {
-    if (!rep) return json_null();
+static json_t *reply_json(const redisReply *rep)
+{
+    if (!rep)
+        return json_null();
     switch (rep->type) {
     case REDIS_REPLY_STRING: return hex_json(rep->str, rep->len);
     case REDIS_REPLY_STATUS: return json_pack("{s:s%}", "status", rep->str, rep->len);
@@ -112,7 +125,8 @@ static json_t *reply_json(const redisReply *rep) {
     }
 }
 
-static void drv_reply(redis_status st, redisReply *reply, void *ud) {
+static void drv_reply(redis_status st, redisReply *reply, void *ud)
+{
     drv_rec *rec = &recs[(uintptr_t)ud];
     if (rec->answers++) {
         dups++;
@@ -121,8 +135,8 @@ static void drv_reply(redis_status st, redisReply *reply, void *ud) {
     }
     const char *names[] = {"ok", "down", "timeout"};
     drv_print(json_pack("{s:s,s:I,s:s,s:f,s:b,s:o}", "ev", "reply", "id", (json_int_t)rec->id,
-                        "status", names[st], "ms", (double)(uv_hrtime() - rec->t0) / 1e6,
-                        "sync", in_command, "reply", reply_json(reply)));
+                        "status", names[st], "ms", (double)(uv_hrtime() - rec->t0) / 1e6, "sync",
+                        in_command, "reply", reply_json(reply)));
     int slot = rec->free_slot;
     if (slot >= 0 && clients[slot].r) {
         /* redis_free from inside a hiredis reply callback. */
@@ -133,20 +147,25 @@ static void drv_reply(redis_status st, redisReply *reply, void *ud) {
     }
 }
 
-static void *drv_new_rec(long id) {
+static void *drv_new_rec(long id)
+{
     if (nrecs == caprecs) {
         caprecs = caprecs ? caprecs * 2 : 64;
         recs = realloc(recs, caprecs * sizeof *recs);
-        if (!recs) abort();
+        if (!recs)
+            abort();
     }
     recs[nrecs] = (drv_rec){.id = id, .t0 = uv_hrtime(), .answers = 0, .free_slot = -1};
     return (void *)(uintptr_t)nrecs++;
 }
 
-static drv_client *drv_find(const char *name, int create) {
+static drv_client *drv_find(const char *name, int create)
+{
     for (int i = 0; i < MAX_CLIENTS; i++)
-        if (clients[i].r && strcmp(clients[i].name, name) == 0) return &clients[i];
-    if (!create) return NULL;
+        if (clients[i].r && strcmp(clients[i].name, name) == 0)
+            return &clients[i];
+    if (!create)
+        return NULL;
     for (int i = 0; i < MAX_CLIENTS; i++) {
         if (!clients[i].r) {
             snprintf(clients[i].name, sizeof clients[i].name, "%s", name);
@@ -156,7 +175,8 @@ static drv_client *drv_find(const char *name, int create) {
     return NULL;
 }
 
-static void drv_error(const char *msg, const char *arg) {
+static void drv_error(const char *msg, const char *arg)
+{
     drv_print(json_pack("{s:s,s:s,s:s}", "ev", "error", "msg", msg, "arg", arg ? arg : ""));
 }
 
@@ -167,23 +187,27 @@ typedef struct {
     uint64_t t0, deadline;
 } drv_wait;
 
-static void drv_wait_closed(uv_handle_t *h) {
+static void drv_wait_closed(uv_handle_t *h)
+{
     free(h->data);
 }
 
-static void drv_wait_tick(uv_timer_t *t) {
+static void drv_wait_tick(uv_timer_t *t)
+{
     drv_wait *w = t->data;
     drv_client *c = drv_find(w->name, 0);
     int conn = c && redis_connected(c->r);
     uint64_t now = uv_hrtime();
-    if (!conn && now < w->deadline && in_open) return;
+    if (!conn && now < w->deadline && in_open)
+        return;
     uv_timer_stop(t);
-    drv_print(json_pack("{s:s,s:s,s:b,s:f}", "ev", "wait", "name", w->name, "connected", conn,
-                        "ms", (double)(now - w->t0) / 1e6));
+    drv_print(json_pack("{s:s,s:s,s:b,s:f}", "ev", "wait", "name", w->name, "connected", conn, "ms",
+                        (double)(now - w->t0) / 1e6));
     uv_close((uv_handle_t *)t, drv_wait_closed);
 }
 
-static void drv_quit(void) {
+static void drv_quit(void)
+{
     for (int i = 0; i < MAX_CLIENTS; i++) {
         if (clients[i].r) {
             redis_free(clients[i].r);
@@ -196,12 +220,14 @@ static void drv_quit(void) {
     }
 }
 
-static void drv_line(char *line) {
+static void drv_line(char *line)
+{
     char *argv[MAX_ARGS + 4];
     int argc = 0;
     for (char *tok = strtok(line, " \t\r"); tok && argc < MAX_ARGS + 4; tok = strtok(NULL, " \t\r"))
         argv[argc++] = tok;
-    if (argc == 0) return;
+    if (argc == 0)
+        return;
     const char *op = argv[0];
 
     if (strcmp(op, "quit") == 0) {
@@ -222,15 +248,22 @@ static void drv_line(char *line) {
         redis_opts_default(&o);
         for (int i = 2; i < argc; i++) {
             char *eq = strchr(argv[i], '=');
-            if (!eq) continue;
+            if (!eq)
+                continue;
             *eq = 0;
             const char *k = argv[i], *v = eq + 1;
-            if (strcmp(k, "host") == 0) o.host = v;
-            else if (strcmp(k, "port") == 0) o.port = atoi(v);
-            else if (strcmp(k, "password") == 0) o.password = v[0] ? v : NULL;
-            else if (strcmp(k, "connect_ms") == 0) o.connect_timeout_ms = (unsigned)atoi(v);
-            else if (strcmp(k, "cmd_ms") == 0) o.command_timeout_ms = (unsigned)atoi(v);
-            else if (strcmp(k, "backoff_ms") == 0) o.backoff_max_ms = (unsigned)atoi(v);
+            if (strcmp(k, "host") == 0)
+                o.host = v;
+            else if (strcmp(k, "port") == 0)
+                o.port = atoi(v);
+            else if (strcmp(k, "password") == 0)
+                o.password = v[0] ? v : NULL;
+            else if (strcmp(k, "connect_ms") == 0)
+                o.connect_timeout_ms = (unsigned)atoi(v);
+            else if (strcmp(k, "cmd_ms") == 0)
+                o.command_timeout_ms = (unsigned)atoi(v);
+            else if (strcmp(k, "backoff_ms") == 0)
+                o.backoff_max_ms = (unsigned)atoi(v);
         }
         c->r = redis_new(loop, &o);
         drv_print(json_pack("{s:s,s:s,s:b}", "ev", "new", "name", argv[1], "ok", c->r != NULL));
@@ -257,7 +290,8 @@ static void drv_line(char *line) {
             lens[n] = (size_t)len;
         }
         void *ud = drv_new_rec(id);
-        if (is_cmdfree) recs[(uintptr_t)ud].free_slot = (int)(c - clients);
+        if (is_cmdfree)
+            recs[(uintptr_t)ud].free_slot = (int)(c - clients);
         in_command = 1;
         if (is_cmdfree || strcmp(argv[3], "-") == 0)
             redis_command_argv(c->r, drv_reply, ud, n, args, lens);
@@ -279,7 +313,8 @@ static void drv_line(char *line) {
                             redis_connected(c->r)));
     } else if (strcmp(op, "wait") == 0 && argc == 3) {
         drv_wait *w = calloc(1, sizeof *w);
-        if (!w) abort();
+        if (!w)
+            abort();
         snprintf(w->name, sizeof w->name, "%s", c->name);
         w->t0 = uv_hrtime();
         w->deadline = w->t0 + (uint64_t)atol(argv[2]) * 1000000u;
@@ -295,14 +330,16 @@ static void drv_line(char *line) {
     }
 }
 
-static void drv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+static void drv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
     (void)h;
     (void)hint;
     static char chunk[65536];
     *buf = uv_buf_init(chunk, sizeof chunk);
 }
 
-static void drv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+static void drv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
     (void)s;
     if (n < 0) {
         drv_quit();
@@ -314,14 +351,16 @@ static void drv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
             linebuf[linelen] = 0;
             linelen = 0;
             drv_line(linebuf);
-            if (!in_open) return;
+            if (!in_open)
+                return;
         } else if (linelen + 1 < sizeof linebuf) {
             linebuf[linelen++] = ch;
         }
     }
 }
 
-int main(void) {
+int main(void)
+{
     log_init("redis_driver");
     loop = uv_default_loop();
     uv_pipe_init(loop, &in, 0);

@@ -25,38 +25,46 @@ static http_client *ctl_client;
 
 /* ---- the loop ---- */
 
-static void flag_cb(uv_timer_t *t) {
+static void flag_cb(uv_timer_t *t)
+{
     *(int *)t->data = 1;
 }
 
-static void closed_cb(uv_handle_t *h) {
+static void closed_cb(uv_handle_t *h)
+{
     *(int *)h->data = 1;
 }
 
 /* Runs the loop until *flag or ms elapsed; returns *flag. */
-static int run_until(const int *flag, unsigned ms) {
+static int run_until(const int *flag, unsigned ms)
+{
     int expired = 0, closed = 0;
     uv_timer_t t;
     uv_timer_init(loop, &t);
     t.data = &expired;
     uv_timer_start(&t, flag_cb, ms, 0);
-    while (!*flag && !expired) uv_run(loop, UV_RUN_ONCE);
+    while (!*flag && !expired)
+        uv_run(loop, UV_RUN_ONCE);
     t.data = &closed;
     uv_close((uv_handle_t *)&t, closed_cb);
-    while (!closed) uv_run(loop, UV_RUN_NOWAIT);
+    while (!closed)
+        uv_run(loop, UV_RUN_NOWAIT);
     return *flag;
 }
 
-static void sleep_ms(unsigned ms) {
+static void sleep_ms(unsigned ms)
+{
     int never = 0;
     run_until(&never, ms);
 }
 
-static double now_ms(void) {
+static double now_ms(void)
+{
     return (double)uv_hrtime() / 1e6;
 }
 
-static const struct sockaddr *addr_port(const char *ip, int port) {
+static const struct sockaddr *addr_port(const char *ip, int port)
+{
     static struct sockaddr_in a[8];
     static int next;
     struct sockaddr_in *s = &a[next++ % 8];
@@ -64,7 +72,8 @@ static const struct sockaddr *addr_port(const char *ip, int port) {
     return (const struct sockaddr *)s;
 }
 
-static const struct sockaddr *inst(int i) {
+static const struct sockaddr *inst(int i)
+{
     return addr_port("127.0.0.1", ports[i]);
 }
 
@@ -79,47 +88,58 @@ typedef struct fres {
     char instance[32], crc[32], clen[32];
 } fres;
 
-static void fres_cb(hc_err err, const http_response *r, void *ud) {
+static void fres_cb(hc_err err, const http_response *r, void *ud)
+{
     fres *f = ud;
     const char *v;
     f->done = 1;
     f->calls++;
     f->err = err;
-    if (!r) return;
+    if (!r)
+        return;
     f->status = r->status;
     f->len = r->body_len;
     f->body = malloc(r->body_len + 1);
     memcpy(f->body, r->body, r->body_len + 1);
-    if ((v = http_response_header(r, "x-instance"))) snprintf(f->instance, 32, "%s", v);
-    if ((v = http_response_header(r, "X-CRC32"))) snprintf(f->crc, 32, "%s", v);
-    if ((v = http_response_header(r, "content-length"))) snprintf(f->clen, 32, "%s", v);
+    if ((v = http_response_header(r, "x-instance")))
+        snprintf(f->instance, 32, "%s", v);
+    if ((v = http_response_header(r, "X-CRC32")))
+        snprintf(f->crc, 32, "%s", v);
+    if ((v = http_response_header(r, "content-length")))
+        snprintf(f->clen, 32, "%s", v);
 }
 
-static void fres_clear(fres *f) {
+static void fres_clear(fres *f)
+{
     free(f->body);
     memset(f, 0, sizeof *f);
 }
 
 static fres fetch_at(http_client *c, const struct sockaddr *a, const char *method,
-                     const char *target, const char *body, size_t len, unsigned timeout_ms) {
+                     const char *target, const char *body, size_t len, unsigned timeout_ms)
+{
     fres f = {0};
     http_client_fetch(c, a, method, target, NULL, 0, body, len, timeout_ms, fres_cb, &f);
-    if (!run_until(&f.done, 20000)) printf("  fetch %s %s did not end\n", method, target);
+    if (!run_until(&f.done, 20000))
+        printf("  fetch %s %s did not end\n", method, target);
     return f;
 }
 
-static fres ufetch(upstream *u, const char *method, const char *target) {
+static fres ufetch(upstream *u, const char *method, const char *target)
+{
     fres f = {0};
     upstream_fetch(u, method, target, NULL, 0, method[0] == 'P' ? "x" : NULL,
                    method[0] == 'P' ? 1 : 0, 5000, fres_cb, &f);
-    if (!run_until(&f.done, 20000)) printf("  upstream fetch %s did not end\n", target);
+    if (!run_until(&f.done, 20000))
+        printf("  upstream fetch %s did not end\n", target);
     return f;
 }
 
 /* ---- the control server ---- */
 
 static json_t *ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static json_t *ctl(const char *fmt, ...) {
+static json_t *ctl(const char *fmt, ...)
+{
     char path[256];
     va_list ap;
     json_t *j = NULL;
@@ -127,24 +147,29 @@ static json_t *ctl(const char *fmt, ...) {
     vsnprintf(path, sizeof path, fmt, ap);
     va_end(ap);
     fres f = fetch_at(ctl_client, addr_port("127.0.0.1", ctl_port), "GET", path, NULL, 0, 10000);
-    if (f.err == HC_OK && f.status == 200) j = json_loads(f.body, 0, NULL);
-    if (!j) printf("  control %s failed: %s %d\n", path, hc_strerror(f.err), f.status);
+    if (f.err == HC_OK && f.status == 200)
+        j = json_loads(f.body, 0, NULL);
+    if (!j)
+        printf("  control %s failed: %s %d\n", path, hc_strerror(f.err), f.status);
     fres_clear(&f);
     return j;
 }
 
-static void ctl_do(const char *what, const char *name) {
+static void ctl_do(const char *what, const char *name)
+{
     json_decref(ctl("/%s?name=%s", what, name));
 }
 
-static long stat_conns(const char *name) {
+static long stat_conns(const char *name)
+{
     json_t *j = ctl("/stats");
     long n = j ? (long)json_integer_value(json_object_get(json_object_get(j, name), "conns")) : -1;
     json_decref(j);
     return n;
 }
 
-static long stat_path(const char *name, const char *key) {
+static long stat_path(const char *name, const char *key)
+{
     json_t *j = ctl("/stats");
     json_t *paths = j ? json_object_get(json_object_get(j, name), "paths") : NULL;
     long n = j ? (long)json_integer_value(json_object_get(paths, key)) : -1;
@@ -153,23 +178,29 @@ static long stat_path(const char *name, const char *key) {
 }
 
 static http_client *client_with(unsigned read_ms, unsigned idle_ms, unsigned max_idle,
-                                size_t max_response) {
+                                size_t max_response)
+{
     http_client_opts o;
     http_client_opts_default(&o);
-    if (read_ms) o.read_timeout_ms = read_ms;
-    if (idle_ms) o.idle_timeout_ms = idle_ms;
+    if (read_ms)
+        o.read_timeout_ms = read_ms;
+    if (idle_ms)
+        o.idle_timeout_ms = idle_ms;
     o.max_idle_per_peer = max_idle;
-    if (max_response) o.max_response = max_response;
+    if (max_response)
+        o.max_response = max_response;
     return http_client_new(loop, &o);
 }
 
-static http_client *client_default(void) {
+static http_client *client_default(void)
+{
     return http_client_new(loop, NULL);
 }
 
 /* ---- client scenarios ---- */
 
-static void fetch_get(void) {
+static void fetch_get(void)
+{
     http_client *c = client_default();
     fres f = fetch_at(c, inst(0), "GET", "/whoami", NULL, 0, 0);
     CHECK_INT(f.err, HC_OK);
@@ -185,18 +216,20 @@ static void fetch_get(void) {
     http_client_free(c);
 }
 
-static void fetch_post(void) {
+static void fetch_post(void)
+{
     http_client *c = client_default();
     size_t n = 200 * 1024;
     char *body = malloc(n);
-    for (size_t i = 0; i < n; i++) body[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < n; i++)
+        body[i] = (char)('a' + i % 26);
     fres f = fetch_at(c, inst(0), "POST", "/echo", body, n, 0);
     CHECK_INT(f.err, HC_OK);
     CHECK_INT(f.status, 200);
     CHECK_INT(f.len, n);
     CHECK(f.body && memcmp(f.body, body, n) == 0);
     fres_clear(&f);
-    f = fetch_at(c, inst(0), "POST", "/echo", NULL, 0, 0);   /* Content-Length: 0 */
+    f = fetch_at(c, inst(0), "POST", "/echo", NULL, 0, 0); /* Content-Length: 0 */
     CHECK_INT(f.err, HC_OK);
     CHECK_INT(f.status, 200);
     CHECK_INT(f.len, 0);
@@ -205,7 +238,8 @@ static void fetch_post(void) {
     http_client_free(c);
 }
 
-static void keepalive(void) {
+static void keepalive(void)
+{
     http_client *c = client_default();
     for (int i = 0; i < 5; i++) {
         fres f = fetch_at(c, inst(0), "GET", "/whoami", NULL, 0, 0);
@@ -218,10 +252,12 @@ static void keepalive(void) {
     http_client_free(c);
 }
 
-static void chunked(void) {
+static void chunked(void)
+{
     http_client *c = client_default();
     char want[4096] = "";
-    for (int i = 0; i < 50; i++) snprintf(want + strlen(want), 32, "chunk-%d\n", i);
+    for (int i = 0; i < 50; i++)
+        snprintf(want + strlen(want), 32, "chunk-%d\n", i);
     fres f = fetch_at(c, inst(0), "GET", "/chunked?n=50", NULL, 0, 0);
     CHECK_INT(f.err, HC_OK);
     CHECK_INT(f.status, 200);
@@ -235,7 +271,8 @@ static void chunked(void) {
     http_client_free(c);
 }
 
-static void head(void) {
+static void head(void)
+{
     http_client *c = client_default();
     fres f = fetch_at(c, inst(0), "HEAD", "/whoami", NULL, 0, 2000);
     CHECK_INT(f.err, HC_OK);
@@ -251,7 +288,8 @@ static void head(void) {
     http_client_free(c);
 }
 
-static void no_body_status(void) {
+static void no_body_status(void)
+{
     http_client *c = client_default();
     fres f = fetch_at(c, inst(0), "GET", "/status?code=204", NULL, 0, 2000);
     CHECK_INT(f.err, HC_OK);
@@ -270,7 +308,8 @@ static void no_body_status(void) {
     http_client_free(c);
 }
 
-static void too_big(void) {
+static void too_big(void)
+{
     http_client *c = client_with(0, 0, 32, 1 << 20);
     fres f = fetch_at(c, inst(0), "GET", "/big?size=2097152", NULL, 0, 0);
     CHECK_INT(f.err, HC_ETOOBIG);
@@ -291,7 +330,8 @@ static void too_big(void) {
     http_client_free(c);
 }
 
-static void connect_refused(void) {
+static void connect_refused(void)
+{
     http_client *c = client_default();
     double t0 = now_ms();
     fres f = fetch_at(c, addr_port("127.0.0.1", dead_port), "GET", "/", NULL, 0, 0);
@@ -321,7 +361,8 @@ static void connect_refused(void) {
     http_client_free(c);
 }
 
-static void read_timeout(void) {
+static void read_timeout(void)
+{
     http_client *c = client_with(300, 0, 32, 0);
     double t0 = now_ms(), el;
     fres f = fetch_at(c, inst(0), "GET", "/slow?ms=3000", NULL, 0, 0);
@@ -342,7 +383,8 @@ static void read_timeout(void) {
     http_client_free(c);
 }
 
-static void stale_retry(void) {
+static void stale_retry(void)
+{
     http_client *c = client_default();
     fres f = fetch_at(c, inst(0), "GET", "/whoami", NULL, 0, 0);
     CHECK_STR(f.body, "a");
@@ -364,12 +406,13 @@ static void stale_retry(void) {
     http_client_free(c);
 }
 
-static void idle_close(void) {
+static void idle_close(void)
+{
     http_client *c = client_with(0, 200, 32, 0);
     fres f = fetch_at(c, inst(0), "GET", "/whoami", NULL, 0, 0);
     CHECK_INT(f.err, HC_OK);
     fres_clear(&f);
-    sleep_ms(500);                      /* past the idle timeout: closed by us */
+    sleep_ms(500); /* past the idle timeout: closed by us */
     f = fetch_at(c, inst(0), "GET", "/whoami", NULL, 0, 0);
     CHECK_INT(f.err, HC_OK);
     fres_clear(&f);
@@ -391,7 +434,8 @@ static void idle_close(void) {
     http_client_free(c);
 }
 
-static void max_idle(void) {
+static void max_idle(void)
+{
     http_client *c = client_with(0, 0, 1, 0);
     for (int round = 0; round < 2; round++) {
         fres f[3] = {{0}};
@@ -411,12 +455,13 @@ static void max_idle(void) {
     http_client_free(c);
 }
 
-static void bad_request(void) {
+static void bad_request(void)
+{
     http_client *c = client_default();
     fres f = {0};
     http_header h[1] = {{"X-Bad", "a\r\nInjected: yes"}};
     http_client_fetch(c, inst(0), "GET", "/whoami", h, 1, NULL, 0, 0, fres_cb, &f);
-    CHECK_INT(f.done, 0);               /* reported from the loop */
+    CHECK_INT(f.done, 0); /* reported from the loop */
     run_until(&f.done, 2000);
     CHECK_INT(f.err, HC_EPROTO);
     fres_clear(&f);
@@ -445,27 +490,33 @@ typedef struct xst {
     int abort_on_response;
 } xst;
 
-static void xst_head(http_exchange *x, void *ud) {
+static void xst_head(http_exchange *x, void *ud)
+{
     (void)x;
     ((xst *)ud)->heads++;
 }
 
-static int xst_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud) {
+static int xst_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud)
+{
     xst *s = ud;
     (void)x, (void)h, (void)n;
     s->status = status;
     return s->abort_on_response ? -1 : 0;
 }
 
-static void xst_data(http_exchange *x, const char *d, size_t n, void *ud) {
+static void xst_data(http_exchange *x, const char *d, size_t n, void *ud)
+{
     xst *s = ud;
     (void)x;
-    if (s->blen + n < sizeof s->body) memcpy(s->body + s->blen, d, n);
+    if (s->blen + n < sizeof s->body)
+        memcpy(s->body + s->blen, d, n);
     s->blen += n;
-    if (s->blen < sizeof s->body) s->body[s->blen] = '\0';
+    if (s->blen < sizeof s->body)
+        s->body[s->blen] = '\0';
 }
 
-static void xst_done(http_exchange *x, hc_err err, void *ud) {
+static void xst_done(http_exchange *x, hc_err err, void *ud)
+{
     xst *s = ud;
     (void)x;
     s->done = 1;
@@ -473,7 +524,8 @@ static void xst_done(http_exchange *x, hc_err err, void *ud) {
     s->err = err;
 }
 
-static void xst_wrote(http_exchange *x, int status, void *ud) {
+static void xst_wrote(http_exchange *x, int status, void *ud)
+{
     xst *s = ud;
     (void)x;
     if (status == 0)
@@ -484,15 +536,15 @@ static void xst_wrote(http_exchange *x, int status, void *ud) {
 
 static const http_exchange_cbs xst_cbs = {xst_head, xst_response, xst_data, xst_done};
 
-static void exchange_length(void) {
+static void exchange_length(void)
+{
     http_client *c = client_default();
     xst s = {0};
-    http_exchange *x = http_exchange_start(c, inst(0), "POST", "/echo", NULL, 0, 11, &xst_cbs,
-                                           &s);
+    http_exchange *x = http_exchange_start(c, inst(0), "POST", "/echo", NULL, 0, 11, &xst_cbs, &s);
     CHECK(x != NULL);
     CHECK_INT(http_exchange_write(x, "hello ", 6, xst_wrote, &s), 0);
     CHECK_INT(http_exchange_write(x, "world", 5, xst_wrote, &s), 0);
-    CHECK(http_exchange_write(x, "!", 1, xst_wrote, &s) != 0);   /* past Content-Length */
+    CHECK(http_exchange_write(x, "!", 1, xst_wrote, &s) != 0); /* past Content-Length */
     http_exchange_end_body(x);
     run_until(&s.done, 5000);
     CHECK_INT(s.err, HC_OK);
@@ -519,14 +571,15 @@ static void exchange_length(void) {
     http_client_free(c);
 }
 
-static void exchange_abort(void) {
+static void exchange_abort(void)
+{
     http_client *c = client_default();
     xst s = {0};
-    http_exchange *x = http_exchange_start(c, inst(0), "GET", "/slow?ms=3000", NULL, 0, 0,
-                                           &xst_cbs, &s);
+    http_exchange *x =
+        http_exchange_start(c, inst(0), "GET", "/slow?ms=3000", NULL, 0, 0, &xst_cbs, &s);
     sleep_ms(100);
     http_exchange_abort(x);
-    CHECK_INT(s.done, 1);               /* on_done before abort returns */
+    CHECK_INT(s.done, 1); /* on_done before abort returns */
     CHECK_INT(s.err, HC_ECANCELED);
     sleep_ms(100);
     CHECK_INT(s.dones, 1);
@@ -551,12 +604,13 @@ static void exchange_abort(void) {
     http_client_free(c);
 }
 
-static void free_inflight(void) {
+static void free_inflight(void)
+{
     http_client *c = client_default();
     fres f = {0}, g = {0};
     http_client_fetch(c, inst(0), "GET", "/slow?ms=3000", NULL, 0, NULL, 0, 0, fres_cb, &f);
     http_client_fetch(c, inst(1), "GET", "/whoami", NULL, 0, NULL, 0, 0, fres_cb, &g);
-    run_until(&g.done, 5000);           /* g's connection is now idle in the pool */
+    run_until(&g.done, 5000); /* g's connection is now idle in the pool */
     sleep_ms(100);
     http_client_free(c);
     CHECK_INT(f.calls, 1);
@@ -581,7 +635,8 @@ typedef struct up_state {
 
 static void up_pump(up_state *u);
 
-static void up_wrote(http_exchange *x, int status, void *ud) {
+static void up_wrote(http_exchange *x, int status, void *ud)
+{
     up_state *u = ud;
     (void)x;
     u->inflight--;
@@ -593,7 +648,8 @@ static void up_wrote(http_exchange *x, int status, void *ud) {
     up_pump(u);
 }
 
-static void up_pump(up_state *u) {
+static void up_pump(up_state *u)
+{
     while (u->inflight < 2 && u->sent < u->total) {
         if (http_exchange_write(u->x, u->buf, u->chunk, up_wrote, u) != 0) {
             u->bad++;
@@ -609,27 +665,32 @@ static void up_pump(up_state *u) {
     }
 }
 
-static int up_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud) {
+static int up_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud)
+{
     (void)x, (void)h, (void)n;
     ((up_state *)ud)->status = status;
     return 0;
 }
 
-static void up_data(http_exchange *x, const char *d, size_t n, void *ud) {
+static void up_data(http_exchange *x, const char *d, size_t n, void *ud)
+{
     up_state *u = ud;
     (void)x;
-    if (u->blen + n < sizeof u->body) memcpy(u->body + u->blen, d, n);
+    if (u->blen + n < sizeof u->body)
+        memcpy(u->body + u->blen, d, n);
     u->blen += n;
 }
 
-static void up_done(http_exchange *x, hc_err err, void *ud) {
+static void up_done(http_exchange *x, hc_err err, void *ud)
+{
     up_state *u = ud;
     (void)x;
     u->done = 1;
     u->err = err;
 }
 
-static void stream_upload(void) {
+static void stream_upload(void)
+{
     static const http_exchange_cbs cbs = {NULL, up_response, up_data, up_done};
     http_client *c = client_default();
     up_state u = {0};
@@ -637,7 +698,8 @@ static void stream_upload(void) {
     u.chunk = 256 * 1024;
     u.total = 50u << 20;
     u.buf = malloc(u.chunk);
-    for (size_t i = 0; i < u.chunk; i++) u.buf[i] = (char)(i * 7 + i / 251);
+    for (size_t i = 0; i < u.chunk; i++)
+        u.buf[i] = (char)(i * 7 + i / 251);
     u.crc = crc32(0, NULL, 0);
     /* The server sleeps 1.5 s before reading: writes must stall, not pile up. */
     u.x = http_exchange_start(c, inst(0), "POST", "/count?stall_ms=1500", NULL, 0, -1, &cbs, &u);
@@ -671,25 +733,31 @@ typedef struct dl_state {
     char crc_hdr[32];
 } dl_state;
 
-static void dl_resume(uv_timer_t *t) {
+static void dl_resume(uv_timer_t *t)
+{
     dl_state *d = t->data;
-    if (d->done) return;
+    if (d->done)
+        return;
     d->paused = 0;
     http_exchange_resume(d->x);
 }
 
-static int dl_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud) {
+static int dl_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud)
+{
     dl_state *d = ud;
     (void)x;
     d->status = status;
     for (size_t i = 0; i < n; i++)
-        if (strcasecmp(h[i].name, "x-crc32") == 0) snprintf(d->crc_hdr, 32, "%s", h[i].value);
+        if (strcasecmp(h[i].name, "x-crc32") == 0)
+            snprintf(d->crc_hdr, 32, "%s", h[i].value);
     return 0;
 }
 
-static void dl_data(http_exchange *x, const char *p, size_t n, void *ud) {
+static void dl_data(http_exchange *x, const char *p, size_t n, void *ud)
+{
     dl_state *d = ud;
-    if (d->paused) d->while_paused++;
+    if (d->paused)
+        d->while_paused++;
     d->got += n;
     d->since += n;
     d->crc = crc32(d->crc, (const Bytef *)p, (uInt)n);
@@ -702,7 +770,8 @@ static void dl_data(http_exchange *x, const char *p, size_t n, void *ud) {
     }
 }
 
-static void dl_done(http_exchange *x, hc_err err, void *ud) {
+static void dl_done(http_exchange *x, hc_err err, void *ud)
+{
     dl_state *d = ud;
     (void)x;
     d->done = 1;
@@ -711,7 +780,8 @@ static void dl_done(http_exchange *x, hc_err err, void *ud) {
 }
 
 /* Downloads size bytes pausing every `every` bytes for 5 ms; checks what arrived. */
-static void download(http_client *c, size_t size, size_t every, const char *how) {
+static void download(http_client *c, size_t size, size_t every, const char *how)
+{
     static const http_exchange_cbs cbs = {NULL, dl_response, dl_data, dl_done};
     dl_state d = {0};
     int closed = 0;
@@ -737,8 +807,9 @@ static void download(http_client *c, size_t size, size_t every, const char *how)
     run_until(&closed, 1000);
 }
 
-static void stream_download(void) {
-    http_client *c = client_with(5000, 0, 32, 0);   /* a stall fails in 5 s, not 30 */
+static void stream_download(void)
+{
+    http_client *c = client_with(5000, 0, 32, 0); /* a stall fails in 5 s, not 30 */
     download(c, 32u << 20, 1u << 20, "");
     /* Paused after every piece, so also right after the last byte of the body. */
     download(c, 300000, 1, "");
@@ -753,7 +824,8 @@ static void stream_download(void) {
 
 /* ---- upstream scenarios ---- */
 
-static upstream *three(http_client *c, const upstream_opts *o) {
+static upstream *three(http_client *c, const upstream_opts *o)
+{
     char spec[128];
     snprintf(spec, sizeof spec, "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", ports[0], ports[1],
              ports[2]);
@@ -761,7 +833,8 @@ static upstream *three(http_client *c, const upstream_opts *o) {
 }
 
 /* n GET /whoami through u; counts answers per instance a/b/c; returns failures. */
-static int spread(upstream *u, int n, int count[3]) {
+static int spread(upstream *u, int n, int count[3])
+{
     int failed = 0;
     for (int i = 0; i < n; i++) {
         fres f = ufetch(u, "GET", "/whoami");
@@ -777,17 +850,20 @@ static int spread(upstream *u, int n, int count[3]) {
     return failed;
 }
 
-static void parse(void) {
-    static const char *bad[] = {"", "host", "host:", ":80", "host:0", "host:65536", "host:80x",
-                                "host:-1", "[::1]", "[::1]:", "[::1:80", "::1:80", "a:1,",
-                                ",a:1", "a:1,,b:2", "ho st:80", "[notip]:80", "a:b:80"};
+static void parse(void)
+{
+    static const char *bad[] = {
+        "",         "host",    "host:",    ":80",      "host:0",     "host:65536",
+        "host:80x", "host:-1", "[::1]",    "[::1]:",   "[::1:80",    "::1:80",
+        "a:1,",     ",a:1",    "a:1,,b:2", "ho st:80", "[notip]:80", "a:b:80"};
     http_client *c = client_default();
     unsigned healthy, total;
     upstream *u;
     CHECK(upstream_new(loop, c, "x", NULL, NULL) == NULL);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         u = upstream_new(loop, c, "x", bad[i], NULL);
-        if (u) printf("  accepted \"%s\"\n", bad[i]);
+        if (u)
+            printf("  accepted \"%s\"\n", bad[i]);
         CHECK(u == NULL);
     }
     /* Literal addresses are peers at once; duplicates count once. */
@@ -799,13 +875,13 @@ static void parse(void) {
     upstream_peer *p = upstream_pick(u, NULL), *q = upstream_pick(u, NULL);
     CHECK_STR(upstream_peer_text(p), "127.0.0.1:5");
     CHECK_STR(upstream_peer_text(q), "[::1]:6");
-    CHECK(upstream_pick(u, p) == q);   /* avoid p */
+    CHECK(upstream_pick(u, p) == q); /* avoid p */
     upstream_peer_release(q);
     CHECK(upstream_pick(u, p) == q);
     upstream_peer_release(q);
     CHECK_STR(upstream_name(u), "lit");
     upstream_free(u);
-    sleep_ms(50);                        /* the upstream is gone now */
+    sleep_ms(50); /* the upstream is gone now */
     /* Picked peers outlive their upstream until released. */
     CHECK_STR(upstream_peer_text(p), "127.0.0.1:5");
     upstream_peer_release(p);
@@ -813,7 +889,8 @@ static void parse(void) {
     http_client_free(c);
 }
 
-static void round_robin(void) {
+static void round_robin(void)
+{
     http_client *c = client_default();
     upstream *u = three(c, NULL);
     int count[3] = {0};
@@ -830,12 +907,13 @@ static void round_robin(void) {
     http_client_free(c);
 }
 
-static void failover(void) {
+static void failover(void)
+{
     http_client *c = client_default();
     upstream *u = three(c, NULL);
     int count[3] = {0};
     unsigned healthy, total;
-    CHECK_INT(spread(u, 3, count), 0);   /* connections to every instance are pooled */
+    CHECK_INT(spread(u, 3, count), 0); /* connections to every instance are pooled */
     ctl_do("kill", "b");
     memset(count, 0, sizeof count);
     CHECK_INT(spread(u, 30, count), 0);
@@ -849,7 +927,8 @@ static void failover(void) {
     http_client_free(c);
 }
 
-static void passive_comeback(void) {
+static void passive_comeback(void)
+{
     http_client *c = client_default();
     upstream_opts o;
     upstream_opts_default(&o);
@@ -873,23 +952,26 @@ static void passive_comeback(void) {
     http_client_free(c);
 }
 
-static int wait_healthy(upstream *u, unsigned want, unsigned ms) {
+static int wait_healthy(upstream *u, unsigned want, unsigned ms)
+{
     double t0 = now_ms();
     unsigned h = 99;
     while (now_ms() - t0 < ms) {
         upstream_counts(u, &h, NULL);
-        if (h == want) return 1;
+        if (h == want)
+            return 1;
         sleep_ms(20);
     }
     printf("  healthy: %u, wanted %u\n", h, want);
     return 0;
 }
 
-static void active_health(void) {
+static void active_health(void)
+{
     http_client *c = client_default();
     upstream_opts o;
     upstream_opts_default(&o);
-    o.max_fails = 0;                     /* only the active checks */
+    o.max_fails = 0; /* only the active checks */
     o.health_path = "/health";
     o.health_interval_ms = 100;
     o.health_timeout_ms = 300;
@@ -921,7 +1003,8 @@ static void active_health(void) {
     http_client_free(c);
 }
 
-static void post_not_retried(void) {
+static void post_not_retried(void)
+{
     http_client *c = client_with(0, 0, 0, 0);
     upstream_opts o;
     char spec[96];
@@ -948,7 +1031,8 @@ static void post_not_retried(void) {
     http_client_free(c);
 }
 
-static void localhost(void) {
+static void localhost(void)
+{
     http_client *c = client_default();
     char spec[64], want[64];
     unsigned total;
@@ -956,7 +1040,7 @@ static void localhost(void) {
     snprintf(spec, sizeof spec, "localhost:%d", ports[0]);
     upstream *u = upstream_new(loop, c, "lh", spec, NULL);
     CHECK(u != NULL);
-    fres f = ufetch(u, "GET", "/whoami");   /* waits for the first resolution */
+    fres f = ufetch(u, "GET", "/whoami"); /* waits for the first resolution */
     CHECK_INT(f.err, HC_OK);
     CHECK_STR(f.body, "a");
     fres_clear(&f);
@@ -965,7 +1049,8 @@ static void localhost(void) {
     snprintf(want, sizeof want, "127.0.0.1:%d", ports[0]);
     for (unsigned i = 0; i < total; i++) {
         upstream_peer *p = upstream_pick(u, NULL);
-        if (p && strcmp(upstream_peer_text(p), want) == 0) found = 1;
+        if (p && strcmp(upstream_peer_text(p), want) == 0)
+            found = 1;
         upstream_peer_release(p);
     }
     CHECK(found);
@@ -991,18 +1076,22 @@ typedef struct peer_list {
     int n;
 } peer_list;
 
-static void peer_list_fn(const upstream_peer *p, int healthy, void *ud) {
+static void peer_list_fn(const upstream_peer *p, int healthy, void *ud)
+{
     peer_list *l = ud;
     (void)healthy;
-    if (l->n < 8) snprintf(l->text[l->n++], 64, "%s", upstream_peer_text(p));
+    if (l->n < 8)
+        snprintf(l->text[l->n++], 64, "%s", upstream_peer_text(p));
 }
 
-static int cmp_text(const void *a, const void *b) {
+static int cmp_text(const void *a, const void *b)
+{
     return strcmp(a, b);
 }
 
 /* The peers' texts, sorted, joined with spaces. */
-static void peer_texts(upstream *u, char *out, size_t size) {
+static void peer_texts(upstream *u, char *out, size_t size)
+{
     peer_list l = {0};
     upstream_each(u, peer_list_fn, &l);
     qsort(l.text, (size_t)l.n, sizeof l.text[0], cmp_text);
@@ -1011,13 +1100,15 @@ static void peer_texts(upstream *u, char *out, size_t size) {
         snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? " " : "", l.text[i]);
 }
 
-static int wait_peers(upstream *u, const char *want, unsigned ms, double *took) {
+static int wait_peers(upstream *u, const char *want, unsigned ms, double *took)
+{
     double t0 = now_ms();
     char have[512];
     do {
         peer_texts(u, have, sizeof have);
         if (strcmp(have, want) == 0) {
-            if (took) *took = now_ms() - t0;
+            if (took)
+                *took = now_ms() - t0;
             return 1;
         }
         sleep_ms(10);
@@ -1026,7 +1117,8 @@ static int wait_peers(upstream *u, const char *want, unsigned ms, double *took) 
     return 0;
 }
 
-static void dns(void) {
+static void dns(void)
+{
     http_client *c = client_default();
     upstream_opts o;
     char spec[256], p2[64], p3[64], both[160];
@@ -1057,16 +1149,16 @@ static void dns(void) {
     f = ufetch(u, "GET", "/whoami");
     CHECK_STR(f.instance, "dns3");
     fres_clear(&f);
-    CHECK_STR(upstream_peer_text(held), p2);   /* removed, but alive while held */
+    CHECK_STR(upstream_peer_text(held), p2); /* removed, but alive while held */
     upstream_peer_release(held);
 
     json_decref(ctl("/hosts?ip=127.0.0.2,127.0.0.3"));
-    CHECK(wait_peers(u, both, 3000, NULL));    /* the union of the addresses */
+    CHECK(wait_peers(u, both, 3000, NULL)); /* the union of the addresses */
 
     json_decref(ctl("/hosts?ip=127.0.0.3"));
     CHECK(wait_peers(u, p3, 3000, NULL));
 
-    json_decref(ctl("/hosts?ip="));            /* the name is gone: keep what we had */
+    json_decref(ctl("/hosts?ip=")); /* the name is gone: keep what we had */
     sleep_ms(800);
     CHECK(wait_peers(u, p3, 0, NULL));
     f = ufetch(u, "GET", "/whoami");
@@ -1078,18 +1170,20 @@ static void dns(void) {
 
 /* ---- main ---- */
 
-static int env_int(const char *name) {
+static int env_int(const char *name)
+{
     const char *v = getenv(name);
     return v ? atoi(v) : 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     const char *name = argc > 1 ? argv[1] : "parse";
     const char *p = getenv("TU_PORTS");
     int found = 0, closed_all;
     test_suite = "client";
     setvbuf(stdout, NULL, _IOLBF, 0);
-    alarm(170);   /* bounded even if the loop hangs */
+    alarm(170); /* bounded even if the loop hangs */
     if (strcmp(name, "parse") != 0 &&
         (!p || sscanf(p, "%d,%d,%d", &ports[0], &ports[1], &ports[2]) != 3)) {
         fprintf(stderr, "TU_PORTS missing\n");
@@ -1102,10 +1196,10 @@ int main(int argc, char **argv) {
     uv_loop_init(loop);
     ctl_client = client_default();
 
-#define SCENARIO(fn)                  \
-    if (strcmp(name, #fn) == 0) {     \
-        found = 1;                    \
-        RUN(fn);                      \
+#define SCENARIO(fn)                                                                               \
+    if (strcmp(name, #fn) == 0) {                                                                  \
+        found = 1;                                                                                 \
+        RUN(fn);                                                                                   \
     }
     SCENARIO(fetch_get);
     SCENARIO(fetch_post);
@@ -1145,6 +1239,7 @@ int main(int argc, char **argv) {
         usleep(10000);
     }
     closed_all = uv_loop_close(loop) == 0;
-    if (!closed_all) printf("FAIL client/%s_cleanup: handles left open\n", name);
+    if (!closed_all)
+        printf("FAIL client/%s_cleanup: handles left open\n", name);
     return TEST_EXIT() || !closed_all;
 }

@@ -14,7 +14,7 @@ static void default_trusted_proxies(void)
     CHECK_INT(cidr_list_match(l, "127.0.0.1"), 1);
     CHECK_INT(cidr_list_match(l, "127.255.3.4"), 1);
     CHECK_INT(cidr_list_match(l, "::1"), 1);
-    CHECK_INT(cidr_list_match(l, "::ffff:127.0.0.1"), 1);   /* dual-stack socket */
+    CHECK_INT(cidr_list_match(l, "::ffff:127.0.0.1"), 1); /* dual-stack socket */
     CHECK_INT(cidr_list_match(l, "128.0.0.1"), 0);
     CHECK_INT(cidr_list_match(l, "10.0.0.1"), 0);
     CHECK_INT(cidr_list_match(l, "::2"), 0);
@@ -25,19 +25,20 @@ static void default_trusted_proxies(void)
 static void prefix_boundaries(void)
 {
     cidr_list *l = cidr_list_parse(" 10.0.0.0/8 , 172.16.0.0/12,192.168.1.128/25 ,fd00::/8,"
-                                   "2001:db8:0:10::/61", NULL, 0);
+                                   "2001:db8:0:10::/61",
+                                   NULL, 0);
     CHECK(l != NULL);
     CHECK_INT(cidr_list_count(l), 5);
     CHECK_INT(cidr_list_match(l, "10.255.255.255"), 1);
     CHECK_INT(cidr_list_match(l, "11.0.0.0"), 0);
-    CHECK_INT(cidr_list_match(l, "172.31.255.1"), 1);    /* /12: 172.16-172.31 */
+    CHECK_INT(cidr_list_match(l, "172.31.255.1"), 1); /* /12: 172.16-172.31 */
     CHECK_INT(cidr_list_match(l, "172.32.0.1"), 0);
     CHECK_INT(cidr_list_match(l, "172.15.0.1"), 0);
-    CHECK_INT(cidr_list_match(l, "192.168.1.128"), 1);   /* /25: .128-.255 */
+    CHECK_INT(cidr_list_match(l, "192.168.1.128"), 1); /* /25: .128-.255 */
     CHECK_INT(cidr_list_match(l, "192.168.1.127"), 0);
     CHECK_INT(cidr_list_match(l, "fd12:3456::1"), 1);
     CHECK_INT(cidr_list_match(l, "fe80::1"), 0);
-    CHECK_INT(cidr_list_match(l, "2001:db8:0:17:ffff::1"), 1);   /* /61: ..:10 to ..:17 */
+    CHECK_INT(cidr_list_match(l, "2001:db8:0:17:ffff::1"), 1); /* /61: ..:10 to ..:17 */
     CHECK_INT(cidr_list_match(l, "2001:db8:0:18::1"), 0);
     cidr_list_free(l);
 }
@@ -53,7 +54,7 @@ static void single_hosts_and_everything(void)
     cidr_list_free(l);
     l = cidr_list_parse("0.0.0.0/0", NULL, 0);
     CHECK_INT(cidr_list_match(l, "203.0.113.9"), 1);
-    CHECK_INT(cidr_list_match(l, "2001:db8::1"), 0);   /* IPv4 networks hold IPv4 only */
+    CHECK_INT(cidr_list_match(l, "2001:db8::1"), 0); /* IPv4 networks hold IPv4 only */
     cidr_list_free(l);
     l = cidr_list_parse("::/0", NULL, 0);
     CHECK_INT(cidr_list_match(l, "2001:db8::1"), 1);
@@ -76,9 +77,10 @@ static void empty_list_trusts_nobody(void)
 
 static void malformed_items_refused(void)
 {
-    const char *bad[] = {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x",
-                         "10.0.0/8", "300.0.0.1", "localhost", "10.1.2.3/8", "fe80::1/8",
-                         "127.0.0.1,bogus", "10.0.0.01", "fe80::1%eth0", "10.0.0.0/0008"};
+    const char *bad[] = {"10.0.0.0/33",  "::/129",       "10.0.0.0/",       "10.0.0.0/-1",
+                         "10.0.0.0/8x",  "10.0.0/8",     "300.0.0.1",       "localhost",
+                         "10.1.2.3/8",   "fe80::1/8",    "127.0.0.1,bogus", "10.0.0.01",
+                         "fe80::1%eth0", "10.0.0.0/0008"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char err[128] = "";
         cidr_list *l = cidr_list_parse(bad[i], err, sizeof(err));

@@ -7,28 +7,33 @@
 #include <time.h>
 #include <uv.h>
 
-static void mono_is_libuv_clock(void) {
+static void mono_is_libuv_clock(void)
+{
     uint64_t a = uv_hrtime() / 1000000u, m = clock_mono_ms(), b = uv_hrtime() / 1000000u;
     CHECK(a <= m && m <= b + 1);
 }
 
-static void mono_never_goes_back(void) {
+static void mono_never_goes_back(void)
+{
     uint64_t prev = clock_mono_ms();
     for (int i = 0; i < 100000; i++) {
         uint64_t now = clock_mono_ms();
         CHECK(now >= prev);
-        if (now < prev) break;
+        if (now < prev)
+            break;
         prev = now;
     }
 }
 
-static void wall_is_calendar_time(void) {
+static void wall_is_calendar_time(void)
+{
     uint64_t w = clock_wall_ms();
     int64_t t = (int64_t)time(NULL);
     CHECK((int64_t)(w / 1000u) >= t - 1 && (int64_t)(w / 1000u) <= t + 1);
 }
 
-int main(void) {
+int main(void)
+{
     test_suite = "clock";
     RUN(mono_is_libuv_clock);
     RUN(mono_never_goes_back);

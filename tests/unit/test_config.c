@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 /* The exit status of fn run in a child (stderr into err); -1 when it did not exit. */
-static int child_exit(void (*fn)(void), char *err, size_t errcap) {
+static int child_exit(void (*fn)(void), char *err, size_t errcap)
+{
     int st = test_run_child(fn, err, errcap);
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void env_values(void) {
+static void env_values(void)
+{
     setenv("T_STR", "hello", 1);
     setenv("T_INT", "-42", 1);
     setenv("T_BOOL", "Yes", 1);
@@ -33,7 +35,8 @@ static void env_values(void) {
     CHECK_INT(config_ms("T_UNSET_X", 250), 250);
 }
 
-static void file_values(void) {
+static void file_values(void)
+{
     char path[] = "/tmp/test_config_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
@@ -64,7 +67,8 @@ static void file_values(void) {
     unlink(path2);
 }
 
-static void parse_size(void) {
+static void parse_size(void)
+{
     size_t v;
     CHECK_INT(config_parse_size("0", &v), 0);
     CHECK_INT(v, 0);
@@ -78,17 +82,28 @@ static void parse_size(void) {
     CHECK_INT(v, 1024 * 1024);
     CHECK_INT(config_parse_size("2G", &v), 0);
     CHECK_INT(v, 2ULL * 1024 * 1024 * 1024);
-    const char *bad[] = {"", "k", "1kb", "1 k", " 1", "1.5m", "-1", "1t", "abc", "99999999999999999999",
+    const char *bad[] = {"",
+                         "k",
+                         "1kb",
+                         "1 k",
+                         " 1",
+                         "1.5m",
+                         "-1",
+                         "1t",
+                         "abc",
+                         "99999999999999999999",
                          "17179869184g"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         v = 77;
-        if (config_parse_size(bad[i], &v) == 0) printf("  accepted size \"%s\"\n", bad[i]);
+        if (config_parse_size(bad[i], &v) == 0)
+            printf("  accepted size \"%s\"\n", bad[i]);
         CHECK(config_parse_size(bad[i], &v) != 0);
         CHECK_INT(v, 77);
     }
 }
 
-static void parse_ms(void) {
+static void parse_ms(void)
+{
     long v;
     CHECK_INT(config_parse_ms("250", &v), 0);
     CHECK_INT(v, 250);
@@ -102,14 +117,17 @@ static void parse_ms(void) {
     CHECK_INT(v, 3600000);
     CHECK_INT(config_parse_ms("30d", &v), 0);
     CHECK_INT(v, 30L * 86400000);
-    const char *bad[] = {"", "s", "5S", "5 s", "-5s", "1.5s", "5sec", "5us", "1w", "9999999999999999999d"};
+    const char *bad[] = {"",     "s",    "5S",  "5 s", "-5s",
+                         "1.5s", "5sec", "5us", "1w",  "9999999999999999999d"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (config_parse_ms(bad[i], &v) == 0) printf("  accepted duration \"%s\"\n", bad[i]);
+        if (config_parse_ms(bad[i], &v) == 0)
+            printf("  accepted duration \"%s\"\n", bad[i]);
         CHECK(config_parse_ms(bad[i], &v) != 0);
     }
 }
 
-static void parse_bool(void) {
+static void parse_bool(void)
+{
     int v;
     const char *yes[] = {"1", "true", "TRUE", "yes", "on", "On"};
     const char *no[] = {"0", "false", "no", "off", "OFF"};
@@ -128,7 +146,8 @@ static void parse_bool(void) {
     CHECK(config_parse_bool("yess", &v) != 0);
 }
 
-static void parse_hostport(void) {
+static void parse_hostport(void)
+{
     char host[64];
     int port = 0;
     CHECK_INT(config_parse_hostport("auth:8080", host, sizeof host, &port), 0);
@@ -140,8 +159,8 @@ static void parse_hostport(void) {
     CHECK_INT(config_parse_hostport("[::1]:443", host, sizeof host, &port), 0);
     CHECK_STR(host, "::1");
     CHECK_INT(port, 443);
-    const char *bad[] = {"auth", "auth:", ":80", "auth:65536", "auth:8x", "::1:80", "[::1]80",
-                         "[::1", "auth:-1"};
+    const char *bad[] = {"auth",   "auth:",   ":80",  "auth:65536", "auth:8x",
+                         "::1:80", "[::1]80", "[::1", "auth:-1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (config_parse_hostport(bad[i], host, sizeof host, &port) == 0)
             printf("  accepted hostport \"%s\"\n", bad[i]);
@@ -151,33 +170,41 @@ static void parse_hostport(void) {
     CHECK(config_parse_hostport("averylonghostname:80", host, 8, &port) != 0);
 }
 
-static void child_bad_int(void) {
+static void child_bad_int(void)
+{
     setenv("T_BAD_INT", "12abc", 1);
     config_int("T_BAD_INT", 1);
 }
-static void child_bad_size(void) {
+static void child_bad_size(void)
+{
     setenv("T_BAD_SIZE", "10 MB", 1);
     config_size("T_BAD_SIZE", 1);
 }
-static void child_bad_ms(void) {
+static void child_bad_ms(void)
+{
     setenv("T_BAD_MS", "5sec", 1);
     config_ms("T_BAD_MS", 1);
 }
-static void child_bad_bool(void) {
+static void child_bad_bool(void)
+{
     setenv("T_BAD_BOOL", "maybe", 1);
     config_bool("T_BAD_BOOL", 1);
 }
-static void child_missing_file(void) {
+static void child_missing_file(void)
+{
     unsetenv("T_NOFILE");
     setenv("T_NOFILE_FILE", "/nonexistent/secret", 1);
     config_str("T_NOFILE", "def");
 }
-static void child_good(void) {
+static void child_good(void)
+{
     setenv("T_GOOD_INT", "12", 1);
-    if (config_int("T_GOOD_INT", 1) != 12) _exit(3);
+    if (config_int("T_GOOD_INT", 1) != 12)
+        _exit(3);
 }
 
-static void bad_values_exit_2(void) {
+static void bad_values_exit_2(void)
+{
     char err[1024];
     CHECK_INT(child_exit(child_good, err, sizeof err), 0);
     CHECK_INT(child_exit(child_bad_int, err, sizeof err), 2);
@@ -192,7 +219,8 @@ static void bad_values_exit_2(void) {
     CHECK(strstr(err, "T_NOFILE_FILE") != NULL);
 }
 
-int main(void) {
+int main(void)
+{
     test_suite = "config";
     RUN(env_values);
     RUN(file_values);

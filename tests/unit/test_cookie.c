@@ -10,14 +10,14 @@ static void finds_whole_names(void)
     char out[32];
     CHECK_INT(cookie_find("access_token=abc", "access_token", out, sizeof out), 3);
     CHECK_STR(out, "abc");
-    CHECK_INT(cookie_find("theme=dark; access_token=abc; lang=en", "access_token", out,
-                          sizeof out), 3);
+    CHECK_INT(cookie_find("theme=dark; access_token=abc; lang=en", "access_token", out, sizeof out),
+              3);
     CHECK_STR(out, "abc");
     CHECK_INT(cookie_find("theme=dark;access_token=x1", "access_token", out, sizeof out), 2);
     CHECK_STR(out, "x1");
     /* a name that only ends or starts like it is another cookie */
-    CHECK_INT(cookie_find("xaccess_token=no; access_token_2=no", "access_token", out,
-                          sizeof out), COOKIE_ABSENT);
+    CHECK_INT(cookie_find("xaccess_token=no; access_token_2=no", "access_token", out, sizeof out),
+              COOKIE_ABSENT);
     CHECK_INT(cookie_find("", "a", out, sizeof out), COOKIE_ABSENT);
     CHECK_INT(cookie_find("a", "a", out, sizeof out), COOKIE_ABSENT);
     /* the first of two */

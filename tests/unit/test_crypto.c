@@ -10,11 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void hexstr(const uint8_t *p, size_t n, char *out) {
+static void hexstr(const uint8_t *p, size_t n, char *out)
+{
     crypto_hex(p, n, out);
 }
 
-static void b64url_vectors(void) {
+static void b64url_vectors(void)
+{
     static const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
     static const char *enc[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
     char out[32];
@@ -40,28 +42,30 @@ static void b64url_vectors(void) {
     /* Round trip of every byte value. */
     uint8_t all[256], back[256];
     char allenc[400];
-    for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
     size_t el = crypto_b64url_encode(all, 256, allenc);
     CHECK_INT(crypto_b64url_decode(allenc, el, back, sizeof back, &n), 0);
     CHECK_INT(n, 256);
     CHECK(memcmp(all, back, 256) == 0);
 }
 
-static void b64url_strict(void) {
+static void b64url_strict(void)
+{
     uint8_t dec[32];
     size_t n;
     static const char *bad[] = {
-        "Zg==",     /* padding */
-        "Zm8=",     /* padding */
-        "Z",        /* impossible length */
-        "Zm9vY",    /* impossible length */
-        "Zh",       /* non-zero trailing bits */
-        "Zm9",      /* non-zero trailing bits */
-        "Zm9v+g",   /* standard alphabet */
-        "Zm9v/g",   /* standard alphabet */
-        "Zm 9v",    /* space */
-        "Zm9v\n",   /* newline */
-        "Zm\x80v",  /* non-ASCII */
+        "Zg==",    /* padding */
+        "Zm8=",    /* padding */
+        "Z",       /* impossible length */
+        "Zm9vY",   /* impossible length */
+        "Zh",      /* non-zero trailing bits */
+        "Zm9",     /* non-zero trailing bits */
+        "Zm9v+g",  /* standard alphabet */
+        "Zm9v/g",  /* standard alphabet */
+        "Zm 9v",   /* space */
+        "Zm9v\n",  /* newline */
+        "Zm\x80v", /* non-ASCII */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (crypto_b64url_decode(bad[i], strlen(bad[i]), dec, sizeof dec, &n) == 0)
@@ -75,7 +79,8 @@ static void b64url_strict(void) {
     CHECK_INT(crypto_b64url_decode("Zm9vYmFy", 8, dec, 6, &n), 0);
 }
 
-static void hex(void) {
+static void hex(void)
+{
     const uint8_t in[] = {0x00, 0x01, 0xab, 0xff};
     char out[9];
     crypto_hex(in, 4, out);
@@ -88,7 +93,8 @@ static void hex(void) {
     CHECK(crypto_unhex("0001abfg", 8, back, 4) != 0);
 }
 
-static void sha256_vectors(void) {
+static void sha256_vectors(void)
+{
     uint8_t h[32];
     char hx[65];
     crypto_sha256("", 0, h);
@@ -103,7 +109,8 @@ static void sha256_vectors(void) {
     CHECK_STR(hx, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
-static void hmac_rfc4231(void) {
+static void hmac_rfc4231(void)
+{
     uint8_t mac[32];
     char hx[65];
     uint8_t key[131];
@@ -139,14 +146,16 @@ static void hmac_rfc4231(void) {
     CHECK_STR(hx, "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
 }
 
-static void ct_equal(void) {
+static void ct_equal(void)
+{
     CHECK(crypto_ct_equal("abcdef", "abcdef", 6));
     CHECK(!crypto_ct_equal("abcdef", "abcdeg", 6));
     CHECK(!crypto_ct_equal("xbcdef", "abcdef", 6));
     CHECK(crypto_ct_equal("a", "b", 0));
 }
 
-static void random_distinct(void) {
+static void random_distinct(void)
+{
     CHECK_INT(crypto_init(), 0);
     uint8_t a[32], b[32], zero[32] = {0};
     CHECK_INT(crypto_random(a, sizeof a), 0);
@@ -170,19 +179,24 @@ static void random_distinct(void) {
 
 /* The child's next bytes vs the parent's next bytes after fork. with_init: the child calls
  * crypto_init first (as the services do); without it the DRBG must still not repeat. */
-static int fork_differs(int with_init) {
+static int fork_differs(int with_init)
+{
     uint8_t warm[8];
     crypto_random(warm, sizeof warm);
     int fds[2];
-    if (pipe(fds) != 0) return 0;
+    if (pipe(fds) != 0)
+        return 0;
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
         uint8_t c[32];
-        if (with_init && crypto_init() != 0) _exit(1);
-        if (crypto_random(c, sizeof c) != 0) _exit(1);
-        if (write(fds[1], c, sizeof c) != (ssize_t)sizeof c) _exit(1);
+        if (with_init && crypto_init() != 0)
+            _exit(1);
+        if (crypto_random(c, sizeof c) != 0)
+            _exit(1);
+        if (write(fds[1], c, sizeof c) != (ssize_t)sizeof c)
+            _exit(1);
         _exit(0);
     }
     close(fds[1]);
@@ -192,26 +206,30 @@ static int fork_differs(int with_init) {
     close(fds[0]);
     int st;
     waitpid(pid, &st, 0);
-    return n == 32 && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
-           memcmp(parent, child, 32) != 0;
+    return n == 32 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && memcmp(parent, child, 32) != 0;
 }
 
-static void random_after_fork(void) {
+static void random_after_fork(void)
+{
     CHECK(fork_differs(1));
     CHECK(fork_differs(0));
 }
 
-static void *random_thread(void *arg) {
+static void *random_thread(void *arg)
+{
     uint8_t *out = arg;
     for (int i = 0; i < 200; i++)
-        if (crypto_random(out, 32) != 0) return (void *)1;
+        if (crypto_random(out, 32) != 0)
+            return (void *)1;
     return NULL;
 }
 
-static void random_threads(void) {
+static void random_threads(void)
+{
     pthread_t t[4];
     uint8_t outs[4][32];
-    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, random_thread, outs[i]);
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, random_thread, outs[i]);
     int errors = 0;
     for (int i = 0; i < 4; i++) {
         void *r;
@@ -220,14 +238,16 @@ static void random_threads(void) {
     }
     CHECK_INT(errors, 0);
     for (int i = 0; i < 4; i++)
-        for (int j = i + 1; j < 4; j++) CHECK(memcmp(outs[i], outs[j], 32) != 0);
+        for (int j = i + 1; j < 4; j++)
+            CHECK(memcmp(outs[i], outs[j], 32) != 0);
 }
 
 /* ---- ECDSA against the openssl CLI ---- */
 
 static char tmpdir[] = "/tmp/test_crypto_XXXXXX";
 
-static char *tmp_path(const char *name) {
+static char *tmp_path(const char *name)
+{
     static char buf[8][256];
     static int k;
     char *p = buf[k++ % 8];
@@ -237,7 +257,8 @@ static char *tmp_path(const char *name) {
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static int sh(const char *fmt, ...) {
+static int sh(const char *fmt, ...)
+{
     char cmd[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -248,9 +269,11 @@ static int sh(const char *fmt, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static char *read_all(const char *path, size_t *len) {
+static char *read_all(const char *path, size_t *len)
+{
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    if (!f)
+        return NULL;
     char *buf = malloc(1 << 16);
     *len = fread(buf, 1, (1 << 16) - 1, f);
     buf[*len] = '\0';
@@ -258,29 +281,35 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-static int write_all(const char *path, const void *data, size_t len) {
+static int write_all(const char *path, const void *data, size_t len)
+{
     FILE *f = fopen(path, "wb");
-    if (!f) return -1;
+    if (!f)
+        return -1;
     size_t n = fwrite(data, 1, len, f);
     fclose(f);
     return n == len ? 0 : -1;
 }
 
-static size_t der_int(const uint8_t *v, uint8_t *out) {
+static size_t der_int(const uint8_t *v, uint8_t *out)
+{
     size_t i = 0;
-    while (i < 31 && v[i] == 0) i++;
+    while (i < 31 && v[i] == 0)
+        i++;
     size_t n = 32 - i;
     size_t o = 0;
     out[o++] = 0x02;
     int pad = v[i] & 0x80;
     out[o++] = (uint8_t)(n + (pad ? 1 : 0));
-    if (pad) out[o++] = 0;
+    if (pad)
+        out[o++] = 0;
     memcpy(out + o, v + i, n);
     return o + n;
 }
 
 /* r||s to a DER ECDSA-Sig-Value. */
-static size_t sig_to_der(const uint8_t sig[64], uint8_t *out) {
+static size_t sig_to_der(const uint8_t sig[64], uint8_t *out)
+{
     uint8_t body[80];
     size_t n = der_int(sig, body);
     n += der_int(sig + 32, body + n);
@@ -290,33 +319,42 @@ static size_t sig_to_der(const uint8_t sig[64], uint8_t *out) {
     return n + 2;
 }
 
-static int der_read_int(const uint8_t **p, const uint8_t *end, uint8_t out[32]) {
-    if (end - *p < 2 || (*p)[0] != 0x02) return -1;
+static int der_read_int(const uint8_t **p, const uint8_t *end, uint8_t out[32])
+{
+    if (end - *p < 2 || (*p)[0] != 0x02)
+        return -1;
     size_t n = (*p)[1];
     const uint8_t *v = *p + 2;
-    if ((size_t)(end - v) < n) return -1;
+    if ((size_t)(end - v) < n)
+        return -1;
     *p = v + n;
     while (n > 0 && *v == 0) {
         v++;
         n--;
     }
-    if (n > 32) return -1;
+    if (n > 32)
+        return -1;
     memset(out, 0, 32);
     memcpy(out + 32 - n, v, n);
     return 0;
 }
 
-static int der_to_sig(const uint8_t *der, size_t len, uint8_t sig[64]) {
-    if (len < 2 || der[0] != 0x30 || der[1] != len - 2) return -1;
+static int der_to_sig(const uint8_t *der, size_t len, uint8_t sig[64])
+{
+    if (len < 2 || der[0] != 0x30 || der[1] != len - 2)
+        return -1;
     const uint8_t *p = der + 2, *end = der + len;
-    if (der_read_int(&p, end, sig) != 0 || der_read_int(&p, end, sig + 32) != 0) return -1;
+    if (der_read_int(&p, end, sig) != 0 || der_read_int(&p, end, sig + 32) != 0)
+        return -1;
     return p == end ? 0 : -1;
 }
 
-static crypto_ec_key *load_pem(const char *path) {
+static crypto_ec_key *load_pem(const char *path)
+{
     size_t len;
     char *pem = read_all(path, &len);
-    if (!pem) return NULL;
+    if (!pem)
+        return NULL;
     crypto_ec_key *k = crypto_ec_key_from_pem(pem, len); /* length without the NUL */
     free(pem);
     return k;
@@ -324,18 +362,19 @@ static crypto_ec_key *load_pem(const char *path) {
 
 static int have_keys;
 
-static void ec_setup(void) {
+static void ec_setup(void)
+{
     CHECK(mkdtemp(tmpdir) != NULL);
-    have_keys =
-        sh("openssl ecparam -name prime256v1 -genkey -noout -out %s 2>/dev/null && "
-           "openssl ec -in %s -pubout -out %s 2>/dev/null && "
-           "openssl pkcs8 -topk8 -nocrypt -in %s -out %s 2>/dev/null",
-           tmp_path("key.pem"), tmp_path("key.pem"), tmp_path("pub.pem"), tmp_path("key.pem"),
-           tmp_path("pkcs8.pem")) == 0;
+    have_keys = sh("openssl ecparam -name prime256v1 -genkey -noout -out %s 2>/dev/null && "
+                   "openssl ec -in %s -pubout -out %s 2>/dev/null && "
+                   "openssl pkcs8 -topk8 -nocrypt -in %s -out %s 2>/dev/null",
+                   tmp_path("key.pem"), tmp_path("key.pem"), tmp_path("pub.pem"),
+                   tmp_path("key.pem"), tmp_path("pkcs8.pem")) == 0;
     CHECK(have_keys);
 }
 
-static void ec_load(void) {
+static void ec_load(void)
+{
     crypto_ec_key *priv = load_pem(tmp_path("key.pem"));
     crypto_ec_key *p8 = load_pem(tmp_path("pkcs8.pem"));
     crypto_ec_key *pub = load_pem(tmp_path("pub.pem"));
@@ -372,10 +411,12 @@ static void ec_load(void) {
     crypto_ec_key_free(pub);
 }
 
-static void ec_sign_ours_verify_openssl(void) {
+static void ec_sign_ours_verify_openssl(void)
+{
     crypto_ec_key *priv = load_pem(tmp_path("key.pem"));
     CHECK(priv != NULL);
-    if (!priv) return;
+    if (!priv)
+        return;
     const char *msg = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxMjMifQ";
     uint8_t sig[64], der[80];
     CHECK_INT(crypto_ec_sign(priv, msg, strlen(msg), sig), 0);
@@ -384,7 +425,8 @@ static void ec_sign_ours_verify_openssl(void) {
     size_t dl = sig_to_der(sig, der);
     CHECK_INT(write_all(tmp_path("sig.der"), der, dl), 0);
     CHECK_INT(sh("openssl dgst -sha256 -verify %s -signature %s %s >/dev/null 2>&1",
-                 tmp_path("pub.pem"), tmp_path("sig.der"), tmp_path("msg")), 0);
+                 tmp_path("pub.pem"), tmp_path("sig.der"), tmp_path("msg")),
+              0);
     /* openssl rejects the same signature over other data: the check can fail. */
     CHECK_INT(write_all(tmp_path("msg2"), "other", 5), 0);
     CHECK(sh("openssl dgst -sha256 -verify %s -signature %s %s >/dev/null 2>&1",
@@ -392,14 +434,17 @@ static void ec_sign_ours_verify_openssl(void) {
     crypto_ec_key_free(priv);
 }
 
-static void ec_verify_openssl_signature(void) {
+static void ec_verify_openssl_signature(void)
+{
     crypto_ec_key *pub = load_pem(tmp_path("pub.pem"));
     CHECK(pub != NULL);
-    if (!pub) return;
+    if (!pub)
+        return;
     const char *msg = "payload signed by openssl";
     CHECK_INT(write_all(tmp_path("msg3"), msg, strlen(msg)), 0);
     CHECK_INT(sh("openssl dgst -sha256 -sign %s -out %s %s 2>/dev/null", tmp_path("key.pem"),
-                 tmp_path("sig3.der"), tmp_path("msg3")), 0);
+                 tmp_path("sig3.der"), tmp_path("msg3")),
+              0);
     size_t dl;
     char *der = read_all(tmp_path("sig3.der"), &dl);
     uint8_t sig[64];
@@ -457,10 +502,12 @@ static void ec_verify_openssl_signature(void) {
     crypto_ec_key_free(pub);
 }
 
-static void ec_from_xy_off_curve(void) {
+static void ec_from_xy_off_curve(void)
+{
     crypto_ec_key *pub = load_pem(tmp_path("pub.pem"));
     CHECK(pub != NULL);
-    if (!pub) return;
+    if (!pub)
+        return;
     uint8_t x[32], y[32];
     crypto_ec_key_xy(pub, x, y);
     y[31] ^= 1;
@@ -470,23 +517,29 @@ static void ec_from_xy_off_curve(void) {
     crypto_ec_key_free(pub);
 }
 
-static void *ec_thread(void *arg) {
+static void *ec_thread(void *arg)
+{
     crypto_ec_key *key = arg;
     const char *msg = "concurrent";
     for (int i = 0; i < 20; i++) {
         uint8_t sig[64];
-        if (crypto_ec_sign(key, msg, strlen(msg), sig) != 0) return (void *)1;
-        if (!crypto_ec_verify(key, msg, strlen(msg), sig)) return (void *)1;
+        if (crypto_ec_sign(key, msg, strlen(msg), sig) != 0)
+            return (void *)1;
+        if (!crypto_ec_verify(key, msg, strlen(msg), sig))
+            return (void *)1;
     }
     return NULL;
 }
 
-static void ec_threads(void) {
+static void ec_threads(void)
+{
     crypto_ec_key *key = load_pem(tmp_path("key.pem"));
     CHECK(key != NULL);
-    if (!key) return;
+    if (!key)
+        return;
     pthread_t t[3];
-    for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, ec_thread, key);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, ec_thread, key);
     int errors = 0;
     for (int i = 0; i < 3; i++) {
         void *r;
@@ -497,11 +550,13 @@ static void ec_threads(void) {
     crypto_ec_key_free(key);
 }
 
-static void ec_cleanup(void) {
+static void ec_cleanup(void)
+{
     CHECK_INT(sh("rm -rf %s", tmpdir), 0);
 }
 
-int main(void) {
+int main(void)
+{
     test_suite = "crypto";
     alarm(60);
     RUN(b64url_vectors);

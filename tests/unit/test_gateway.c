@@ -62,7 +62,7 @@ static void config_full(void)
     CHECK_INT(cfg.routes[1].max_body, 50 * 1024 * 1024);
     CHECK_INT(cfg.routes[1].rate_off, 1);
     CHECK_INT(cfg.routes[1].upstream_idx, 1);
-    CHECK_INT(cfg.routes[2].max_body, 1024 * 1024);        /* nginx's default */
+    CHECK_INT(cfg.routes[2].max_body, 1024 * 1024);                            /* nginx's default */
     CHECK(cfg.routes[2].rate_per_s > 1.66 && cfg.routes[2].rate_per_s < 1.67); /* 100r/m */
     CHECK_INT(cfg.routes[2].burst, 20);
 }
@@ -100,7 +100,7 @@ static void path_normalization(void)
     CHECK_STR(norm("/auth/me/"), "/auth/me/");
     CHECK_STR(norm("/auth/%2e%2E/internal/x"), "/internal/x");
     CHECK_STR(norm("/a/.%2e/b"), "/b");
-    CHECK_STR(norm("/a/%2F/b"), "/a/%2F/b");       /* encoded slashes stay */
+    CHECK_STR(norm("/a/%2F/b"), "/a/%2F/b"); /* encoded slashes stay */
     CHECK_STR(norm("/a/b/.."), "/a/");
     CHECK_STR(norm("/.."), "ERR");
     CHECK_STR(norm("/a/../../b"), "ERR");
@@ -115,7 +115,7 @@ static void routing(void)
     CHECK_STR(gw_route_match(&cfg, "/auth/login")->prefix, "/auth/");
     CHECK_STR(gw_route_match(&cfg, "/documents")->prefix, "/documents");
     CHECK_STR(gw_route_match(&cfg, "/documents/12")->prefix, "/documents");
-    CHECK_STR(gw_route_match(&cfg, "/documentsX")->prefix, "/");   /* a whole segment only */
+    CHECK_STR(gw_route_match(&cfg, "/documentsX")->prefix, "/"); /* a whole segment only */
     CHECK_STR(gw_route_match(&cfg, "/auth")->prefix, "/");
     CHECK(gw_path_blocked("/internal/service-token"));
     CHECK(gw_path_blocked("/internal"));
@@ -128,14 +128,15 @@ static void routing(void)
 /* The one table of header names (common/http_headers.c) that the proxy's filters use. */
 static void header_table(void)
 {
-    static const char *hop[] = { "Connection", "keep-alive", "Proxy-Connection", "TE", "Trailer",
-                                 "Transfer-Encoding", "Upgrade", "Content-Length", "HOST", "Date",
-                                 "X-Request-ID", "Expect", "Proxy-Authorization" };
+    static const char *hop[] = {
+        "Connection",        "keep-alive", "Proxy-Connection",   "TE",   "Trailer",
+        "Transfer-Encoding", "Upgrade",    "Content-Length",     "HOST", "Date",
+        "X-Request-ID",      "Expect",     "Proxy-Authorization"};
     for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
         CHECK(http_headers_hop(hop[i], NULL));
     CHECK(!http_headers_hop("Authorization", NULL));
     CHECK(!http_headers_hop("Content-Type", NULL));
-    CHECK(http_headers_hop("X-Secret", "keep-alive, x-secret"));   /* named by Connection */
+    CHECK(http_headers_hop("X-Secret", "keep-alive, x-secret")); /* named by Connection */
     CHECK(!http_headers_hop("X-Secret", "x-secretive"));
     CHECK(http_headers_flags("x-forwarded-for") & HTTP_HDR_FORWARDING);
     CHECK(http_headers_flags("Forwarded") & HTTP_HDR_FORWARDING);
@@ -156,7 +157,7 @@ static void shared_health_read_without_lock(void)
     uv_ip4_addr("127.0.0.1", 3001, &a);
     uv_ip4_addr("127.0.0.1", 3002, &b);
     unsigned healthy = 9, total = 9;
-    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), -1);   /* not published */
+    CHECK_INT(gw_shm_upstream_counts(s, "api", &healthy, &total), -1); /* not published */
     CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 0);
     static gw_shm_upstream ups[1];
     snprintf(ups[0].name, sizeof ups[0].name, "api");
@@ -173,7 +174,7 @@ static void shared_health_read_without_lock(void)
     CHECK_INT(total, 2);
     CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&a), 1);
     CHECK_INT(gw_shm_peer_down(s, 0, "api", (struct sockaddr *)&b), 0);
-    CHECK_INT(gw_shm_peer_down(s, 0, "other", (struct sockaddr *)&a), 0);   /* newer config */
+    CHECK_INT(gw_shm_peer_down(s, 0, "other", (struct sockaddr *)&a), 0); /* newer config */
     CHECK_INT(gw_shm_peer_down(s, 1, "api", (struct sockaddr *)&a), 0);
     /* a master that died while writing: readers give up, they never spin forever */
     atomic_fetch_add(&s->health_seq, 1);

@@ -54,9 +54,9 @@ typedef struct client {
     int port;
     const char *req;
     size_t len;
-    const char *req2;    /* sent after pause_ms, when set */
+    const char *req2; /* sent after pause_ms, when set */
     unsigned pause_ms;
-    int leave_after_ms;  /* > 0: close without reading the answer */
+    int leave_after_ms; /* > 0: close without reading the answer */
     int finished;
     pthread_t thread;
     char resp[262144];
@@ -155,13 +155,13 @@ static char seen[2048];
 static void h_accessors(http_req *req, void *ud)
 {
     (void)ud;
-    snprintf(seen, sizeof seen, "%s|%s|%s|%s|%d|%s|%s|%zu|%lld|%s|%d|%d",
-             http_req_method(req), http_req_target(req), http_req_path(req),
-             http_req_query(req), http_req_version_minor(req),
+    snprintf(seen, sizeof seen, "%s|%s|%s|%s|%d|%s|%s|%zu|%lld|%s|%d|%d", http_req_method(req),
+             http_req_target(req), http_req_path(req), http_req_query(req),
+             http_req_version_minor(req),
              http_req_header(req, "x-CUSTOM") ? http_req_header(req, "x-CUSTOM") : "-",
              http_req_header(req, "absent") ? "?" : "-", http_req_header_count(req),
-             (long long)http_req_content_length(req), http_req_peer_ip(req),
-             http_req_is_tls(req), http_req_server(req) != NULL);
+             (long long)http_req_content_length(req), http_req_peer_ip(req), http_req_is_tls(req),
+             http_req_server(req) != NULL);
     CHECK_INT(http_resp_header(req, "Bad\r\nName", "v"), -1);
     CHECK_INT(http_resp_header(req, "X-Injected", "a\r\nSet-Cookie: x"), -1);
     CHECK_INT(http_resp_header(req, "Content-Length", "5"), -1);
@@ -551,7 +551,8 @@ static void tls_transport(void)
     snprintf(key, sizeof key, "%s/ec.key", dir);
     snprintf(cmd, sizeof cmd,
              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-             "-subj /CN=localhost -keyout %s -out %s 2>/dev/null", key, crt);
+             "-subj /CN=localhost -keyout %s -out %s 2>/dev/null",
+             key, crt);
     CHECK_INT(system(cmd), 0);
     char err[256] = "";
     tls_server_opts to = {.cert_file = crt, .key_file = key};

@@ -12,23 +12,20 @@
 #include "ttl_cache.h"
 #include "test.h"
 
-static const char K1[] =
-    "-----BEGIN EC PRIVATE KEY-----\n"
-    "MHcCAQEEID+E9XRFkFJh2FosxRYNCWrajQ++xqzHUgol4WGGro91oAoGCCqGSM49\n"
-    "AwEHoUQDQgAET6i6Cmd5Z3Ukw8nZ798GZq6uvktlnZLRcSCt5JmqL9mTZE0WLcqa\n"
-    "WFXvPOEU9uLja/EFCxy6rTVPGvKtmIGFKA==\n"
-    "-----END EC PRIVATE KEY-----\n";
-static const char K2[] =
-    "-----BEGIN EC PRIVATE KEY-----\n"
-    "MHcCAQEEILzKvwDotoVH80dvi1Pd7lXtePjz8PjnBgNjzJKjDAw4oAoGCCqGSM49\n"
-    "AwEHoUQDQgAEiRiDVhvDYacVCWTRWI1q7B5vcRDLxfic0H5z6eGDVWTfP04F7a4r\n"
-    "NY+7iVUNvJpuBJcyYl0Mw4HfadIGVVkhNg==\n"
-    "-----END EC PRIVATE KEY-----\n";
-static const char K1_PUB[] =
-    "-----BEGIN PUBLIC KEY-----\n"
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAET6i6Cmd5Z3Ukw8nZ798GZq6uvktl\n"
-    "nZLRcSCt5JmqL9mTZE0WLcqaWFXvPOEU9uLja/EFCxy6rTVPGvKtmIGFKA==\n"
-    "-----END PUBLIC KEY-----\n";
+static const char K1[] = "-----BEGIN EC PRIVATE KEY-----\n"
+                         "MHcCAQEEID+E9XRFkFJh2FosxRYNCWrajQ++xqzHUgol4WGGro91oAoGCCqGSM49\n"
+                         "AwEHoUQDQgAET6i6Cmd5Z3Ukw8nZ798GZq6uvktlnZLRcSCt5JmqL9mTZE0WLcqa\n"
+                         "WFXvPOEU9uLja/EFCxy6rTVPGvKtmIGFKA==\n"
+                         "-----END EC PRIVATE KEY-----\n";
+static const char K2[] = "-----BEGIN EC PRIVATE KEY-----\n"
+                         "MHcCAQEEILzKvwDotoVH80dvi1Pd7lXtePjz8PjnBgNjzJKjDAw4oAoGCCqGSM49\n"
+                         "AwEHoUQDQgAEiRiDVhvDYacVCWTRWI1q7B5vcRDLxfic0H5z6eGDVWTfP04F7a4r\n"
+                         "NY+7iVUNvJpuBJcyYl0Mw4HfadIGVVkhNg==\n"
+                         "-----END EC PRIVATE KEY-----\n";
+static const char K1_PUB[] = "-----BEGIN PUBLIC KEY-----\n"
+                             "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAET6i6Cmd5Z3Ukw8nZ798GZq6uvktl\n"
+                             "nZLRcSCt5JmqL9mTZE0WLcqaWFXvPOEU9uLja/EFCxy6rTVPGvKtmIGFKA==\n"
+                             "-----END PUBLIC KEY-----\n";
 /* Thumbprint of K1 computed with Python's hashlib from the openssl-extracted coordinates. */
 static const char K1_KID[] = "NoDBy8uPrSnQV54as95dlic05vUz3SNMPTAdhDv3crE";
 /* Signed by `openssl dgst -sha256 -sign` with K1 (DER converted to r||s), exp 2100. */
@@ -40,17 +37,20 @@ static const char OPENSSL_TOKEN[] =
 
 static jwt_expect expect_now(void)
 {
-    jwt_expect ex = {.typ = "at+jwt", .iss = "https://auth.test", .aud = "suite",
-                     .now = (int64_t)time(NULL), .leeway = 30};
+    jwt_expect ex = {.typ = "at+jwt",
+                     .iss = "https://auth.test",
+                     .aud = "suite",
+                     .now = (int64_t)time(NULL),
+                     .leeway = 30};
     return ex;
 }
 
 static json_t *claims_valid(void)
 {
     int64_t now = (int64_t)time(NULL);
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "iss", "https://auth.test", "aud", "suite",
-                     "sub", "user-1", "sid", "s-1", "iat", (json_int_t)now,
-                     "exp", (json_int_t)(now + 900));
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "iss", "https://auth.test", "aud", "suite", "sub",
+                     "user-1", "sid", "s-1", "iat", (json_int_t)now, "exp",
+                     (json_int_t)(now + 900));
 }
 
 static jwt_keyset *keys_k1(void)
@@ -94,7 +94,7 @@ static void sign_then_verify(void)
 static void openssl_signed_token_verifies(void)
 {
     jwt_keyset *ks = jwt_keyset_new();
-    CHECK_INT(jwt_keyset_add_pem(ks, K1_PUB, strlen(K1_PUB)), 0);  /* public key only */
+    CHECK_INT(jwt_keyset_add_pem(ks, K1_PUB, strlen(K1_PUB)), 0); /* public key only */
     CHECK(jwt_keyset_signing_kid(ks) == NULL);
     jwt_expect ex = expect_now();
     json_t *out = NULL;
@@ -274,7 +274,7 @@ static void jwks_round_trip(void)
     CHECK_INT(json_array_size(json_object_get(jwks, "keys")), 2);
     json_t *k0 = json_array_get(json_object_get(jwks, "keys"), 0);
     CHECK_STR(json_string_value(json_object_get(k0, "kid")), K1_KID);
-    CHECK(json_object_get(k0, "d") == NULL);   /* never the private part */
+    CHECK(json_object_get(k0, "d") == NULL); /* never the private part */
     char *doc = json_dumps(jwks, JSON_COMPACT);
     jwt_keyset *pub = jwt_keyset_new();
     CHECK_INT(jwt_keyset_add_jwks(pub, doc, strlen(doc)), 2);
@@ -301,14 +301,14 @@ static void cache_bounded_and_expiring(void)
     ttl_cache_put(c, k[1], v, 2000);
     ttl_cache_put(c, k[2], v, 3000);
     CHECK(ttl_cache_get(c, k[0], 500) == v);
-    CHECK(ttl_cache_get(c, k[0], 1000) == NULL);    /* expired: dropped */
+    CHECK(ttl_cache_get(c, k[0], 1000) == NULL); /* expired: dropped */
     CHECK_INT(ttl_cache_size(c), 2);
     ttl_cache_put(c, k[3], v, 3000);
-    ttl_cache_put(c, k[4], v, 3000);                /* full: the oldest (k1) goes */
+    ttl_cache_put(c, k[4], v, 3000); /* full: the oldest (k1) goes */
     CHECK_INT(ttl_cache_size(c), 3);
     CHECK(ttl_cache_get(c, k[1], 0) == NULL);
     CHECK(ttl_cache_get(c, k[4], 0) == v);
-    ttl_cache_put(c, k[4], v, 10);                  /* replace */
+    ttl_cache_put(c, k[4], v, 10); /* replace */
     CHECK_INT(ttl_cache_size(c), 3);
     CHECK(ttl_cache_get(c, k[4], 20) == NULL);
     ttl_cache_remove(c, k[3]);
@@ -320,7 +320,7 @@ static void cache_bounded_and_expiring(void)
 /* svc-auth signs and verifies on threadpool threads with one shared key set: every result
  * must be the one a single thread gets (crypto.c warms the key tables at load). */
 #define MT_THREADS 4
-#define MT_ROUNDS 40
+#define MT_ROUNDS  40
 
 typedef struct mt_arg {
     jwt_keyset *ks;
@@ -344,7 +344,7 @@ static void *mt_worker(void *p)
             a->bad++;
         json_decref(out);
         size_t n = strlen(tok);
-        tok[n - 3] = tok[n - 3] == 'A' ? 'B' : 'A';   /* another signature: must fail */
+        tok[n - 3] = tok[n - 3] == 'A' ? 'B' : 'A'; /* another signature: must fail */
         if (jwt_verify(a->ks, tok, n, &ex, NULL) == JWT_OK)
             a->bad++;
         free(tok);

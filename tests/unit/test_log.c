@@ -13,9 +13,11 @@ static int saved_stdout = -1;
 static int pipe_rd = -1;
 
 /* Redirects stdout (fd 1) into a pipe until capture_end. */
-static void capture_begin(void) {
+static void capture_begin(void)
+{
     int fds[2];
-    if (pipe(fds) != 0) abort();
+    if (pipe(fds) != 0)
+        abort();
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
     fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
     fflush(stdout);
@@ -26,7 +28,8 @@ static void capture_begin(void) {
 }
 
 /* Restores stdout; returns what was written (caller frees). */
-static char *capture_end(void) {
+static char *capture_end(void)
+{
     fflush(stdout);
     dup2(saved_stdout, 1);
     close(saved_stdout);
@@ -34,9 +37,11 @@ static char *capture_end(void) {
     char *buf = malloc(cap);
     ssize_t n;
     for (;;) {
-        if (len + 1 == cap) buf = realloc(buf, cap *= 2);
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
         n = read(pipe_rd, buf + len, cap - len - 1);
-        if (n <= 0) break;
+        if (n <= 0)
+            break;
         len += (size_t)n;
     }
     buf[len] = '\0';
@@ -44,7 +49,8 @@ static char *capture_end(void) {
     return buf;
 }
 
-static void line_fields(void) {
+static void line_fields(void)
+{
     log_init("svc-test");
     log_set_level(LOG_INFO);
     capture_begin();
@@ -79,7 +85,8 @@ static void line_fields(void) {
     free(out);
 }
 
-static void no_request_id_and_reserved(void) {
+static void no_request_id_and_reserved(void)
+{
     capture_begin();
     /* A field cannot overwrite a fixed member. */
     log_emit(LOG_ERROR, NULL, json_pack("{s:s, s:s}", "level", "debug", "extra", "ok"), "plain");
@@ -87,7 +94,8 @@ static void no_request_id_and_reserved(void) {
     char *out = capture_end();
     char *nl = strchr(out, '\n');
     CHECK(nl != NULL);
-    if (nl) *nl = '\0';
+    if (nl)
+        *nl = '\0';
     json_t *j = json_loads(out, 0, NULL);
     CHECK(j != NULL);
     CHECK(json_object_get(j, "request_id") == NULL);
@@ -104,7 +112,8 @@ static void no_request_id_and_reserved(void) {
     free(out);
 }
 
-static void levels(void) {
+static void levels(void)
+{
     log_set_level(LOG_WARN);
     CHECK(!log_enabled(LOG_INFO));
     CHECK(log_enabled(LOG_ERROR));
@@ -129,7 +138,8 @@ static void levels(void) {
     log_set_level(LOG_INFO);
 }
 
-static void bad_log_level_exits_2(void) {
+static void bad_log_level_exits_2(void)
+{
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -144,7 +154,8 @@ static void bad_log_level_exits_2(void) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 2);
 }
 
-static void long_message_and_escaping(void) {
+static void long_message_and_escaping(void)
+{
     size_t n = 100000;
     char *big = malloc(n + 1);
     memset(big, 'a', n);
@@ -166,7 +177,8 @@ static void long_message_and_escaping(void) {
     free(big);
 }
 
-int main(void) {
+int main(void)
+{
     test_suite = "log";
     alarm(30);
     RUN(line_fields);

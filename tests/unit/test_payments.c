@@ -111,7 +111,8 @@ static void sign(const char *secret, const char *t, const char *body, char hex[6
 static void test_webhook_signature(void)
 {
     char *secrets[] = {"whsec_new", "whsec_old"};
-    const char *body = "{ \"type\":\"payment.succeeded\",\n\t\"id\" : \"evt_1\", \"data\":{\"reference\":\"x\"}}";
+    const char *body =
+        "{ \"type\":\"payment.succeeded\",\n\t\"id\" : \"evt_1\", \"data\":{\"reference\":\"x\"}}";
     size_t len = strlen(body);
     char good[65], old[65], other[65], h[512];
     sign("whsec_new", "1700000000", body, good);
@@ -121,8 +122,8 @@ static void test_webhook_signature(void)
     snprintf(h, sizeof h, "t=1700000000,v1=%s", good);
     CHECK(webhook_verify(h, body, len, secrets, 2, 1700000000, 300));
     CHECK(webhook_verify(h, body, len, secrets, 2, 1700000300, 300));
-    CHECK(!webhook_verify(h, body, len, secrets, 2, 1700000301, 300));  /* stale */
-    CHECK(!webhook_verify(h, body, len, secrets, 2, 1699999000, 300));  /* from the future */
+    CHECK(!webhook_verify(h, body, len, secrets, 2, 1700000301, 300));     /* stale */
+    CHECK(!webhook_verify(h, body, len, secrets, 2, 1699999000, 300));     /* from the future */
     CHECK(!webhook_verify(h, body, len - 1, secrets, 2, 1700000000, 300)); /* body changed */
     CHECK(!webhook_verify(h, body, len, secrets + 1, 1, 1700000000, 300)); /* wrong secret */
     /* rotation: the old secret signs, any configured secret may match */
@@ -178,7 +179,9 @@ static int valid(const char *json)
 static void test_validation(void)
 {
     CHECK_INT(valid("{\"amount\":1,\"currency\":\"usd\"}"), 0);
-    CHECK_INT(valid("{\"amount\":99999999,\"currency\":\"EUR\",\"description\":null,\"metadata\":null}"), 0);
+    CHECK_INT(
+        valid("{\"amount\":99999999,\"currency\":\"EUR\",\"description\":null,\"metadata\":null}"),
+        0);
     CHECK_INT(valid("{\"amount\":0,\"currency\":\"usd\"}"), -1);
     CHECK_INT(valid("{\"amount\":-5,\"currency\":\"usd\"}"), -1);
     CHECK_INT(valid("{\"amount\":100000000,\"currency\":\"usd\"}"), -1);
@@ -211,7 +214,8 @@ static void test_validation(void)
     CHECK_INT(valid("{\"amount\":1,\"currency\":\"usd\",\"metadata\":[]}"), -1);
     CHECK_INT(valid("{\"amount\":1,\"currency\":\"usd\",\"metadata\":{\"\":\"x\"}}"), -1);
     CHECK_INT(valid("{\"amount\":1,\"currency\":\"usd\",\"metadata\":"
-                    "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":\"x\"}}"), -1);
+                    "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":\"x\"}}"),
+              -1);
     /* 16 keys x (4 + 500) bytes = 8064 pass; 17 keys = 8568 fail */
     for (int keys = 16; keys <= 17; keys++) {
         p = buf + sprintf(buf, "{\"amount\":1,\"currency\":\"usd\",\"metadata\":{");

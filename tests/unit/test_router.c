@@ -5,8 +5,14 @@
 #include "router.h"
 #include "test.h"
 
-static void h_any(http_req *req) { (void)req; }
-static void h_other(http_req *req) { (void)req; }
+static void h_any(http_req *req)
+{
+    (void)req;
+}
+static void h_other(http_req *req)
+{
+    (void)req;
+}
 
 static router *make(void)
 {
@@ -37,7 +43,7 @@ static void matches_literals_and_root(void)
     /* whole segments only */
     CHECK_INT(router_lookup(r, "GET", "/payment", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "/paymentsX", &m), 404);
-    CHECK_INT(router_lookup(r, "GET", "/payments/", &m), 404);   /* empty parameter */
+    CHECK_INT(router_lookup(r, "GET", "/payments/", &m), 404); /* empty parameter */
     CHECK_INT(router_lookup(r, "GET", "//payments", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "payments", &m), 404);
@@ -75,17 +81,17 @@ static void bad_params_are_404(void)
 {
     router *r = make();
     router_match m;
-    CHECK_INT(router_lookup(r, "GET", "/payments/a%2Fb", &m), 404);  /* decoded '/' */
+    CHECK_INT(router_lookup(r, "GET", "/payments/a%2Fb", &m), 404); /* decoded '/' */
     CHECK_INT(router_lookup(r, "GET", "/payments/a%2fb", &m), 404);
-    CHECK_INT(router_lookup(r, "GET", "/payments/a%00b", &m), 404);  /* decoded NUL */
-    CHECK_INT(router_lookup(r, "GET", "/payments/%E9", &m), 404);    /* not UTF-8 */
+    CHECK_INT(router_lookup(r, "GET", "/payments/a%00b", &m), 404); /* decoded NUL */
+    CHECK_INT(router_lookup(r, "GET", "/payments/%E9", &m), 404);   /* not UTF-8 */
     CHECK_INT(router_lookup(r, "GET", "/payments/ok%C3", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "/payments/%ED%A0%80", &m), 404);
-    CHECK_INT(router_lookup(r, "GET", "/payments/a%zzb", &m), 404);  /* malformed */
+    CHECK_INT(router_lookup(r, "GET", "/payments/a%zzb", &m), 404); /* malformed */
     CHECK_INT(router_lookup(r, "GET", "/payments/a%4", &m), 404);
     CHECK_INT(router_lookup(r, "GET", "/payments/%", &m), 404);
     CHECK_INT(m.nparams, 0);
-    CHECK_INT(router_lookup(r, "GET", "/payments/x/y", &m), 404);    /* too many segments */
+    CHECK_INT(router_lookup(r, "GET", "/payments/x/y", &m), 404); /* too many segments */
     router_free(r);
 }
 
@@ -139,7 +145,11 @@ static void head_falls_back_to_get(void)
     router_free(r);
 }
 
-static void h_caller(http_req *req, const auth_identity *who) { (void)req; (void)who; }
+static void h_caller(http_req *req, const auth_identity *who)
+{
+    (void)req;
+    (void)who;
+}
 
 /* A route declares that it needs a caller; HEAD inherits it from GET, and a route added
  * without router_add_auth never needs one. */

@@ -41,7 +41,7 @@ static size_t keys_fn(void *ud, tls_ticket_key *out, size_t max)
 static tls_server *server(tls_ticket_key *keys)
 {
     char err[256];
-    tls_server_opts o = { path_ec_crt, path_ec_key, path_rsa_crt, path_rsa_key, keys_fn, keys, 0 };
+    tls_server_opts o = {path_ec_crt, path_ec_key, path_rsa_crt, path_rsa_key, keys_fn, keys, 0};
     tls_server *s = tls_server_new(&o, err, sizeof err);
     if (!s)
         printf("  tls_server_new: %s\n", err);
@@ -77,14 +77,14 @@ static int run(tls_server *srv, const char *args, int *resumed, char *out, size_
         _exit(127);
     }
     int answered = 0;
-    struct pollfd pf = { listen_fd, POLLIN, 0 };
+    struct pollfd pf = {listen_fd, POLLIN, 0};
     if (poll(&pf, 1, 10000) == 1) {
         int fd = accept(listen_fd, NULL, NULL);
         tls_conn *c = tls_conn_new(srv);
         char buf[4096], plain[4096];
         size_t got = 0;
         for (;;) {
-            struct pollfd cf = { fd, POLLIN, 0 };
+            struct pollfd cf = {fd, POLLIN, 0};
             if (poll(&cf, 1, 10000) != 1)
                 break;
             ssize_t r = read(fd, buf, sizeof buf);
@@ -229,7 +229,7 @@ static void unknown_key_falls_back_to_full_handshake(void)
 static void bad_key_file_is_an_error(void)
 {
     char err[256] = "";
-    tls_server_opts o = { path_ec_crt, "/nonexistent.key", NULL, NULL, NULL, NULL, 0 };
+    tls_server_opts o = {path_ec_crt, "/nonexistent.key", NULL, NULL, NULL, NULL, 0};
     CHECK(tls_server_new(&o, err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent.key") != NULL);
 }
@@ -265,7 +265,7 @@ int main(void)
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(PORT) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(PORT)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(listen_fd, 8) != 0) {
         printf("FAIL tls/setup: bind %d: %s\n", PORT, strerror(errno));

@@ -23,7 +23,7 @@ static void expires(void)
     json_decref(v);
     CHECK(ttl_cache_get(c, k, 999) != NULL);
     CHECK_STR(json_string_value(ttl_cache_get(c, k, 999)), "v");
-    CHECK(ttl_cache_get(c, k, 1000) == NULL);   /* expired at its time, and dropped */
+    CHECK(ttl_cache_get(c, k, 1000) == NULL); /* expired at its time, and dropped */
     CHECK_INT(ttl_cache_size(c), 0);
     ttl_cache_free(c);
 }
@@ -64,12 +64,12 @@ static void one_fill_for_concurrent_lookups(void)
     key_of(k, 7);
     key_of(other, 7 + 256); /* same first byte, another key */
     seen a = {0}, b = {0}, d = {0}, o = {0};
-    CHECK_INT(ttl_cache_join(c, k, on_value, &a), 1);   /* a fills */
-    CHECK_INT(ttl_cache_join(c, k, on_value, &b), 0);   /* b waits */
+    CHECK_INT(ttl_cache_join(c, k, on_value, &a), 1); /* a fills */
+    CHECK_INT(ttl_cache_join(c, k, on_value, &b), 0); /* b waits */
     CHECK_INT(ttl_cache_join(c, k, on_value, &d), 0);
     CHECK_INT(ttl_cache_join(c, other, on_value, &o), 1); /* its own fill */
     CHECK_INT(ttl_cache_waiters(c, k), 3);
-    CHECK_INT(a.calls + b.calls + d.calls, 0);          /* nobody answered before the fill */
+    CHECK_INT(a.calls + b.calls + d.calls, 0); /* nobody answered before the fill */
     json_t *v = json_string("filled");
     ttl_cache_done(c, k, 200, v, 500);
     json_decref(v);
@@ -80,9 +80,9 @@ static void one_fill_for_concurrent_lookups(void)
     CHECK_STR(d.value, "filled");
     CHECK_STR(json_string_value(ttl_cache_get(c, k, 499)), "filled");
     CHECK_INT(ttl_cache_waiters(c, k), 0);
-    CHECK_INT(ttl_cache_waiters(c, other), 1);          /* untouched */
+    CHECK_INT(ttl_cache_waiters(c, other), 1); /* untouched */
     CHECK_INT(o.calls, 0);
-    ttl_cache_free(c);                                  /* drops o's wait */
+    ttl_cache_free(c); /* drops o's wait */
 }
 
 static void failure_wakes_every_waiter(void)
@@ -98,7 +98,7 @@ static void failure_wakes_every_waiter(void)
     CHECK_INT(b.calls, 1);
     CHECK_INT(b.status, 503);
     CHECK_STR(b.value, "(null)");
-    CHECK_INT(ttl_cache_size(c), 0);                    /* a failure is not cached */
+    CHECK_INT(ttl_cache_size(c), 0); /* a failure is not cached */
     /* the next lookup starts a new fill */
     CHECK_INT(ttl_cache_join(c, k, on_value, &a), 1);
     ttl_cache_done(c, k, 503, NULL, 0);
@@ -126,7 +126,7 @@ static void a_waiter_may_join_again(void)
     key_of(r.key, 11);
     CHECK_INT(ttl_cache_join(r.c, r.key, on_value_rejoin, &r), 1);
     ttl_cache_done(r.c, r.key, 503, NULL, 0);
-    CHECK_INT(r.joined, 1);                   /* a new fill, not the finished one */
+    CHECK_INT(r.joined, 1); /* a new fill, not the finished one */
     CHECK_INT(ttl_cache_waiters(r.c, r.key), 1);
     ttl_cache_free(r.c);
 }

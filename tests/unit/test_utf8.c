@@ -26,15 +26,15 @@ static void valid_text_unchanged(void)
 static void ill_formed_replaced(void)
 {
     sanitize_is("Mozilla \xE9t\xE9", 11, 64, "Mozilla " R "t" R);
-    sanitize_is("ok \xC3", 4, 64, "ok " R);                       /* cut short */
-    sanitize_is("\xED\xA0\x80", 3, 64, R R R);                    /* surrogate */
-    sanitize_is("\xC0\xAF", 2, 64, R R);                          /* overlong '/' */
-    sanitize_is("\xE0\x80\xAF", 3, 64, R R R);                    /* overlong 3 bytes */
-    sanitize_is("\xF4\x90\x80\x80", 4, 64, R R R R);              /* above U+10FFFF */
-    sanitize_is("\xF0\x9F\x98", 3, 64, R);                        /* one subpart, one U+FFFD */
+    sanitize_is("ok \xC3", 4, 64, "ok " R);          /* cut short */
+    sanitize_is("\xED\xA0\x80", 3, 64, R R R);       /* surrogate */
+    sanitize_is("\xC0\xAF", 2, 64, R R);             /* overlong '/' */
+    sanitize_is("\xE0\x80\xAF", 3, 64, R R R);       /* overlong 3 bytes */
+    sanitize_is("\xF4\x90\x80\x80", 4, 64, R R R R); /* above U+10FFFF */
+    sanitize_is("\xF0\x9F\x98", 3, 64, R);           /* one subpart, one U+FFFD */
     sanitize_is("\xF0\x9F\x98x", 4, 64, R "x");
     sanitize_is("\x80\xBF\xFE\xFF", 4, 64, R R R R);
-    sanitize_is("a\0b", 3, 64, "a" R "b");                        /* NUL */
+    sanitize_is("a\0b", 3, 64, "a" R "b"); /* NUL */
 }
 
 static void truncation_on_boundaries(void)
@@ -46,11 +46,11 @@ static void truncation_on_boundaries(void)
     }
     char out[256];
     size_t n = utf8_sanitize(out, sizeof(out), in, sizeof(in));
-    CHECK_INT(n, 254);                                           /* 127 whole characters */
+    CHECK_INT(n, 254); /* 127 whole characters */
     CHECK(utf8_valid(out, n));
-    sanitize_is("ab\xE2\x82\xAC", 5, 5, "ab");                   /* the euro would not fit */
+    sanitize_is("ab\xE2\x82\xAC", 5, 5, "ab"); /* the euro would not fit */
     sanitize_is("ab\xE2\x82\xAC", 5, 6, "ab\xE2\x82\xAC");
-    sanitize_is("ab\xFF", 3, 5, "ab");                           /* nor its replacement */
+    sanitize_is("ab\xFF", 3, 5, "ab"); /* nor its replacement */
     sanitize_is("abc", 3, 1, "");
 }
 

@@ -9,19 +9,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void calloc_overflow(void) {
+static void calloc_overflow(void)
+{
     volatile size_t n = SIZE_MAX / 2;
     free(xcalloc(n, 4)); /* n * 4 does not fit in size_t */
 }
 
-static void oom_aborts_with_a_line(void) {
+static void oom_aborts_with_a_line(void)
+{
     char err[512];
     int st = test_run_child(calloc_overflow, err, sizeof err);
     CHECK(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     CHECK(strstr(err, "out of memory allocating") != NULL);
 }
 
-static void zero_sizes(void) {
+static void zero_sizes(void)
+{
     void *a = xmalloc(0), *b = xcalloc(0, 8), *c = xrealloc(NULL, 0);
     CHECK(a && b && c);
     free(a);
@@ -29,7 +32,8 @@ static void zero_sizes(void) {
     free(c);
 }
 
-static void copies(void) {
+static void copies(void)
+{
     CHECK(xstrdup(NULL) == NULL);
     char *s = xstrdup("abc");
     CHECK_STR(s, "abc");
@@ -39,12 +43,14 @@ static void copies(void) {
     free(s);
     unsigned char *z = xcalloc(16, 4);
     int zero = 1;
-    for (int i = 0; i < 64; i++) zero &= z[i] == 0;
+    for (int i = 0; i < 64; i++)
+        zero &= z[i] == 0;
     CHECK(zero);
     free(z);
 }
 
-int main(void) {
+int main(void)
+{
     test_suite = "xalloc";
     RUN(oom_aborts_with_a_line);
     RUN(zero_sizes);
