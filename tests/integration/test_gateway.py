@@ -26,6 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from check import eq, main, test, true  # noqa: E402
+import procs  # noqa: E402
 from procs import ROOT, SANITIZED, Proc, Response, binary, wait_port  # noqa: E402
 
 # Ports: BASE+80 .. BASE+443 in 25000-25999 (GW_TEST_PORT_BASE, at most 25500, moves them,
@@ -37,7 +38,7 @@ DEAD_PORT = BASE + 199
 DNS_PORT = BASE + 120
 RAW_PORT = BASE + 130      # a Python upstream that writes raw (bad) responses
 TRUSTED_PEER = "127.0.0.5"  # a trusted proxy (trusted_proxies), the source of some tests
-DNS_NAME = "gwtest-svc.local"
+DNS_NAME = f"gwtest-svc-{os.getpid()}.local"   # a name of its own: runs may overlap
 HOSTS = "/etc/hosts"
 
 S = {}   # the run's state: tmp dir, processes
@@ -270,10 +271,7 @@ rate = off
 
 
 def hosts_set(lines):
-    with open(S["hosts_orig_path"]) as f:
-        orig = f.read()
-    with open(HOSTS, "w") as f:
-        f.write(orig + "".join(f"{ip} {DNS_NAME}\n" for ip in lines))
+    procs.hosts_set(DNS_NAME, lines, HOSTS)
 
 
 def port_free(port):
@@ -303,9 +301,8 @@ def start_all():
     tmp = tempfile.mkdtemp(prefix="test_gateway_")
     S["tmp"] = tmp
     S["ups"] = {}
-    # /etc/hosts is restored in teardown, even on failure.
-    S["hosts_orig_path"] = os.path.join(tmp, "hosts.orig")
-    shutil.copyfile(HOSTS, S["hosts_orig_path"])
+    # our /etc/hosts lines are removed in teardown, even on failure.
+    S["hosts_set"] = True
     hosts_set(["127.0.0.2"])
     subprocess.run(
         f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
@@ -346,8 +343,8 @@ def teardown(_):
         if "raw" in S:
             S["raw"].stop()
     finally:
-        if "hosts_orig_path" in S:
-            shutil.copyfile(S["hosts_orig_path"], HOSTS)
+        if "hosts_set" in S:
+            hosts_set([])
         shutil.rmtree(S.get("tmp", "/nonexistent"), ignore_errors=True)
 
 

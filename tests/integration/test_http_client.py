@@ -7,7 +7,6 @@ of the C driver (tests/integration/upstream_driver.c, built as SUITE_BUILD/tests
 the driver makes the requests, asks the control server for what the instances saw (connections,
 requests), kills/restarts instances, flips their health and edits /etc/hosts through it, and
 prints PASS/FAIL lines that this file turns into its own. Ports: 23000-23999."""
-import fcntl
 import json
 import os
 import random
@@ -23,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from check import main, test  # noqa: E402
+import procs  # noqa: E402
 from procs import BUILD, free_port  # noqa: E402
 
 SUITE = "http_client"
@@ -270,27 +270,11 @@ class Suite:
     def __init__(self):
         self.instances = {}
         self.hosts_orig = None
-        self.hosts_lock = threading.Lock()
         self.ctl = None
 
     def set_hosts(self, ips):
-        """Our lines of /etc/hosts: DNS_NAME -> each of ips (none: the name is gone). Other
-        lines are kept as they are (another run may edit the file too: flock), and the file is
-        rewritten in place (it may be a bind mount)."""
-        with self.hosts_lock, open(HOSTS, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            text = f.read()
-            ours = [ln for ln in text.splitlines() if ln.rstrip().endswith(" " + DNS_NAME)]
-            if not ours and not ips:
-                return
-            lines = [ln for ln in text.splitlines() if ln not in ours]
-            lines += ["%s %s" % (ip, DNS_NAME) for ip in ips]
-            text = "\n".join(lines)
-            if ips or self.hosts_orig.endswith("\n"):
-                text += "\n"
-            f.seek(0)
-            f.write(text)
-            f.truncate()
+        """Our lines of /etc/hosts: DNS_NAME -> each of ips (none: the name is gone)."""
+        procs.hosts_set(DNS_NAME, ips, HOSTS)
 
     def restore_hosts(self):
         if self.hosts_orig is not None:

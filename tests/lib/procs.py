@@ -1,5 +1,6 @@
 """procs: start and stop the suite's processes and real servers from Python tests, and talk
 HTTP to them. Standard library only."""
+import fcntl
 import http.client
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -198,3 +200,18 @@ def psql(sql, db="postgres", port=None, host=None, user=None, timeout=30):
     if r.returncode != 0:
         raise RuntimeError(f"psql {sql[:200]!r}: {r.stderr.strip()}")
     return r.stdout.strip()
+
+
+_hosts_lock = threading.Lock()
+
+
+def hosts_set(name, ips, path="/etc/hosts"):
+    """Our lines of /etc/hosts: name -> each of ips (none: the name is gone). Other lines are
+    kept as they are (another run may edit the file at the same time: flock), and the file is
+    rewritten in place (it may be a bind mount). Use a name of the run's own (its pid)."""
+    with _hosts_lock, open(path, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        keep = [ln for ln in f.read().splitlines() if not ln.rstrip().endswith(" " + name)]
+        f.seek(0)
+        f.write("".join(ln + "\n" for ln in keep + [f"{ip} {name}" for ip in ips]))
+        f.truncate()
