@@ -116,7 +116,7 @@ def main():
     finally:
         if inst:
             inst.stop()
-        redis.stop()
+        redis.remove()
         U.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         os.unlink(key)
         os.rmdir(tmp)
