@@ -786,6 +786,9 @@ def api_key_lifecycle(ctx):
         true(took is not None and took < 1.0, f"revoked key refused within 1 s ({took})")
     eq(U.request(B(ctx), "DELETE", f"/auth/api-keys/{kid}", None,
                  U.bearer(t["access_token"])).status, 404)
+    r = U.request(B(ctx), "DELETE", "/auth/api-keys/not-an-id", None, U.bearer(t["access_token"]))
+    eq(r.status, 404, "a key id that is not a uuid")
+    eq(r.json()["error"]["code"], "not_found")
 
 
 # ---- service tokens ----
