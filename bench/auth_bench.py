@@ -24,14 +24,6 @@ def metric(port, name):
     return float(m.group(1)) if m else 0.0
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def wrk(args, env):
     e = dict(os.environ)
     e.update(env)
@@ -64,7 +56,7 @@ def main():
             "AUTH_SIGNING_KEYS": key, "AUTH_HASH_QUEUE": "256", "LOG_LEVEL": "error",
             "AUTH_THROTTLE_PER_IP": "1000000", "AUTH_THROTTLE_PER_ACCOUNT": "1000000"})
         time.sleep(1.0)
-        idle_rss = rss_kib(inst.proc.pid)
+        idle_rss = U.procs.rss_kib(inst.proc.pid)
         r = U.request(PORT, "POST", "/auth/register", {"email": EMAIL, "password": PASSWORD})
         assert r.status == 201, r.body
         token = U.request(PORT, "POST", "/auth/login",
@@ -103,7 +95,7 @@ def main():
         finally:
             storm.wait(timeout=SECONDS + 30)
         me_storm = re.search(r"^ME .*$", out, re.M).group(0) + f" non2xx={non2xx(out)}"
-        busy_rss = rss_kib(inst.proc.pid)
+        busy_rss = U.procs.rss_kib(inst.proc.pid)
 
         print(f"cores={cores} hash_concurrency={conc}")
         print(f"argon2id mean hash time (same run): {hash_s * 1000:.1f} ms -> limit "
@@ -116,7 +108,7 @@ def main():
     finally:
         if inst:
             inst.stop()
-        redis.stop()
+        redis.remove()
         U.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         os.unlink(key)
         os.rmdir(tmp)

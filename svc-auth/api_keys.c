@@ -79,15 +79,10 @@ static void key_on_revoke(pg_status st, PGresult *res, void *ud)
 
 static void revoke_handler(http_req *req, const auth_identity *id)
 {
-    const char *kid = http_req_param(req, "id");
-    if (!kid || !auth_is_uuid(kid)) {
-        http_reply_error(req, 404, "not_found", "No such API key.");
-        return;
-    }
-    const char *params[] = {kid, id->sub};
-    auth_pg("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2"
-            " AND revoked_at IS NULL RETURNING key_hash",
-            2, params, key_on_revoke, req);
+    auth_pg_own_row(req, id, "id", "No such API key.",
+                    "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2"
+                    " AND revoked_at IS NULL RETURNING key_hash",
+                    key_on_revoke);
 }
 
 void api_keys_routes(router *r)

@@ -24,6 +24,18 @@ void auth_pg(const char *sql, int nparams, const char *const *params, pg_query_f
     pg_query(auth.svc.pg, sql, nparams, params, cb, ud);
 }
 
+void auth_pg_own_row(http_req *req, const auth_identity *id, const char *param, const char *missing,
+                     const char *sql, pg_query_fn cb)
+{
+    const char *uuid = http_req_param(req, param);
+    if (!uuid || !auth_is_uuid(uuid)) {
+        http_reply_error(req, 404, "not_found", missing);
+        return;
+    }
+    const char *params[] = {uuid, id->sub};
+    auth_pg(sql, 2, params, cb, req);
+}
+
 size_t auth_utf8_chars(const char *s)
 {
     size_t n = 0;

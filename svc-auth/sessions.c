@@ -278,15 +278,10 @@ static void session_on_revoke(pg_status st, PGresult *res, void *ud)
 
 static void session_revoke_handler(http_req *req, const auth_identity *id)
 {
-    const char *sid = http_req_param(req, "sid");
-    if (!sid || !auth_is_uuid(sid)) {
-        http_reply_error(req, 404, "not_found", "No such live session.");
-        return;
-    }
-    const char *params[] = {sid, id->sub};
-    auth_pg("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2"
-            " AND revoked_at IS NULL RETURNING id",
-            2, params, session_on_revoke, req);
+    auth_pg_own_row(req, id, "sid", "No such live session.",
+                    "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2"
+                    " AND revoked_at IS NULL RETURNING id",
+                    session_on_revoke);
 }
 
 void sessions_routes(router *r)

@@ -103,35 +103,36 @@ static void th_allow(th_reserve *c)
     free(c);
 }
 
+/* One counter's EXEC reply: 1 when under max (the ticket now holds it); else lets the attempt
+ * through when Redis could not count (fail open) or refuses it over max, frees c and is 0.
+ * A refused attempt's own count stays: the window is fixed anyway, and only the counters
+ * reached so far were touched. */
+static int th_step(th_reserve *c, redis_status st, redisReply *reply, long max, int which)
+{
+    long n, ttl;
+    if (!th_counted(st, reply, &n, &ttl))
+        th_allow(c); /* fail open */
+    else if (n > max)
+        th_refuse(c, ttl);
+    else {
+        th_held(c->t, which, ttl);
+        return 1;
+    }
+    return 0;
+}
+
 static void th_on_acct(redis_status st, redisReply *reply, void *ud)
 {
     th_reserve *c = ud;
-    long n, ttl;
-    if (!th_counted(st, reply, &n, &ttl)) {
-        th_allow(c); /* fail open */
-        return;
-    }
-    if (n > th.per_account_max) {
-        th_refuse(c, ttl); /* the account counter keeps it: the window is fixed anyway */
-        return;
-    }
-    th_held(c->t, TH_ACCT, ttl);
-    th_allow(c);
+    if (th_step(c, st, reply, th.per_account_max, TH_ACCT))
+        th_allow(c);
 }
 
 static void th_on_ip(redis_status st, redisReply *reply, void *ud)
 {
     th_reserve *c = ud;
-    long n, ttl;
-    if (!th_counted(st, reply, &n, &ttl)) {
-        th_allow(c); /* fail open */
+    if (!th_step(c, st, reply, th.per_ip_max, TH_IP))
         return;
-    }
-    if (n > th.per_ip_max) {
-        th_refuse(c, ttl); /* counted for this pair only; the account is not touched */
-        return;
-    }
-    th_held(c->t, TH_IP, ttl);
     if (!*th.rp) {
         th_allow(c);
         return;

@@ -222,6 +222,18 @@ static void pay_reply_pg(pay_ctx *c, pg_status st, const PGresult *res)
     pay_ctx_free(c);
 }
 
+/* 1 when the query found the payment; else replies (the database error, or 404) and frees c. */
+static int pay_found(pay_ctx *c, pg_status st, const PGresult *res)
+{
+    if (st != PG_OK)
+        pay_reply_pg(c, st, res);
+    else if (PQntuples(res) == 0)
+        pay_reply_error(c, 404, "not_found", "No such payment.");
+    else
+        return 1;
+    return 0;
+}
+
 /* ---- POST /payments ---- */
 
 #define PAYMENTS_SQL_INSERT                                                                        \
@@ -374,10 +386,8 @@ static void payments_create(http_req *req, const auth_identity *who)
 static void payments_got(pg_status st, PGresult *res, void *ud)
 {
     pay_ctx *c = ud;
-    if (st != PG_OK)
-        return pay_reply_pg(c, st, res);
-    if (PQntuples(res) == 0)
-        return pay_reply_error(c, 404, "not_found", "No such payment.");
+    if (!pay_found(c, st, res))
+        return;
     pay_reply_json(c, 200, payments_row_json(res, 0));
 }
 
@@ -508,10 +518,8 @@ static void payments_status_decide(pay_ctx *c, int is_owner)
 static void payments_status_owner(pg_status st, PGresult *res, void *ud)
 {
     pay_ctx *c = ud;
-    if (st != PG_OK)
-        return pay_reply_pg(c, st, res);
-    if (PQntuples(res) == 0)
-        return pay_reply_error(c, 404, "not_found", "No such payment.");
+    if (!pay_found(c, st, res))
+        return;
     const char *owner = pg_get(res, 0, "user_id");
     payments_status_decide(c, owner && strcmp(owner, c->who->sub) == 0);
 }

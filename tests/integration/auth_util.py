@@ -5,15 +5,13 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import procs  # noqa: E402
 from procs import psql, request  # noqa: E402,F401 - U.request, U.psql for the suites
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -116,41 +114,20 @@ def bearer(token):
 
 
 def wait_port(port, seconds=15, proc=None):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+    """procs.wait_port as a truth value: False when proc exits first or nothing listens."""
+    try:
+        procs.wait_port(port, timeout=seconds, proc=proc)
+        return True
+    except (RuntimeError, TimeoutError):
+        return False
 
 
-class RedisServer:
-    """A private redis-server (no persistence) so FLUSHALL touches nobody else."""
-
-    def __init__(self, port):
-        self.port = port
-        self.dir = tempfile.mkdtemp(prefix="auth-redis-")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_port(port, 10, self.proc):
-            self.stop()
-            raise RuntimeError("redis-server did not start")
+class RedisServer(procs.RedisServer):
+    """A private Redis (no persistence) so FLUSHALL touches nobody else."""
 
     def cli(self, *args):
         return subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
                               capture_output=True, text=True, timeout=10).stdout.strip()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class AuthInstance:

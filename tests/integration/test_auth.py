@@ -59,7 +59,7 @@ def teardown(ctx):
     for p in ctx["procs"]:
         p.stop()
     if "redis" in ctx:
-        ctx["redis"].stop()
+        ctx["redis"].remove()
     try:
         U.psql(f'DROP DATABASE IF EXISTS "{ctx["db"]}" WITH (FORCE)')
     except Exception as e:  # noqa: BLE001 - teardown goes on
@@ -672,8 +672,7 @@ def redis_flushall_keeps_revoked_tokens_revoked(ctx):
     eq(me(A(ctx), t1["access_token"]).status, 401, "A after FLUSHALL")
     eq(me(B(ctx), t1["access_token"]).status, 401, "B after FLUSHALL (t1)")
     # and with Redis gone entirely, revocation still holds (and login still works)
-    ctx["redis"].proc.kill()
-    ctx["redis"].proc.wait(timeout=10)
+    ctx["redis"].stop()
     try:
         _, t3 = new_user(ctx)
         eq(me(B(ctx), t3["access_token"]).status, 200, "redis down: live token works")
@@ -681,7 +680,7 @@ def redis_flushall_keeps_revoked_tokens_revoked(ctx):
         took = wait_status(lambda: me(A(ctx), t3["access_token"]), 401, 2.0)
         true(took is not None and took < 1.0, f"redis down: revoked within 1 s ({took})")
     finally:
-        ctx["redis"] = U.RedisServer(U.BASE_PORT + 3)
+        ctx["redis"].start()
         wait_healthy(ctx, 10)
 
 
@@ -787,6 +786,9 @@ def api_key_lifecycle(ctx):
         true(took is not None and took < 1.0, f"revoked key refused within 1 s ({took})")
     eq(U.request(B(ctx), "DELETE", f"/auth/api-keys/{kid}", None,
                  U.bearer(t["access_token"])).status, 404)
+    r = U.request(B(ctx), "DELETE", "/auth/api-keys/not-an-id", None, U.bearer(t["access_token"]))
+    eq(r.status, 404, "a key id that is not a uuid")
+    eq(r.json()["error"]["code"], "not_found")
 
 
 # ---- service tokens ----

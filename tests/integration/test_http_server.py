@@ -811,14 +811,6 @@ def drain_on_sigterm(_main):
 
 # ---------------------------------------------------------------- memory under a slow reader
 
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def socket_buffers_bytes():
     total = 0
     for name in ("tcp_rmem", "tcp_wmem"):
@@ -855,7 +847,7 @@ def memory_bounded_upload(p):
     t.start()
     try:
         while t.is_alive() and time.time() - t0 < 120:
-            peak = max(peak, vm_rss_kib(p.pid))
+            peak = max(peak, p.rss_kib())
             if sent_at_slow_end[0] is None and time.time() - t0 >= slow_s - 0.3:
                 sent_at_slow_end[0] = sent[0]
             time.sleep(0.2)
@@ -865,7 +857,7 @@ def memory_bounded_upload(p):
         true(not t.is_alive(), "upload finished in time")
         true(not err, f"sender: {err}")
         r = read_response(f)
-        peak = max(peak, vm_rss_kib(p.pid))
+        peak = max(peak, p.rss_kib())
         eq(r.status, 200)
         eq(__import__("json").loads(r.body)["bytes"], total)
         allowed = 10 * (1 << 20) + socket_buffers_bytes() + (1 << 20)

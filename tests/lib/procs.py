@@ -36,6 +36,15 @@ def wait_port(port, host="127.0.0.1", timeout=15.0, proc=None):
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+def rss_kib(pid):
+    """The resident memory of process pid in KiB (0 when /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 class Proc:
     """A child process with its output in a log file; stop() ends it (SIGTERM, then SIGKILL)."""
 
@@ -74,11 +83,7 @@ class Proc:
         return self.p.returncode
 
     def rss_kib(self):
-        with open(f"/proc/{self.p.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return rss_kib(self.p.pid)
 
 
 class Response:
