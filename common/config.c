@@ -133,7 +133,15 @@ static const char *config_parse_digits(const char *s, uint64_t *out)
     return p;
 }
 
-int config_parse_size(const char *s, size_t *out)
+/* A unit a number may carry, and what it multiplies by. */
+typedef struct {
+    const char *suffix;
+    uint64_t mult;
+} config_unit;
+
+/* Digits followed by one of units' suffixes ("" for none); the product must not exceed max. */
+static int config_parse_scaled(const char *s, const config_unit *units, size_t nunits, uint64_t max,
+                               uint64_t *out)
 {
     if (!s)
         return -1;
@@ -141,47 +149,44 @@ int config_parse_size(const char *s, size_t *out)
     const char *rest = config_parse_digits(s, &v);
     if (!rest)
         return -1;
-    uint64_t mult = 1;
-    if (*rest) {
-        switch (tolower((unsigned char)*rest)) {
-        case 'k': mult = 1024ULL; break;
-        case 'm': mult = 1024ULL * 1024; break;
-        case 'g': mult = 1024ULL * 1024 * 1024; break;
-        default: return -1;
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcmp(rest, units[i].suffix) == 0) {
+            if (v > max / units[i].mult)
+                return -1;
+            *out = v * units[i].mult;
+            return 0;
         }
-        if (rest[1])
-            return -1;
     }
-    if (v > SIZE_MAX / mult)
+    return -1;
+}
+
+int config_parse_size(const char *s, size_t *out)
+{
+    static const config_unit units[] = {
+        {"", 1},           {"k", 1ULL << 10}, {"K", 1ULL << 10}, {"m", 1ULL << 20},
+        {"M", 1ULL << 20}, {"g", 1ULL << 30}, {"G", 1ULL << 30},
+    };
+    uint64_t v;
+    if (config_parse_scaled(s, units, sizeof units / sizeof units[0], SIZE_MAX, &v) != 0)
         return -1;
-    *out = (size_t)(v * mult);
+    *out = (size_t)v;
     return 0;
 }
 
 int config_parse_ms(const char *s, long *out)
 {
-    if (!s)
-        return -1;
+    static const config_unit units[] = {
+        {"", 1},
+        {"ms", 1},
+        {"s", 1000},
+        {"m", 60ULL * 1000},
+        {"h", 3600ULL * 1000},
+        {"d", 86400ULL * 1000},
+    };
     uint64_t v;
-    const char *rest = config_parse_digits(s, &v);
-    if (!rest)
+    if (config_parse_scaled(s, units, sizeof units / sizeof units[0], LONG_MAX, &v) != 0)
         return -1;
-    uint64_t mult;
-    if (!*rest || strcmp(rest, "ms") == 0)
-        mult = 1;
-    else if (strcmp(rest, "s") == 0)
-        mult = 1000;
-    else if (strcmp(rest, "m") == 0)
-        mult = 60ULL * 1000;
-    else if (strcmp(rest, "h") == 0)
-        mult = 3600ULL * 1000;
-    else if (strcmp(rest, "d") == 0)
-        mult = 86400ULL * 1000;
-    else
-        return -1;
-    if (v > (uint64_t)LONG_MAX / mult)
-        return -1;
-    *out = (long)(v * mult);
+    *out = (long)v;
     return 0;
 }
 
@@ -238,49 +243,29 @@ int config_parse_hostport(const char *s, char *host, size_t hostcap, int *port)
     return 0;
 }
 
-long config_int(const char *name, long def)
-{
-    const char *s = config_str(name, NULL);
-    if (!s)
-        return def;
-    long v;
-    if (config_parse_long(s, &v) != 0)
-        config_fail(name, s, "not an integer");
-    return v;
-}
+/* The typed getters: the variable read by parse, def when it is unset; a malformed value ends
+ * the process through config_fail with what. */
+#define CONFIG_GETTER(fn, type, parse, what)                                                       \
+    type fn(const char *name, type def)                                                            \
+    {                                                                                              \
+        const char *s = config_str(name, NULL);                                                    \
+        if (!s)                                                                                    \
+            return def;                                                                            \
+        type v;                                                                                    \
+        if (parse(s, &v) != 0)                                                                     \
+            config_fail(name, s, what);                                                            \
+        return v;                                                                                  \
+    }
 
-int config_bool(const char *name, int def)
-{
-    const char *s = config_str(name, NULL);
-    if (!s)
-        return def;
-    int v;
-    if (config_parse_bool(s, &v) != 0)
-        config_fail(name, s, "not a boolean (1/0, true/false, yes/no, on/off)");
-    return v;
-}
+CONFIG_GETTER(config_int, long, config_parse_long, "not an integer")
+CONFIG_GETTER(config_bool, int, config_parse_bool,
+              "not a boolean (1/0, true/false, yes/no, on/off)")
+CONFIG_GETTER(config_size, size_t, config_parse_size,
+              "not a size (bytes, or a number followed by k, m or g)")
+CONFIG_GETTER(config_ms, long, config_parse_ms,
+              "not a duration (a number followed by ms, s, m, h or d)")
 
-size_t config_size(const char *name, size_t def)
-{
-    const char *s = config_str(name, NULL);
-    if (!s)
-        return def;
-    size_t v;
-    if (config_parse_size(s, &v) != 0)
-        config_fail(name, s, "not a size (bytes, or a number followed by k, m or g)");
-    return v;
-}
-
-long config_ms(const char *name, long def)
-{
-    const char *s = config_str(name, NULL);
-    if (!s)
-        return def;
-    long v;
-    if (config_parse_ms(s, &v) != 0)
-        config_fail(name, s, "not a duration (a number followed by ms, s, m, h or d)");
-    return v;
-}
+#undef CONFIG_GETTER
 
 size_t config_list(const char *s, char ***items)
 {

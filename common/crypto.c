@@ -236,7 +236,7 @@ void crypto_hex(const void *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int crypto_hex_value(unsigned char c)
+int crypto_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';

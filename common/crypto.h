@@ -28,6 +28,8 @@ int crypto_b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, s
 /* Lowercase hex; out needs 2*len+1 bytes. decode returns 0 on success (exactly 2*outlen chars). */
 void crypto_hex(const void *in, size_t len, char *out);
 int crypto_unhex(const char *in, size_t inlen, uint8_t *out, size_t outlen);
+/* The value of one hex digit (either case), -1 for any other byte. */
+int crypto_hex_value(unsigned char c);
 
 /* nbytes of randomness as base64url text (out needs crypto_b64url_len(nbytes)+1). */
 int crypto_random_token(char *out, size_t nbytes);

@@ -33,6 +33,7 @@
 #include "http_headers.h"
 #include "http_syntax.h"
 #include "net_addr.h"
+#include "queue.h"
 #include "xalloc.h"
 
 #include <llhttp.h>
@@ -269,36 +270,17 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
 
 static void hc_wlist_append(http_exchange *x, hc_wreq *w)
 {
-    w->next = NULL;
-    w->prev = x->wlast;
-    if (x->wlast)
-        x->wlast->next = w;
-    else
-        x->wfirst = w;
-    x->wlast = w;
+    DQ_PUSH_TAIL(x->wfirst, x->wlast, w, next, prev);
 }
 
 static void hc_wlist_prepend(http_exchange *x, hc_wreq *w)
 {
-    w->prev = NULL;
-    w->next = x->wfirst;
-    if (x->wfirst)
-        x->wfirst->prev = w;
-    else
-        x->wlast = w;
-    x->wfirst = w;
+    DQ_PUSH_HEAD(x->wfirst, x->wlast, w, next, prev);
 }
 
 static void hc_wlist_unlink(http_exchange *x, hc_wreq *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        x->wfirst = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        x->wlast = w->prev;
+    DQ_REMOVE(x->wfirst, x->wlast, w, next, prev);
     w->prev = w->next = NULL;
 }
 

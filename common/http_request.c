@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "queue.h"
 
 /* ---------------------------------------------------------------- requests */
 
@@ -96,22 +97,14 @@ void req_fire_done(http_req *r, int status)
 void queue_append(http_conn *c, http_req *r)
 {
     r->in_queue = 1;
-    r->next = NULL;
-    if (c->tail)
-        c->tail->next = r;
-    else
-        c->head = r;
-    c->tail = r;
+    SQ_PUSH(c->head, c->tail, r, next);
     c->nreqs++;
 }
 
 void queue_pop(http_conn *c)
 {
-    http_req *r = c->head;
-    c->head = r->next;
-    if (!c->head)
-        c->tail = NULL;
-    r->next = NULL;
+    http_req *r;
+    SQ_POP(c->head, c->tail, r, next);
     r->in_queue = 0;
     c->nreqs--;
 }

@@ -3,6 +3,7 @@
  * requests writes to the socket (through the connection's transport), so responses leave in
  * request order. Also the server's own error replies (framing errors, limits, timeouts). */
 #include "http_server_int.h"
+#include "queue.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -103,21 +104,15 @@ http_out *out_new(http_req *r, size_t len)
 
 void req_enqueue(http_req *r, http_out *o)
 {
-    if (r->out_tail)
-        r->out_tail->next = o;
-    else
-        r->out = o;
-    r->out_tail = o;
+    SQ_PUSH(r->out, r->out_tail, o, next);
 }
 
 /* Fires the callbacks of output never handed to the socket (the connection is gone). */
 void req_cancel_out(http_req *r)
 {
     while (r->out) {
-        http_out *o = r->out;
-        r->out = o->next;
-        if (!r->out)
-            r->out_tail = NULL;
+        http_out *o;
+        SQ_POP(r->out, r->out_tail, o, next);
         if (o->cb)
             o->cb(r, UV_ECANCELED, o->ud);
         free(o);

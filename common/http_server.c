@@ -20,6 +20,7 @@
  * can continue after a user call (resume, read_body, a response that ended) is restarted
  * from an idle handle ("kick"), never re-entrantly. */
 #include "http_server_int.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -301,12 +302,7 @@ void conn_update(http_conn *c)
 static void conn_free(http_conn *c)
 {
     http_server *srv = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DL_REMOVE(srv->conns, c, next, prev);
     free(c->rbuf);
     c->tp->free(c);
     free(c);
@@ -432,10 +428,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     c->parser.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
 
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    DL_INSERT_HEAD(srv->conns, c, next, prev);
     srv->nconns++;
     srv->nalive++;
     conn_update(c);

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "queue.h"
 #include "xalloc.h"
 
 #include <dirent.h>
@@ -118,25 +119,17 @@ static void conn_on_timer(uv_timer_t *t);
 
 static void list_push(req_list *l, pg_req *r)
 {
-    r->next = NULL;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
+    SQ_PUSH(l->head, l->tail, r, next);
     l->len++;
 }
 
 static pg_req *list_pop(req_list *l)
 {
-    pg_req *r = l->head;
-    if (!r)
-        return NULL;
-    l->head = r->next;
+    pg_req *r;
     if (!l->head)
-        l->tail = NULL;
+        return NULL;
+    SQ_POP(l->head, l->tail, r, next);
     l->len--;
-    r->next = NULL;
     return r;
 }
 

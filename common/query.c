@@ -3,18 +3,8 @@
 
 #include <string.h>
 
+#include "crypto.h"
 #include "utf8.h"
-
-static int query_hex(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 long query_unescape(const char *s, size_t n, char *out, size_t cap, int plus_is_space)
 {
@@ -26,7 +16,8 @@ long query_unescape(const char *s, size_t n, char *out, size_t cap, int plus_is_
         } else if (ch == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = query_hex(s[i + 1]), l = query_hex(s[i + 2]);
+            int h = crypto_hex_value((unsigned char)s[i + 1]);
+            int l = crypto_hex_value((unsigned char)s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             ch = (char)(h * 16 + l);

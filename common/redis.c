@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "queue.h"
 #include "xalloc.h"
 
 #include <arpa/inet.h>
@@ -102,12 +103,7 @@ static void redis_cmd_closed(uv_handle_t *h)
 {
     redis_cmd *c = h->data;
     redis *r = c->r;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->cmds = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    DL_REMOVE(r->cmds, c, next, prev);
     free(c);
     redis_maybe_free(r);
 }
@@ -148,10 +144,7 @@ static redis_cmd *redis_cmd_new(redis *r, redis_fn cb, void *ud)
     c->ud = ud;
     uv_timer_init(r->loop, &c->timer);
     c->timer.data = c;
-    c->next = r->cmds;
-    if (r->cmds)
-        r->cmds->prev = c;
-    r->cmds = c;
+    DL_INSERT_HEAD(r->cmds, c, next, prev);
     return c;
 }
 

@@ -1,6 +1,7 @@
 /* ttl_cache: a chained hash table with an insertion-ordered list for eviction, and the fills
  * in flight with their waiters (see ttl_cache.h). */
 #include "ttl_cache.h"
+#include "queue.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -72,14 +73,7 @@ static void ttl_entry_drop(ttl_cache *c, ttl_entry **slot)
 {
     ttl_entry *e = *slot;
     *slot = e->chain;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        c->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        c->newest = e->older;
+    DQ_REMOVE(c->oldest, c->newest, e, newer, older);
     json_decref(e->value);
     free(e);
     c->size--;
@@ -145,12 +139,7 @@ void ttl_cache_put(ttl_cache *c, const uint8_t key[32], json_t *value, uint64_t 
     ttl_entry **slot = &c->buckets[ttl_bucket(c, key)];
     e->chain = *slot;
     *slot = e;
-    e->older = c->newest;
-    if (c->newest)
-        c->newest->newer = e;
-    else
-        c->oldest = e;
-    c->newest = e;
+    DQ_PUSH_TAIL(c->oldest, c->newest, e, newer, older);
     c->size++;
 }
 
@@ -177,8 +166,7 @@ int ttl_cache_join(ttl_cache *c, const uint8_t key[32], ttl_cache_fn cb, void *u
     w->ud = ud;
     ttl_flight **slot = ttl_flight_slot(c, key);
     if (*slot) {
-        (*slot)->tail->next = w;
-        (*slot)->tail = w;
+        SQ_PUSH((*slot)->head, (*slot)->tail, w, next);
         return 0;
     }
     ttl_flight *f = calloc(1, sizeof(*f));

@@ -1,6 +1,7 @@
 /* workq: bounded lanes of threadpool work with a concurrency cap, a FIFO of waiting jobs and
  * reservations (see workq.h). */
 #include "workq.h"
+#include "queue.h"
 
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -66,11 +67,8 @@ static void workq_after(uv_work_t *w, int status)
 static void workq_start_next(workq *q)
 {
     while (q->running < q->concurrency && q->head) {
-        workq_job *j = q->head;
-        q->head = j->next;
-        if (!q->head)
-            q->tail = NULL;
-        j->next = NULL;
+        workq_job *j;
+        SQ_POP(q->head, q->tail, j, next);
         q->waiting--;
         q->running++;
         j->work.data = j;
@@ -93,12 +91,7 @@ static void workq_enqueue(workq *q, workq_job *j, workq_run_fn run, workq_done_f
     j->q = q;
     j->run = run;
     j->done = done;
-    j->next = NULL;
-    if (q->tail)
-        q->tail->next = j;
-    else
-        q->head = j;
-    q->tail = j;
+    SQ_PUSH(q->head, q->tail, j, next);
     q->waiting++;
     workq_start_next(q);
 }
@@ -152,12 +145,11 @@ void workq_free(workq *q, void (*drop)(workq_job *j))
     if (!q)
         return;
     while (q->head) {
-        workq_job *j = q->head;
-        q->head = j->next;
+        workq_job *j;
+        SQ_POP(q->head, q->tail, j, next);
         q->waiting--;
         if (drop)
             drop(j);
     }
-    q->tail = NULL;
     free(q);
 }

@@ -2,6 +2,7 @@
  * HMAC-SHA256 (RFC 4231 vectors), the DRBG (distinct outputs, also across fork and threads)
  * and ECDSA P-256 checked against the openssl command line tool in both directions. */
 #include "crypto.h"
+#include "query.h"
 #include "test.h"
 
 #include <pthread.h>
@@ -91,6 +92,27 @@ static void hex(void)
     CHECK(crypto_unhex("0001abf", 7, back, 4) != 0);
     CHECK(crypto_unhex("0001abff00", 10, back, 4) != 0);
     CHECK(crypto_unhex("0001abfg", 8, back, 4) != 0);
+}
+
+/* One hex digit's value, for crypto_unhex and query_unescape's %XX alike: both cases, and
+ * -1 for every other byte (high bytes included). */
+static void hex_value(void)
+{
+    int wrong = 0;
+    for (int c = 0; c < 256; c++) {
+        int want = c >= '0' && c <= '9'   ? c - '0'
+                   : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                   : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                          : -1;
+        wrong += crypto_hex_value((unsigned char)c) != want;
+    }
+    CHECK_INT(wrong, 0);
+    char out[16];
+    CHECK_INT(query_unescape("%4a%4B%7e", 9, out, sizeof out, 0), 3);
+    CHECK_STR(out, "JK~");
+    CHECK_INT(query_unescape("%4g", 3, out, sizeof out, 0), -1);
+    static const char high[] = {'%', (char)0xff, '1'};
+    CHECK_INT(query_unescape(high, sizeof high, out, sizeof out, 0), -1);
 }
 
 static void sha256_vectors(void)
@@ -562,6 +584,7 @@ int main(void)
     RUN(b64url_vectors);
     RUN(b64url_strict);
     RUN(hex);
+    RUN(hex_value);
     RUN(sha256_vectors);
     RUN(hmac_rfc4231);
     RUN(ct_equal);
