@@ -72,11 +72,16 @@ struct upstream {
     void *skip_ud;
 };
 
-struct us_fetch {
-    upstream *u;
+/* A request kept to be sent again on another peer: one block holds the strings. */
+typedef struct us_req {
     char *method, *target, *body;
     http_header *headers;
     size_t nheaders, body_len;
+} us_req;
+
+struct us_fetch {
+    upstream *u;
+    us_req r;
     unsigned timeout_ms;
     http_fetch_fn cb;
     void *ud;
@@ -644,7 +649,10 @@ static int us_retryable(hc_err err, const upstream_try *t)
            (upstream_method_idempotent(t->method) && t->body_replayable);
 }
 
-upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t)
+/* The end of one try on p with err: reports it to passive health (HC_OK a success; refused,
+ * timeout, reset and HC_EPROTO a failure), then, when the policy allows another try, returns
+ * another healthy peer (the caller releases p); NULL when err is final. */
+static upstream_peer *us_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t)
 {
     if (u->freeing)
         return NULL;
@@ -662,13 +670,49 @@ upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, cons
     return q;
 }
 
+static void us_req_copy(us_req *q, const char *method, const char *target,
+                        const http_header *headers, size_t nheaders, const void *body,
+                        size_t body_len)
+{
+    size_t ml = strlen(method) + 1, tl = strlen(target) + 1, size = ml + tl + body_len + 1;
+    char *blob;
+    for (size_t i = 0; i < nheaders; i++)
+        size += strlen(headers[i].name) + strlen(headers[i].value) + 2;
+    /* One block: method, target, body, then the header strings. */
+    blob = q->method = xcalloc(1, size);
+    memcpy(blob, method, ml);
+    q->target = blob + ml;
+    memcpy(q->target, target, tl);
+    q->body = q->target + tl;
+    if (body_len)
+        memcpy(q->body, body, body_len);
+    q->body_len = body_len;
+    blob = q->body + body_len + 1;
+    q->headers = xcalloc(1, (nheaders ? nheaders : 1) * sizeof *q->headers);
+    q->nheaders = nheaders;
+    for (size_t i = 0; i < nheaders; i++) {
+        size_t nl = strlen(headers[i].name) + 1, vl = strlen(headers[i].value) + 1;
+        memcpy(blob, headers[i].name, nl);
+        q->headers[i].name = blob;
+        blob += nl;
+        memcpy(blob, headers[i].value, vl);
+        q->headers[i].value = blob;
+        blob += vl;
+    }
+}
+
+static void us_req_free(us_req *q)
+{
+    free(q->headers);
+    free(q->method);
+}
+
 static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r)
 {
     upstream *u = f->u;
     f->cb(err, r, f->ud);
     upstream_peer_release(f->peer);
-    free(f->headers);
-    free(f->method);
+    us_req_free(&f->r);
     free(f);
     us_unpend(u);
 }
@@ -679,16 +723,16 @@ static void us_fetch_send(us_fetch *f, upstream_peer *p)
 {
     f->peer = p;
     f->tries++;
-    http_client_fetch(f->u->client, upstream_peer_addr(p), f->method, f->target, f->headers,
-                      f->nheaders, f->body, f->body_len, f->timeout_ms, us_fetch_cb, f);
+    http_client_fetch(f->u->client, upstream_peer_addr(p), f->r.method, f->r.target, f->r.headers,
+                      f->r.nheaders, f->r.body, f->r.body_len, f->timeout_ms, us_fetch_cb, f);
 }
 
 static void us_fetch_cb(hc_err err, const http_response *r, void *ud)
 {
     us_fetch *f = ud;
     /* a buffered body is whole: an idempotent request may go again */
-    upstream_try t = {f->method, (unsigned)f->tries, 1, 1, 0};
-    upstream_peer *q = upstream_try_done(f->u, f->peer, err, &t);
+    upstream_try t = {f->r.method, (unsigned)f->tries, 1, 1, 0};
+    upstream_peer *q = us_try_done(f->u, f->peer, err, &t);
     if (q) {
         upstream_peer_release(f->peer);
         us_fetch_send(f, q);
@@ -762,31 +806,7 @@ void upstream_fetch(upstream *u, const char *method, const char *target, const h
                     http_fetch_fn cb, void *ud)
 {
     us_fetch *f = xcalloc(1, sizeof *f);
-    size_t ml = strlen(method) + 1, tl = strlen(target) + 1, size = ml + tl + body_len + 1;
-    char *blob;
-    for (size_t i = 0; i < nheaders; i++)
-        size += strlen(headers[i].name) + strlen(headers[i].value) + 2;
-    /* One block: method, target, body, then the header strings. */
-    blob = f->method = xcalloc(1, size);
-    memcpy(blob, method, ml);
-    f->target = blob + ml;
-    memcpy(f->target, target, tl);
-    f->body = f->target + tl;
-    if (body_len)
-        memcpy(f->body, body, body_len);
-    f->body_len = body_len;
-    blob = f->body + body_len + 1;
-    f->headers = xcalloc(1, (nheaders ? nheaders : 1) * sizeof *f->headers);
-    f->nheaders = nheaders;
-    for (size_t i = 0; i < nheaders; i++) {
-        size_t nl = strlen(headers[i].name) + 1, vl = strlen(headers[i].value) + 1;
-        memcpy(blob, headers[i].name, nl);
-        f->headers[i].name = blob;
-        blob += nl;
-        memcpy(blob, headers[i].value, vl);
-        f->headers[i].value = blob;
-        blob += vl;
-    }
+    us_req_copy(&f->r, method, target, headers, nheaders, body, body_len);
     f->u = u;
     f->timeout_ms = timeout_ms;
     f->cb = cb;
@@ -800,4 +820,103 @@ void upstream_fetch(upstream *u, const char *method, const char *target, const h
         return;
     }
     us_fetch_go(f);
+}
+
+/* ---- streamed requests ---- */
+
+typedef struct us_xch {
+    upstream *u;
+    us_req r;
+    int64_t body_len;
+    const upstream_exchange_cbs *cbs;
+    void *ud;
+    upstream_peer *peer;
+    unsigned tries;
+} us_xch;
+
+static const http_exchange_cbs us_xch_cbs;
+
+static void us_xch_end(us_xch *s, http_exchange *x, hc_err err)
+{
+    upstream *u = s->u;
+    s->cbs->x.on_done(x, err, s->ud);
+    upstream_peer_release(s->peer);
+    us_req_free(&s->r);
+    free(s);
+    us_unpend(u);
+}
+
+/* A try on p; 0, or -1 when the client is being freed (nothing started). */
+static int us_xch_try(us_xch *s, upstream_peer *p)
+{
+    s->peer = p;
+    s->tries++;
+    http_exchange *x =
+        http_exchange_start(s->u->client, upstream_peer_addr(p), s->r.method, s->r.target,
+                            s->r.headers, s->r.nheaders, s->body_len, &us_xch_cbs, s);
+    if (!x)
+        return -1;
+    s->cbs->on_try(x, p, s->ud);
+    return 0;
+}
+
+static void us_xch_sent_head(http_exchange *x, void *ud)
+{
+    us_xch *s = ud;
+    if (s->cbs->x.on_sent_head)
+        s->cbs->x.on_sent_head(x, s->ud);
+}
+
+static int us_xch_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud)
+{
+    us_xch *s = ud;
+    return s->cbs->x.on_response ? s->cbs->x.on_response(x, status, h, n, s->ud) : 0;
+}
+
+static void us_xch_data(http_exchange *x, const char *data, size_t len, void *ud)
+{
+    us_xch *s = ud;
+    if (s->cbs->x.on_data)
+        s->cbs->x.on_data(x, data, len, s->ud);
+}
+
+static void us_xch_done(http_exchange *x, hc_err err, void *ud)
+{
+    us_xch *s = ud;
+    upstream_try t = {s->r.method, s->tries, http_exchange_sent_any(x), s->body_len == 0,
+                      s->cbs->no_retry(s->ud)};
+    upstream_peer *q = us_try_done(s->u, s->peer, err, &t);
+    if (!q) {
+        us_xch_end(s, x, err);
+        return;
+    }
+    upstream_peer_release(s->peer);
+    if (us_xch_try(s, q) != 0)
+        us_xch_end(s, NULL, HC_ECANCELED);
+}
+
+static const http_exchange_cbs us_xch_cbs = {us_xch_sent_head, us_xch_response, us_xch_data,
+                                             us_xch_done};
+
+int upstream_exchange_start(upstream *u, const char *method, const char *target,
+                            const http_header *headers, size_t nheaders, int64_t body_len,
+                            const upstream_exchange_cbs *cbs, void *ud)
+{
+    upstream_peer *p = upstream_pick(u, NULL);
+    if (!p)
+        return UPSTREAM_ENOPEER;
+    us_xch *s = xcalloc(1, sizeof *s);
+    us_req_copy(&s->r, method, target, headers, nheaders, NULL, 0);
+    s->u = u;
+    s->body_len = body_len;
+    s->cbs = cbs;
+    s->ud = ud;
+    if (us_xch_try(s, p) != 0) {
+        upstream_peer_release(p);
+        us_req_free(&s->r);
+        free(s);
+        return UPSTREAM_ECLOSING;
+    }
+    u->pending++;
+    return 0;
 }

@@ -50,7 +50,7 @@ void upstream_peer_succeeded(upstream *u, upstream_peer *p);
 typedef int (*upstream_skip_fn)(const upstream_peer *p, void *ud);
 void upstream_set_skip(upstream *u, upstream_skip_fn skip, void *ud);
 
-/* The one retry policy of every request to a service (the gateway's streamed proxy and
+/* The one retry policy of every request to a service (upstream_exchange_start and
  * upstream_fetch): at most UPSTREAM_MAX_TRIES tries, each on another peer. A try is retried
  * when the peer failed before it answered (refused, timed out, reset; a malformed answer,
  * HC_EPROTO, counts against the peer but is not retried) and the request can be sent again:
@@ -68,15 +68,36 @@ typedef struct upstream_try {
 
 /* 1 for the idempotent methods of RFC 9110 §9.2.2. */
 int upstream_method_idempotent(const char *method);
-/* The end of one try on p with err: reports it to passive health (HC_OK a success; refused,
- * timeout, reset and HC_EPROTO a failure), then, when the policy above allows another try,
- * returns another healthy peer (the caller releases p); NULL when err is final. */
-upstream_peer *upstream_try_done(upstream *u, upstream_peer *p, hc_err err, const upstream_try *t);
 
 void upstream_counts(const upstream *u, unsigned *healthy, unsigned *total);
 /* Calls fn for each instance (for /health and shared state publishing). */
 void upstream_each(const upstream *u, void (*fn)(const upstream_peer *p, int healthy, void *ud),
                    void *ud);
+
+/* A streamed request to the service, the one seam of the gateway (and of any caller that
+ * streams), as h2o's connect-with-pool: picks a healthy peer, starts the exchange on the
+ * client's pool, reports each try's outcome to passive health and retries on another peer as
+ * the policy above says. A body (body_len as for http_exchange_start) is never replayed: once
+ * it was sent a try is final. */
+typedef struct upstream_exchange_cbs {
+    /* A try starts on p with exchange x: write the body to x, pause, resume or abort it. Called
+     * again, with another x, for each retry (inside the on_done of the failed try). */
+    void (*on_try)(http_exchange *x, const upstream_peer *p, void *ud);
+    /* 1 once the caller cannot send the request again (its answer or its body started). */
+    int (*no_retry)(void *ud);
+    /* As http_exchange_cbs; on_done only once, at the end of the last try (x NULL and
+     * HC_ECANCELED when the client was being freed before a retry could start). */
+    http_exchange_cbs x;
+} upstream_exchange_cbs;
+
+enum { UPSTREAM_ENOPEER = -1, UPSTREAM_ECLOSING = -2 };
+
+/* 0 when the first try started (on_try has run); UPSTREAM_ENOPEER when no peer is healthy,
+ * UPSTREAM_ECLOSING when the client is being freed: then nothing started and no callback
+ * follows. method, target and headers are copied. */
+int upstream_exchange_start(upstream *u, const char *method, const char *target,
+                            const http_header *headers, size_t nheaders, int64_t body_len,
+                            const upstream_exchange_cbs *cbs, void *ud);
 
 /* A buffered request to the service: picks a peer and retries as upstream_try_done says. When no peer is healthy: cb gets
  * HC_ECONNECT without trying. */

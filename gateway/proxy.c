@@ -20,6 +20,7 @@
 #include "headers.h"
 #include "http_headers.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define PX_HIGH (256 * 1024) /* queued bytes that pause the sender */
 #define PX_LOW  (64 * 1024)  /* and resume it */
@@ -30,8 +31,7 @@ typedef struct gw_px {
     const gw_route_conf *route;
     int route_idx;
     upstream *up;
-    upstream_peer *peer;
-    http_exchange *x;
+    http_exchange *x; /* the current try's */
     char client_ip[64];
     char peer_text[64];
     char *path;        /* normalized */
@@ -61,16 +61,12 @@ typedef struct px_write {
     size_t len;
 } px_write;
 
-static void px_try(gw_px *px);
-
 /* ---- the proxied request's end ---- */
 
 static void px_maybe_free(gw_px *px)
 {
     if (px->holds || !px->resp_ended || px->x || px->cl_writes || px->up_writes)
         return;
-    if (px->peer)
-        upstream_peer_release(px->peer);
     gw_gzip_free(px->gz);
     free(px->path);
     free(px->target);
@@ -153,14 +149,8 @@ static void on_req_data_held(gw_px *px, http_req *req, const char *data, size_t 
         http_exchange_abort(px->x);
         return;
     }
-    px_write *wr = malloc(sizeof *wr);
-    char *buf = malloc(len);
-    if (!wr || !buf) {
-        free(wr);
-        free(buf);
-        http_exchange_abort(px->x);
-        return;
-    }
+    px_write *wr = xmalloc(sizeof *wr);
+    char *buf = xmalloc(len);
     memcpy(buf, data, len); /* the client does not copy: kept until written */
     *wr = (px_write){px, buf, len};
     px->up_pending += len;
@@ -302,9 +292,7 @@ static void cl_written(http_req *req, int status, void *ud)
 /* http_resp_write copies the data; the callback only paces the upstream. */
 static void px_send(gw_px *px, const char *buf, size_t len)
 {
-    px_write *wr = malloc(sizeof *wr);
-    if (!wr)
-        return;
+    px_write *wr = xmalloc(sizeof *wr);
     *wr = (px_write){px, NULL, len};
     if (http_resp_write(px->req, buf, len, cl_written, wr) != 0) {
         free(wr); /* the client is gone (on_client_close ends the exchange) */
@@ -340,14 +328,26 @@ static void on_data(http_exchange *x, const char *data, size_t len, void *ud)
     px_release(px);
 }
 
-static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
+/* A try starts (upstream_exchange_start picked the peer; a retry picked another). */
+static void on_try(http_exchange *x, const upstream_peer *p, void *ud)
 {
-    /* passive health and the one retry policy (upstream.h); never once the reply or the
-     * request body started, nor for a client that left or a body over the limit */
-    upstream_try t = {http_req_method(px->req), (unsigned)px->tries, http_exchange_sent_any(x),
-                      px->body_len == 0,
-                      px->resp_started || px->too_big || px->client_closed || px->body_started};
-    upstream_peer *next = upstream_try_done(px->up, px->peer, err, &t);
+    gw_px *px = ud;
+    px->x = x;
+    px->tries++;
+    snprintf(px->peer_text, sizeof px->peer_text, "%s", upstream_peer_text(p));
+    px->t_up = uv_hrtime();
+}
+
+/* The retry policy is upstream.h's; never once the reply or the request body started, nor for
+ * a client that left or a body over the limit. */
+static int no_retry(void *ud)
+{
+    const gw_px *px = ud;
+    return px->resp_started || px->too_big || px->client_closed || px->body_started;
+}
+
+static void on_done_held(gw_px *px, hc_err err)
+{
     px->x = NULL;
     if (err == HC_OK) {
         if (px->gz) {
@@ -374,12 +374,6 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
         px_error(px, 413, "payload_too_large", "The request body is over this route's limit.");
         return;
     }
-    if (next) {
-        upstream_peer_release(px->peer);
-        px->peer = next;
-        px_try(px);
-        return;
-    }
     if (err == HC_ETIMEOUT)
         px_error(px, 504, "gateway_timeout", "The service did not answer in time.");
     else
@@ -389,29 +383,14 @@ static void on_done_held(gw_px *px, http_exchange *x, hc_err err)
 static void on_done(http_exchange *x, hc_err err, void *ud)
 {
     gw_px *px = ud;
+    (void)x;
     px_hold(px);
-    on_done_held(px, x, err);
+    on_done_held(px, err);
     px_release(px);
 }
 
-static const http_exchange_cbs px_cbs = {on_sent_head, on_response, on_data, on_done};
-
-/* Starts a try on px->peer (NULL: none available). Callers hold px. */
-static void px_try(gw_px *px)
-{
-    if (!px->peer) {
-        px_error(px, 502, "bad_gateway", "No instance of the service is available.");
-        return;
-    }
-    px->tries++;
-    snprintf(px->peer_text, sizeof px->peer_text, "%s", upstream_peer_text(px->peer));
-    px->t_up = uv_hrtime();
-    px->x =
-        http_exchange_start(px->w->client, upstream_peer_addr(px->peer), http_req_method(px->req),
-                            px->target, px->hdrs, px->nhdrs, px->body_len, &px_cbs, px);
-    if (!px->x)
-        px_error(px, 502, "bad_gateway", "Cannot reach the service.");
-}
+static const upstream_exchange_cbs px_cbs = {
+    on_try, no_retry, {on_sent_head, on_response, on_data, on_done}};
 
 static void on_client_close(http_req *req)
 {
@@ -430,9 +409,7 @@ static int px_headers(gw_px *px)
     http_req *req = px->req;
     const char *conn = http_req_header(req, "Connection");
     size_t n = http_req_header_count(req);
-    px->hdrs = malloc(sizeof(http_header) * (n + 8));
-    if (!px->hdrs)
-        return -1;
+    px->hdrs = xmalloc(sizeof(http_header) * (n + 8));
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         http_req_header_at(req, i, &name, &value);
@@ -456,9 +433,7 @@ static int px_headers(gw_px *px)
         if (!strcasecmp(name, "X-Forwarded-For"))
             xlen += strlen(value) + 2;
     }
-    px->xff = malloc(xlen);
-    if (!px->xff)
-        return -1;
+    px->xff = xmalloc(xlen);
     size_t off = 0;
     for (size_t i = 0; trusted && i < n; i++) {
         const char *name, *value;
@@ -481,9 +456,7 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
 {
     gw_worker *w = a->w;
     http_req *req = a->req;
-    gw_px *px = calloc(1, sizeof *px);
-    if (!px)
-        return -1;
+    gw_px *px = xcalloc(1, sizeof *px);
     px->w = w;
     px->req = req;
     px->route = route;
@@ -495,9 +468,9 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
     snprintf(px->client_ip, sizeof px->client_ip, "%s", a->client);
     const char *q = http_req_query(req);
     size_t tlen = strlen(a->path) + 1 + strlen(q) + 1;
-    px->path = strdup(a->path);
-    px->target = malloc(tlen);
-    if (!px->path || !px->target || px_headers(px) != 0) {
+    px->path = xstrdup(a->path);
+    px->target = xmalloc(tlen);
+    if (px_headers(px) != 0) {
         px->resp_ended = 1;
         px_maybe_free(px);
         return -1;
@@ -506,8 +479,12 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
     px_hold(px);
-    px->peer = upstream_pick(px->up, NULL);
-    px_try(px);
+    int rc = upstream_exchange_start(px->up, http_req_method(req), px->target, px->hdrs, px->nhdrs,
+                                     px->body_len, &px_cbs, px);
+    if (rc == UPSTREAM_ENOPEER)
+        px_error(px, 502, "bad_gateway", "No instance of the service is available.");
+    else if (rc != 0)
+        px_error(px, 502, "bad_gateway", "Cannot reach the service.");
     px_release(px);
     return 0;
 }
