@@ -1,5 +1,6 @@
 /* cidr: parsing CIDR network lists and matching addresses against them (see cidr.h). */
 #include "cidr.h"
+#include "xalloc.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -103,15 +104,8 @@ int cidr_net_parse(const char *item, cidr_net *net, const char **why)
 
 cidr_list *cidr_list_parse(const char *text, char *err, size_t errcap)
 {
-    cidr_list *l = calloc(1, sizeof(*l));
-    char *copy = strdup(text ? text : "");
-    if (!l || !copy) {
-        free(l);
-        free(copy);
-        if (err && errcap)
-            snprintf(err, errcap, "out of memory");
-        return NULL;
-    }
+    cidr_list *l = xcalloc(1, sizeof(*l));
+    char *copy = xstrdup(text ? text : "");
     size_t cap = 0;
     char *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -124,13 +118,7 @@ cidr_list *cidr_list_parse(const char *text, char *err, size_t errcap)
             continue;
         if (l->n == cap) {
             cap = cap ? cap * 2 : 4;
-            cidr_net *nets = realloc(l->nets, cap * sizeof(*nets));
-            if (!nets) {
-                if (err && errcap)
-                    snprintf(err, errcap, "out of memory");
-                goto fail;
-            }
-            l->nets = nets;
+            l->nets = xrealloc(l->nets, cap * sizeof(*l->nets));
         }
         const char *why = NULL;
         if (cidr_net_parse(tok, &l->nets[l->n], &why) != 0) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "xalloc.h"
 
 #define JWT_MAX_HEADER 1024
 #define JWT_MAX_KEYS   16
@@ -26,7 +27,7 @@ struct jwt_keyset {
 
 jwt_keyset *jwt_keyset_new(void)
 {
-    jwt_keyset *ks = calloc(1, sizeof(*ks));
+    jwt_keyset *ks = xcalloc(1, sizeof(*ks));
     if (ks)
         ks->signer = -1;
     return ks;
@@ -206,8 +207,8 @@ char *jwt_sign(const jwt_keyset *ks, const char *typ, json_t *claims)
     const jwt_key *k = &ks->keys[ks->signer];
     json_t *hdr =
         json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", typ ? typ : "JWT", "kid", k->kid);
-    char *tok = malloc(JWT_MAX_LEN + 1);
-    size_t n = tok ? jwt_encode_part(hdr, tok, JWT_MAX_LEN) : 0;
+    char *tok = xmalloc(JWT_MAX_LEN + 1);
+    size_t n = jwt_encode_part(hdr, tok, JWT_MAX_LEN);
     json_decref(hdr);
     if (n == 0)
         goto fail;
@@ -250,10 +251,10 @@ static json_t *jwt_decode_object(const char *p, size_t len, size_t cap)
 {
     if (len == 0 || len > crypto_b64url_len(cap))
         return NULL;
-    uint8_t *buf = malloc(cap + 1);
+    uint8_t *buf = xmalloc(cap + 1);
     size_t n;
     json_t *v = NULL;
-    if (buf && crypto_b64url_decode(p, len, buf, cap, &n) == 0) {
+    if (crypto_b64url_decode(p, len, buf, cap, &n) == 0) {
         json_error_t jerr;
         v = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &jerr);
         if (v && !json_is_object(v)) {

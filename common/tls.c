@@ -1,6 +1,7 @@
 /* tls: TLS 1.2 server over mbedTLS 2.28 with memory-buffer I/O and shared session-ticket keys
  * (see tls.h). Every mbedTLS TLS call of the suite lives here. */
 #include "tls.h"
+#include "xalloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,11 +186,7 @@ static int load_pair(tls_server *srv, const char *cert, const char *key, char *e
 
 tls_server *tls_server_new(const tls_server_opts *o, char *err, size_t errcap)
 {
-    tls_server *srv = calloc(1, sizeof *srv);
-    if (!srv) {
-        snprintf(err, errcap, "out of memory");
-        return NULL;
-    }
+    tls_server *srv = xcalloc(1, sizeof *srv);
     mbedtls_ssl_config_init(&srv->conf);
     mbedtls_entropy_init(&srv->entropy);
     mbedtls_ctr_drbg_init(&srv->drbg);
@@ -271,10 +268,7 @@ static int buf_append(tls_buf *b, const void *data, size_t len)
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + len)
             cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return -1;
-        b->data = d;
+        b->data = xrealloc(b->data, cap);
         b->cap = cap;
     }
     memcpy(b->data + b->len, data, len);
@@ -305,9 +299,7 @@ static int bio_recv(void *p, unsigned char *data, size_t len)
 
 tls_conn *tls_conn_new(tls_server *srv)
 {
-    tls_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    tls_conn *c = xcalloc(1, sizeof *c);
     c->srv = srv;
     mbedtls_ssl_init(&c->ssl);
     if (mbedtls_ssl_setup(&c->ssl, &srv->conf) != 0) {
@@ -403,11 +395,7 @@ size_t tls_conn_take_out(tls_conn *c, char **out)
         c->out.len = c->out.cap = 0;
         return n;
     }
-    char *d = malloc(n);
-    if (!d) {
-        *out = NULL;
-        return 0;
-    }
+    char *d = xmalloc(n);
     memcpy(d, c->out.data + c->out.off, n);
     c->out.off = c->out.len = 0;
     *out = d;

@@ -7,6 +7,7 @@
 
 #include "access_log.h"
 #include "headers.h"
+#include "xalloc.h"
 
 double gw_ms_since(uint64_t t0)
 {
@@ -157,7 +158,8 @@ static int write_acme(const gw_answer *a, void *ud)
 {
     (void)ud;
     acme_log *al = NULL;
-    if (a->w->cfg->access_log && (al = malloc(sizeof *al + strlen(a->path) + 1)) != NULL) {
+    if (a->w->cfg->access_log) {
+        al = xmalloc(sizeof *al + strlen(a->path) + 1);
         al->w = a->w;
         al->t0 = a->t0;
         snprintf(al->client, sizeof al->client, "%s", a->client);

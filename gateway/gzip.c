@@ -1,5 +1,6 @@
 /* gzip: streaming deflate with the gzip wrapper over zlib (see gzip.h). */
 #include "gzip.h"
+#include "xalloc.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -14,9 +15,7 @@ struct gw_gzip {
 
 gw_gzip *gw_gzip_new(int level)
 {
-    gw_gzip *z = calloc(1, sizeof *z);
-    if (!z)
-        return NULL;
+    gw_gzip *z = xcalloc(1, sizeof *z);
     /* windowBits 15 + 16: gzip wrapper; memLevel 8. */
     if (deflateInit2(&z->zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         free(z);
@@ -36,9 +35,7 @@ void gw_gzip_free(gw_gzip *z)
 int gw_gzip_push(gw_gzip *z, const void *in, size_t len, int finish, char **out, size_t *outlen)
 {
     size_t cap = deflateBound(&z->zs, (uLong)len) + 64, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return -1;
+    char *buf = xmalloc(cap);
     z->zs.next_in = (Bytef *)(uintptr_t)in;
     z->zs.avail_in = (uInt)len;
     int flush = finish ? Z_FINISH : Z_NO_FLUSH;
@@ -54,7 +51,7 @@ int gw_gzip_push(gw_gzip *z, const void *in, size_t len, int finish, char **out,
         if (finish ? rc == Z_STREAM_END : (z->zs.avail_in == 0 && z->zs.avail_out > 0))
             break;
         if (z->zs.avail_out == 0) {
-            char *b = realloc(buf, cap * 2);
+            char *b = xrealloc(buf, cap * 2);
             if (!b) {
                 free(buf);
                 return -1;

@@ -7,6 +7,7 @@
 
 #include "gzip.h"
 #include "log.h"
+#include "xalloc.h"
 
 typedef struct gw_file {
     const char *name; /* under /docs/ */
@@ -46,13 +47,7 @@ static char *read_file(const char *path, size_t *len)
     for (;;) {
         if (n == cap) {
             cap = cap ? cap * 2 : 65536;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = b;
+            buf = xrealloc(buf, cap);
         }
         size_t r = fread(buf + n, 1, cap - n, f);
         if (r == 0)
@@ -83,9 +78,7 @@ static void add_file(gw_static *s, const char *name, const char *type, const cha
 
 gw_static *gw_static_new(const gw_config *c)
 {
-    gw_static *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
+    gw_static *s = xcalloc(1, sizeof *s);
     snprintf(s->acme_root, sizeof s->acme_root, "%s", c->acme_webroot);
     static const struct {
         const char *name, *type;
@@ -111,10 +104,8 @@ gw_static *gw_static_new(const gw_config *c)
                  strcmp(dist[i].name, "index.html") == 0 ? "no-cache" : "public, max-age=86400",
                  data, len);
     }
-    char *init = strdup(initializer_js);
-    if (init)
-        add_file(s, "swagger-initializer.js", "application/javascript", "no-cache", init,
-                 strlen(init));
+    char *init = xstrdup(initializer_js);
+    add_file(s, "swagger-initializer.js", "application/javascript", "no-cache", init, strlen(init));
     size_t len;
     char *spec = read_file(c->openapi, &len);
     if (spec)
@@ -230,12 +221,7 @@ void gw_static_acme(gw_static *s, http_req *req, const char *token, gw_static_do
         done(req, 404, ud);
         return;
     }
-    acme_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        http_reply_error(req, 503, "unavailable", "Out of memory.");
-        done(req, 503, ud);
-        return;
-    }
+    acme_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->done = done;
     j->ud = ud;

@@ -10,6 +10,7 @@
 #include "cookie.h"
 #include "crypto.h"
 #include "es256.h"
+#include "xalloc.h"
 
 #define AUTH_MAX_CREDENTIAL 4096
 
@@ -87,7 +88,7 @@ static void authn_on_claims(int checked, jwt_err err, json_t *claims, void *ud)
         cb(req, NULL, cb_ud);
         return;
     }
-    auth_ident *id = calloc(1, sizeof(*id));
+    auth_ident *id = xcalloc(1, sizeof(*id));
     id->kind = AUTH_KIND_TOKEN;
     auth_copy(id->sub, sizeof(id->sub), sub);
     auth_copy(id->sid, sizeof(id->sid), sid);
@@ -101,7 +102,7 @@ static void authn_on_claims(int checked, jwt_err err, json_t *claims, void *ud)
 
 static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb, void *cb_ud)
 {
-    authn *a = calloc(1, sizeof(*a));
+    authn *a = xcalloc(1, sizeof(*a));
     a->req = req;
     a->cb = cb;
     a->ud = cb_ud;
@@ -129,7 +130,7 @@ static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb, voi
         cb(req, NULL, cb_ud);
         return;
     }
-    auth_ident *id = calloc(1, sizeof(*id));
+    auth_ident *id = xcalloc(1, sizeof(*id));
     id->kind = AUTH_KIND_API_KEY;
     auth_copy(id->sub, sizeof(id->sub), json_object_get(v, "sub"));
     auth_copy(id->org, sizeof(id->org), json_object_get(v, "org"));
@@ -163,7 +164,7 @@ static void authk_on_row(pg_status st, PGresult *res, void *ud)
 
 static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn cb, void *cb_ud)
 {
-    authk *k = calloc(1, sizeof(*k));
+    authk *k = xcalloc(1, sizeof(*k));
     k->req = req;
     k->cb = cb;
     k->ud = cb_ud;
@@ -265,7 +266,7 @@ static void authn_route_ident(http_req *req, auth_ident *id, void *ud)
 void auth_route_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud)
 {
     (void)ctx;
-    authn_route *a = calloc(1, sizeof(*a));
+    authn_route *a = xcalloc(1, sizeof(*a));
     a->done = done;
     a->done_ud = done_ud;
     auth_authenticate(req, 0, 0, authn_route_ident, a);

@@ -14,6 +14,7 @@
 #include "crypto.h"
 #include "metrics.h"
 #include "workq.h"
+#include "xalloc.h"
 
 #define ES256_NOT_RUN (-1) /* the status of a check that never ran (lane full, shutdown) */
 
@@ -104,14 +105,12 @@ void es256_release(void)
 
 int es256_sign(const char *typ, json_t *claims, int reserved, es256_signed_fn cb, void *ud)
 {
-    es256_sign_job *j = calloc(1, sizeof(*j));
-    if (!j || !claims) {
-        free(j);
-        json_decref(claims);
+    if (!claims) {
         if (reserved)
             workq_release(es.q);
         return -1;
     }
+    es256_sign_job *j = xcalloc(1, sizeof(*j));
     j->typ = typ;
     j->claims = claims;
     j->cb = cb;
@@ -194,19 +193,15 @@ int es256_verify_access(const char *token, size_t len, es256_verified_fn cb, voi
         cb(1, err, NULL, ud);
         return 0;
     }
-    es256_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        return -1;
+    es256_call *call = xcalloc(1, sizeof(*call));
     call->cb = cb;
     call->ud = ud;
     if (!ttl_cache_join(auth.token_cache, key, es256_call_answer, call)) {
         metric_inc(es.m_shared); /* the same token is being checked: wait for that answer */
         return 0;
     }
-    es256_flight *f = calloc(1, sizeof(*f));
-    char *copy = malloc(len + 1);
-    if (!f || !copy)
-        abort();
+    es256_flight *f = xcalloc(1, sizeof(*f));
+    char *copy = xmalloc(len + 1);
     memcpy(copy, token, len);
     copy[len] = '\0';
     memcpy(f->key, key, 32);

@@ -6,6 +6,7 @@
 
 #include "auth.h"
 #include "crypto.h"
+#include "xalloc.h"
 
 #define INVITE_BYTES 24
 #define INVITE_TTL_S (7 * 24 * 3600)
@@ -39,7 +40,7 @@ static void invite_handler(http_req *req, const auth_identity *id)
         http_reply_error(req, 403, "forbidden", "Only an org_admin may invite.");
         return;
     }
-    invite_ctx *c = calloc(1, sizeof(*c));
+    invite_ctx *c = xcalloc(1, sizeof(*c));
     c->req = req;
     crypto_random_token(c->code, INVITE_BYTES);
     char hash[65], ttl[24];

@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "metrics.h"
 #include "workq.h"
+#include "xalloc.h"
 
 #define PW_T_COST      2
 #define PW_M_COST      19456
@@ -129,14 +130,8 @@ static void pw_done(workq_job *w, int ran)
 static int pw_submit(int verify, const char *phc, const char *password, size_t len, passwords_fn cb,
                      void *ud)
 {
-    pw_job *j = calloc(1, sizeof(*j));
-    if (!j)
-        return -1;
-    j->password = malloc(len + 1);
-    if (!j->password) {
-        free(j);
-        return -1;
-    }
+    pw_job *j = xcalloc(1, sizeof(*j));
+    j->password = xmalloc(len + 1);
     memcpy(j->password, password, len);
     j->password[len] = '\0';
     j->len = len;

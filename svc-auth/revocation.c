@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "crypto.h"
 #include "log.h"
+#include "xalloc.h"
 
 /* ---- the revocation check ---- */
 /* One lookup in flight per session (ttl_cache_join on the session cache). */
@@ -95,16 +96,12 @@ void auth_session_check(const char *sid, auth_session_fn cb, void *ud)
         cb(json_is_true(v) ? AUTH_SESSION_ALIVE : AUTH_SESSION_REVOKED, ud);
         return;
     }
-    sess_call *call = calloc(1, sizeof(*call));
-    if (!call)
-        abort();
+    sess_call *call = xcalloc(1, sizeof(*call));
     call->cb = cb;
     call->ud = ud;
     if (!ttl_cache_join(auth.session_cache, key, sess_call_answer, call))
         return;
-    sess_lookup *l = calloc(1, sizeof(*l));
-    if (!l)
-        abort();
+    sess_lookup *l = xcalloc(1, sizeof(*l));
     snprintf(l->sid, sizeof(l->sid), "%s", sid);
     memcpy(l->key, key, 32);
     if (auth.svc.redis && redis_connected(auth.svc.redis))

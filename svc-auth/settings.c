@@ -9,6 +9,7 @@
 #include "es256.h"
 #include "log.h"
 #include "passwords.h"
+#include "xalloc.h"
 
 auth_state auth; /* the one state of the process */
 
@@ -58,7 +59,7 @@ static int load_services(void)
         }
         *eq = '\0';
         auth_service_secret *s = &auth.services[auth.n_services++];
-        s->name = strdup(items[i]);
+        s->name = xstrdup(items[i]);
         crypto_sha256(eq + 1, strlen(eq + 1), s->secret_hash);
     }
     config_list_free(items, n);

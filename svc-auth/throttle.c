@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "crypto.h"
+#include "xalloc.h"
 
 enum { TH_IP = 1, TH_ACCT = 2 };
 
@@ -45,7 +46,7 @@ static void th_keys(const char *email, const char *ip, char ipkey[64], char acct
     uint8_t d[32];
     char hex[65];
     size_t el = strlen(email), il = strlen(ip);
-    char *buf = malloc(el + il + 2);
+    char *buf = xmalloc(el + il + 2);
     memcpy(buf, email, el);
     buf[el] = '\n';
     memcpy(buf + el + 1, ip, il + 1);
@@ -142,10 +143,10 @@ static void th_on_ip(redis_status st, redisReply *reply, void *ud)
 
 void throttle_reserve(const char *email, const char *ip, throttle_fn cb, void *ud)
 {
-    th_reserve *c = calloc(1, sizeof(*c));
+    th_reserve *c = xcalloc(1, sizeof(*c));
     c->cb = cb;
     c->ud = ud;
-    c->t = calloc(1, sizeof(*c->t));
+    c->t = xcalloc(1, sizeof(*c->t));
     th_keys(email, ip, c->t->ipkey, c->t->acctkey);
     if (!*th.rp) {
         th_allow(c); /* fail open */

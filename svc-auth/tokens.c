@@ -11,6 +11,7 @@
 #include "es256.h"
 #include "log.h"
 #include "metrics.h"
+#include "xalloc.h"
 
 #define AUTH_REFRESH_BYTES 32
 
@@ -59,8 +60,8 @@ void auth_reply_token_pair(http_req *req, const char *sub, const char *sid, cons
                                auth.audience, "sub", sub, "sid", sid, "org", org, "email", email,
                                "roles", json_deep_copy(roles), "iat", (json_int_t)now, "exp",
                                (json_int_t)(now + auth.access_ttl_s));
-    pair_ctx *p = calloc(1, sizeof(*p));
-    if (!p || strlen(refresh_token) >= sizeof(p->refresh)) {
+    pair_ctx *p = xcalloc(1, sizeof(*p));
+    if (strlen(refresh_token) >= sizeof(p->refresh)) {
         free(p);
         json_decref(claims);
         es256_release();
@@ -161,7 +162,7 @@ static void refresh_handler(http_req *req)
         auth_reply_es256_full(req);
         return;
     }
-    refresh_ctx *c = calloc(1, sizeof(*c));
+    refresh_ctx *c = xcalloc(1, sizeof(*c));
     c->req = req;
     c->reserved = 1;
     auth_sha256_hex(token, strlen(token), c->old_hash);

@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "log.h"
 #include "passwords.h"
+#include "xalloc.h"
 
 int auth_email_valid(const char *e)
 {
@@ -141,7 +142,7 @@ static void reg_on_hash(int result, const char *hash, void *ud)
 
 static void register_handler(http_req *req)
 {
-    reg_ctx *c = calloc(1, sizeof(*c));
+    reg_ctx *c = xcalloc(1, sizeof(*c));
     const char *email = NULL;
     auth_field f[] = {{"email", 1, 254, &email},
                       {"password", 1, 0, &c->password},
@@ -290,7 +291,7 @@ static void pw_on_user(pg_status st, PGresult *res, void *ud)
 
 static void password_handler(http_req *req, const auth_identity *id)
 {
-    pw_ctx *c = calloc(1, sizeof(*c));
+    pw_ctx *c = xcalloc(1, sizeof(*c));
     c->req = req;
     snprintf(c->sub, sizeof(c->sub), "%s", id->sub);
     snprintf(c->sid, sizeof(c->sid), "%s", id->sid);

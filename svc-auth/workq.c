@@ -2,6 +2,7 @@
  * reservations (see workq.h). */
 #include "workq.h"
 #include "queue.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -21,9 +22,7 @@ struct workq {
 workq *workq_new(uv_loop_t *loop, unsigned concurrency, unsigned queue_max, metric *running,
                  metric *waiting, metric *rejected)
 {
-    workq *q = calloc(1, sizeof(*q));
-    if (!q)
-        return NULL;
+    workq *q = xcalloc(1, sizeof(*q));
     q->loop = loop;
     q->concurrency = concurrency ? concurrency : 1;
     q->queue_max = queue_max;

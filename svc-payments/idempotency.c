@@ -7,6 +7,7 @@
 
 #include "crypto.h"
 #include "log.h"
+#include "xalloc.h"
 
 int idem_key_valid(const char *key)
 {
@@ -21,9 +22,9 @@ int idem_key_valid(const char *key)
 
 idem_claim *idem_claim_new(const char *user, const char *key, json_t *body)
 {
-    idem_claim *c = calloc(1, sizeof *c);
-    c->user = strdup(user);
-    c->key = strdup(key);
+    idem_claim *c = xcalloc(1, sizeof *c);
+    c->user = xstrdup(user);
+    c->key = xstrdup(key);
     char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     uint8_t fp[32];
     crypto_sha256(canon ? canon : "", canon ? strlen(canon) : 0, fp);
@@ -103,7 +104,7 @@ static void idem_claim_done(pg_status st, PGresult *res, void *ud)
 
 void idem_claim_run(pg_pool *pg, idem_claim *c, long ttl_s, long lock_s, idem_claim_fn cb, void *ud)
 {
-    idem_call *call = malloc(sizeof *call);
+    idem_call *call = xmalloc(sizeof *call);
     call->pg = pg;
     call->c = c;
     call->cb = cb;

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "state.h"
 #include "query.h"
+#include "xalloc.h"
 
 #define PAYMENTS_MAX_BODY           (64 * 1024)
 #define PAYMENTS_AMOUNT_MAX         99999999LL
@@ -187,7 +188,7 @@ typedef struct pay_ctx {
 
 static pay_ctx *pay_ctx_new(http_req *req, const auth_identity *who)
 {
-    pay_ctx *c = calloc(1, sizeof *c);
+    pay_ctx *c = xcalloc(1, sizeof *c);
     c->req = req;
     c->who = who;
     return c;
@@ -551,7 +552,7 @@ static void payments_status(http_req *req, const auth_identity *who)
             payments_utf8_chars(json_string_value(reason)) > PAYMENTS_REASON_MAX)
             return pay_reply_error(c, 400, "invalid_request",
                                    "\"reason\" must be a string of at most 500 characters.");
-        c->reason = strdup(json_string_value(reason));
+        c->reason = xstrdup(json_string_value(reason));
     }
     if (caller_is_admin(who)) /* any move: the owner does not matter */
         return payments_status_decide(c, 0);

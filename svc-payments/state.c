@@ -1,5 +1,6 @@
 /* state: the payment state machine (see state.h) and the statement applying a transition. */
 #include "state.h"
+#include "xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +121,7 @@ void state_apply(pg_pool *pg, const char *reference, const state_scope *scope, p
                  const char *reason, const char *source, const char *webhook_event_id,
                  const char *webhook_type, state_apply_fn cb, void *ud)
 {
-    state_call *call = malloc(sizeof *call);
+    state_call *call = xmalloc(sizeof *call);
     call->cb = cb;
     call->ud = ud;
     if (webhook_event_id) {

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "payments.h"
 #include "state.h"
+#include "xalloc.h"
 
 #define WEBHOOK_MAX_BODY (64 * 1024)
 #define WEBHOOK_MAX_V1   8
@@ -71,7 +72,7 @@ int webhook_verify(const char *header, const void *body, size_t len, char *const
         return 0;
     /* the signed payload: the timestamp as sent, ".", the raw body */
     size_t plen = t_len + 1 + len;
-    char *payload = malloc(plen);
+    char *payload = xmalloc(plen);
     memcpy(payload, t_text, t_len);
     payload[t_len] = '.';
     memcpy(payload + t_len + 1, body, len);
@@ -161,10 +162,10 @@ static void webhook_body(http_req *req)
                          "payment.failed or payment.refunded.");
         return;
     }
-    webhook_ctx *c = calloc(1, sizeof *c);
+    webhook_ctx *c = xcalloc(1, sizeof *c);
     c->req = req;
-    c->event_id = strdup(id);
-    c->reference = strdup(reference);
+    c->event_id = xstrdup(id);
+    c->reference = xstrdup(reference);
     c->to = (pay_status)to;
     state_apply(payments.svc.pg, c->reference, NULL, c->to, NULL, "webhook", c->event_id, type,
                 webhook_applied, c);
