@@ -29,6 +29,7 @@
  *     happens only while no byte of a streamed body went out; fetch() keeps its body and can
  *     always replay it. */
 #include "http_client.h"
+#include "http_client_int.h"
 #include "buf.h"
 #include "http_headers.h"
 #include "http_syntax.h"
@@ -43,113 +44,9 @@
 #include <strings.h>
 #include <netinet/in.h>
 
-#define HC_RBUF             (64 * 1024)
-#define HC_MAX_HEADER_BYTES (64 * 1024)
-#define HC_MAX_HEADERS      128
-#define HC_NO_TIME          UINT64_MAX
-
-enum { HC_CONNECTING, HC_ACTIVE, HC_IDLE, HC_CLOSING };
-enum { HC_W_HEAD, HC_W_BODY, HC_W_END };
-
-typedef struct hc_conn hc_conn;
-typedef struct hc_bucket hc_bucket;
-typedef struct hc_wreq hc_wreq;
-
-/* One write: the request head (with fetch()'s body), a body piece, or the last chunk. */
-struct hc_wreq {
-    uv_write_t req;
-    hc_conn *conn;    /* set when submitted */
-    http_exchange *x; /* NULL once detached: libuv's callback then only frees it */
-    void (*cb)(http_exchange *x, int status, void *ud);
-    void *ud;
-    int kind;
-    int submitted;
-    uv_buf_t bufs[3];
-    unsigned nbufs;
-    char line[24]; /* chunk size line */
-    hc_wreq *prev, *next;
-};
-
-/* Idle connections to one address. */
-struct hc_bucket {
-    struct sockaddr_storage addr;
-    hc_conn *idle; /* most recently used first */
-    unsigned n;
-    hc_bucket *next;
-};
-
-struct hc_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    http_client *c;
-    struct sockaddr_storage addr;
-    int state;
-    int reused; /* served a whole exchange before */
-    int reading;
-    int waiting; /* the read gap timer runs */
-    int parked;  /* the parser stopped where the caller paused */
-    int kick;    /* resume parsing rbuf[pend_off..] on the next timer tick */
-    int nclosing;
-    hc_err pending_err; /* report on the next timer tick */
-    unsigned inflight;  /* submitted writes not completed */
-    uint64_t connect_deadline, last_progress, idle_since;
-    llhttp_t parser;
-    http_exchange *x;
-    hc_bucket *bucket; /* while idle */
-    hc_conn *idle_next;
-    hc_conn *prev, *next;      /* every connection of the client */
-    size_t pend_off, pend_len; /* bytes read and not parsed yet (parked; may be none) */
-    char rbuf[HC_RBUF];
-};
-
-struct http_client {
-    uv_loop_t *loop;
-    http_client_opts opts;
-    hc_conn *conns;
-    hc_bucket *buckets;
-    int freeing;
-};
-
-typedef struct hc_hoff {
-    size_t name, value;
-} hc_hoff;
-
-struct http_exchange {
-    http_client *c;
-    hc_conn *conn;
-    struct sockaddr_storage addr;
-    http_exchange_cbs cbs;
-    void *ud;
-    char *head;
-    size_t head_len;
-    hc_err early_err;       /* a bad address (ECONNECT) or request (EPROTO) */
-    const char *owned_body; /* fetch(): sent with the head, replayable */
-    size_t owned_len;
-    int64_t body_len;
-    uint64_t body_written;
-    uint64_t deadline; /* fetch(): absolute, uv_now based; 0 none */
-    hc_wreq *wfirst, *wlast;
-    unsigned body_submitted; /* streamed body writes handed to a socket */
-    int chunked, is_head, req_close;
-    int head_submitted, head_cb_done, sent_any, body_ended, end_sent, retried;
-    int paused, got_byte, informational, headers_done, resp_complete, keep_alive, extra;
-    int finished;
-    unsigned holds; /* > 0 while our code up the stack still uses x */
-    /* response */
-    int status;
-    buf hbuf; /* header names and values, each NUL-terminated */
-    hc_hoff *hoff;
-    size_t nh, hoff_cap;
-    int hstate;       /* 0 between headers, 1 in a name, 2 in a value */
-    size_t chunk_ext; /* extension bytes of the chunk whose size line is parsed */
-    http_header *hdrs;
-};
-
 static void hc_conn_arm(hc_conn *k);
 static void hc_conn_update(hc_conn *k);
 static void hc_conn_close(hc_conn *k);
-static void hc_exchange_finish(http_exchange *x, hc_err err);
 static void hc_exchange_attach(http_exchange *x, int allow_pool);
 static void hc_timer_cb(uv_timer_t *t);
 
@@ -312,7 +209,7 @@ static int hc_req_complete(const http_exchange *x)
     return x->head_submitted && x->body_ended && x->wfirst == NULL;
 }
 
-static void hc_headers_reset(http_exchange *x)
+void hc_headers_reset(http_exchange *x)
 {
     buf_truncate(&x->hbuf, 0);
     x->nh = 0;
@@ -700,224 +597,6 @@ static void hc_write_cb(uv_write_t *req, int status)
     hc_conn_arm(k);
 }
 
-/* ---- parsing the response ---- */
-
-static int hc_hdr_add(http_exchange *x, const char *at, size_t len)
-{
-    if (x->hbuf.len + len + 1 > HC_MAX_HEADER_BYTES)
-        return -1;
-    buf_append(&x->hbuf, at, len);
-    return 0;
-}
-
-static http_exchange *hc_parser_x(llhttp_t *p)
-{
-    hc_conn *k = p->data;
-    return k->x;
-}
-
-static int hc_on_message_begin(llhttp_t *p)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    hc_headers_reset(x);
-    return 0;
-}
-
-static int hc_on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    if (len && !http_syntax_token(at, len))
-        return -1; /* "Set Cookie": EPROTO */
-    if (x->headers_done)
-        return 0;         /* trailers are ignored */
-    if (x->hstate == 2) { /* the previous value was empty */
-        if (hc_hdr_add(x, "", 1))
-            return -1;
-        x->hstate = 0;
-    }
-    if (x->hstate == 0) {
-        if (x->nh == HC_MAX_HEADERS)
-            return -1;
-        if (x->nh == x->hoff_cap) {
-            x->hoff_cap = x->hoff_cap ? x->hoff_cap * 2 : 16;
-            x->hoff = xrealloc(x->hoff, x->hoff_cap * sizeof *x->hoff);
-        }
-        x->hoff[x->nh].name = x->hbuf.len;
-        x->hoff[x->nh].value = 0;
-        x->nh++;
-        x->hstate = 1;
-    }
-    return hc_hdr_add(x, at, len);
-}
-
-static int hc_on_header_field_complete(llhttp_t *p)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    if (x->headers_done || x->hstate != 1)
-        return 0;
-    if (hc_hdr_add(x, "", 1))
-        return -1;
-    x->hoff[x->nh - 1].value = x->hbuf.len;
-    x->hstate = 2;
-    return 0;
-}
-
-static int hc_on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    if (!http_syntax_field_value(at, len))
-        return -1;
-    if (x->headers_done || x->hstate != 2)
-        return 0;
-    return hc_hdr_add(x, at, len);
-}
-
-static int hc_on_header_value_complete(llhttp_t *p)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    if (x->headers_done || x->hstate != 2)
-        return 0;
-    if (hc_hdr_add(x, "", 1))
-        return -1;
-    x->hstate = 0;
-    return 0;
-}
-
-/* Makes the http_header array (pointers into hbuf, which no longer moves). */
-static int hc_headers_build(http_exchange *x)
-{
-    if (x->hstate == 2) {
-        if (hc_hdr_add(x, "", 1))
-            return -1;
-        x->hstate = 0;
-    }
-    if (x->hstate != 0)
-        return -1;
-    x->hdrs = xcalloc(1, (x->nh ? x->nh : 1) * sizeof *x->hdrs);
-    for (size_t i = 0; i < x->nh; i++) {
-        char *v = x->hbuf.p + x->hoff[i].value;
-        size_t n = strlen(v);
-        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-            v[--n] = '\0';
-        if (!x->hbuf.p[x->hoff[i].name])
-            return -1; /* an empty name */
-        x->hdrs[i].name = x->hbuf.p + x->hoff[i].name;
-        x->hdrs[i].value = v;
-    }
-    x->headers_done = 1;
-    return 0;
-}
-
-static int hc_on_headers_complete(llhttp_t *p)
-{
-    http_exchange *x = hc_parser_x(p);
-    int status = llhttp_get_status_code(p), r = 0;
-    if (!x)
-        return -1;
-    if (status < 100 || status > 599)
-        return -1; /* not a status of RFC 9110: EPROTO */
-    if (status >= 100 && status < 200 && status != 101) {
-        x->informational = 1; /* 100 Continue, 103 Early Hints: skipped */
-        return 0;
-    }
-    if (status == 101 || hc_headers_build(x) != 0)
-        return -1;
-    x->status = status;
-    if (x->cbs.on_response)
-        r = x->cbs.on_response(x, status, x->hdrs, x->nh, x->ud);
-    if (x->finished)
-        return -1;
-    if (r != 0) {
-        hc_exchange_finish(x, HC_ECANCELED);
-        return -1;
-    }
-    if (x->is_head || status == 204 || status == 304)
-        return 1;
-    return x->paused ? HPE_PAUSED : 0;
-}
-
-static int hc_on_body(llhttp_t *p, const char *at, size_t len)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    if (x->cbs.on_data)
-        x->cbs.on_data(x, at, len, x->ud);
-    if (x->finished)
-        return HPE_USER;
-    return x->paused ? HPE_PAUSED : 0;
-}
-
-static int hc_on_chunk_header(llhttp_t *p)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    x->chunk_ext = 0;
-    return 0;
-}
-
-/* Chunk extensions: at most HTTP_CHUNK_EXT_MAX bytes per chunk, else EPROTO. */
-static int hc_chunk_ext(llhttp_t *p, size_t n)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    x->chunk_ext += n;
-    return x->chunk_ext > HTTP_CHUNK_EXT_MAX ? -1 : 0;
-}
-
-static int hc_on_chunk_ext_piece(llhttp_t *p, const char *at, size_t len)
-{
-    (void)at;
-    return hc_chunk_ext(p, len);
-}
-
-static int hc_on_chunk_ext_delim(llhttp_t *p)
-{
-    return hc_chunk_ext(p, 1); /* its ';' or '=' */
-}
-
-static int hc_on_message_complete(llhttp_t *p)
-{
-    http_exchange *x = hc_parser_x(p);
-    if (!x)
-        return -1;
-    if (x->informational) {
-        x->informational = 0;
-        return 0;
-    }
-    x->resp_complete = 1;
-    x->keep_alive = llhttp_should_keep_alive(p);
-    return HPE_PAUSED; /* stop here: later bytes are not ours */
-}
-
-static const llhttp_settings_t hc_settings = {
-    .on_message_begin = hc_on_message_begin,
-    .on_header_field = hc_on_header_field,
-    .on_header_field_complete = hc_on_header_field_complete,
-    .on_header_value = hc_on_header_value,
-    .on_header_value_complete = hc_on_header_value_complete,
-    .on_headers_complete = hc_on_headers_complete,
-    .on_body = hc_on_body,
-    .on_chunk_header = hc_on_chunk_header,
-    .on_chunk_extension_name = hc_on_chunk_ext_piece,
-    .on_chunk_extension_value = hc_on_chunk_ext_piece,
-    .on_chunk_extension_name_complete = hc_on_chunk_ext_delim,
-    .on_chunk_extension_value_complete = hc_on_chunk_ext_delim,
-    .on_message_complete = hc_on_message_complete,
-};
-
 static int hc_conn_reusable(const hc_conn *k, const http_exchange *x)
 {
     return k->state == HC_ACTIVE && x->resp_complete && x->keep_alive && !x->extra &&
@@ -1105,7 +784,7 @@ http_exchange *http_exchange_start(http_client *c, const struct sockaddr *addr, 
     return x;
 }
 
-static void hc_exchange_finish(http_exchange *x, hc_err err)
+void hc_exchange_finish(http_exchange *x, hc_err err)
 {
     hc_conn *k = x->conn;
     if (x->finished)
