@@ -47,11 +47,12 @@ int64_t auth_now_s(void);
 
 /* pg_query on the service's pool; once the pool is closed (shutdown), cb gets PG_DOWN. */
 void auth_pg(const char *sql, int nparams, const char *const *params, pg_query_fn cb, void *ud);
-/* The query of a route on one of the caller's own rows, by the uuid in path parameter param:
- * sql gets $1 the uuid and $2 the caller's sub, cb gets req as ud. 404 not_found (missing) when
- * param is not a uuid, as when no live row matches. */
+/* The revocation of one of the caller's own rows, by the uuid in path parameter param: sql
+ * (an UPDATE ... RETURNING) gets $1 the uuid and $2 the caller's sub. 404 not_found (missing)
+ * when param is not a uuid, as when no live row matches; a database error as
+ * service_reply_pg_error; else done(res) (forgetting it in caches) and 204. */
 void auth_pg_own_row(http_req *req, const auth_identity *id, const char *param, const char *missing,
-                     const char *sql, pg_query_fn cb);
+                     const char *sql, void (*done)(const PGresult *res));
 
 /* ---- request helpers (request.c) ---- */
 typedef struct auth_field {

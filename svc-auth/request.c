@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "crypto.h"
+#include "xalloc.h"
 
 int64_t auth_now_s(void)
 {
@@ -24,16 +25,38 @@ void auth_pg(const char *sql, int nparams, const char *const *params, pg_query_f
     pg_query(auth.svc.pg, sql, nparams, params, cb, ud);
 }
 
+typedef struct own_row {
+    http_req *req;
+    const char *missing;
+    void (*done)(const PGresult *res);
+} own_row;
+
+static void own_row_on_update(pg_status st, PGresult *res, void *ud)
+{
+    own_row *o = ud;
+    if (st != PG_OK) {
+        service_reply_pg_error(o->req, st, res);
+    } else if (PQntuples(res) == 0) {
+        http_reply_error(o->req, 404, "not_found", o->missing);
+    } else {
+        o->done(res);
+        http_reply(o->req, 204, NULL, NULL, 0);
+    }
+    free(o);
+}
+
 void auth_pg_own_row(http_req *req, const auth_identity *id, const char *param, const char *missing,
-                     const char *sql, pg_query_fn cb)
+                     const char *sql, void (*done)(const PGresult *res))
 {
     const char *uuid = http_req_param(req, param);
     if (!uuid || !auth_is_uuid(uuid)) {
         http_reply_error(req, 404, "not_found", missing);
         return;
     }
+    own_row *o = xmalloc(sizeof *o);
+    *o = (own_row){req, missing, done};
     const char *params[] = {uuid, id->sub};
-    auth_pg(sql, 2, params, cb, req);
+    auth_pg(sql, 2, params, own_row_on_update, o);
 }
 
 size_t auth_utf8_chars(const char *s)

@@ -13,6 +13,7 @@
 #include "passwords.h"
 #include "throttle.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 #define AUTH_REFRESH_BYTES 32
 
@@ -109,7 +110,7 @@ static void login_on_user(pg_status st, PGresult *res, void *ud)
     if (PQntuples(res) == 1) {
         snprintf(c->sub, sizeof(c->sub), "%s", pg_get(res, 0, "id"));
         snprintf(c->org, sizeof(c->org), "%s", pg_get(res, 0, "org_id"));
-        c->roles = strdup(pg_get(res, 0, "roles"));
+        c->roles = xstrdup(pg_get(res, 0, "roles"));
         phc = pg_get(res, 0, "password_hash");
     }
     /* An unknown email costs the same hash as a wrong password. */
@@ -155,7 +156,7 @@ static void login_handler(http_req *req)
     json_t *body = auth_body_fields(req, f, 2, 0);
     if (!body)
         return;
-    login_ctx *c = calloc(1, sizeof(*c));
+    login_ctx *c = xcalloc(1, sizeof(*c));
     c->req = req;
     c->body = body;
     c->password = password;
@@ -185,7 +186,7 @@ static void logout_on_update(pg_status st, PGresult *res, void *ud)
 
 static void logout_handler(http_req *req, const auth_identity *id)
 {
-    char *sid = strdup(id->sid);
+    char *sid = xstrdup(id->sid);
     http_req_set_data(req, sid);
     const char *params[] = {sid};
     auth_pg("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", 1,
@@ -245,7 +246,7 @@ static void sessions_list_handler(http_req *req, const auth_identity *id)
         http_reply_error(req, 400, "invalid_request", "starting_after must be a session id.");
         return;
     }
-    list_ctx *c = calloc(1, sizeof(*c));
+    list_ctx *c = xcalloc(1, sizeof(*c));
     c->req = req;
     c->limit = limit;
     snprintf(c->sid, sizeof(c->sid), "%s", id->sid);
@@ -263,17 +264,9 @@ static void sessions_list_handler(http_req *req, const auth_identity *id)
 }
 
 /* ---- DELETE /auth/sessions/{sid} ---- */
-static void session_on_revoke(pg_status st, PGresult *res, void *ud)
+static void session_on_revoke(const PGresult *res)
 {
-    http_req *req = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(req, st, res);
-    } else if (PQntuples(res) == 0) {
-        http_reply_error(req, 404, "not_found", "No such live session.");
-    } else {
-        auth_session_revoked(pg_get(res, 0, "id"));
-        http_reply(req, 204, NULL, NULL, 0);
-    }
+    auth_session_revoked(pg_get(res, 0, "id"));
 }
 
 static void session_revoke_handler(http_req *req, const auth_identity *id)
