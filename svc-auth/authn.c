@@ -28,14 +28,27 @@ static void auth_copy(char *dst, size_t cap, json_t *v)
     snprintf(dst, cap, "%s", s ? s : "");
 }
 
-/* ---- access tokens ---- */
+/* One authentication under way, by access token or by API key. */
 typedef struct authn {
     http_req *req;
     auth_ident_fn cb;
     void *ud;
     int me;
-    auth_ident *id;
+    auth_ident *id;  /* a token's, while its session is checked */
+    uint8_t key[32]; /* an API key's SHA-256 */
 } authn;
+
+static authn *authn_new(http_req *req, int me, auth_ident_fn cb, void *cb_ud)
+{
+    authn *a = xcalloc(1, sizeof(*a));
+    a->req = req;
+    a->cb = cb;
+    a->ud = cb_ud;
+    a->me = me;
+    return a;
+}
+
+/* ---- access tokens ---- */
 
 static void authn_on_session(auth_session_state st, void *ud)
 {
@@ -102,11 +115,7 @@ static void authn_on_claims(int checked, jwt_err err, json_t *claims, void *ud)
 
 static void authn_token(http_req *req, const char *token, int me, auth_ident_fn cb, void *cb_ud)
 {
-    authn *a = xcalloc(1, sizeof(*a));
-    a->req = req;
-    a->cb = cb;
-    a->ud = cb_ud;
-    a->me = me;
+    authn *a = authn_new(req, me, cb, cb_ud);
     if (es256_verify_access(token, strlen(token), authn_on_claims, a) != 0) {
         free(a);
         auth_reply_es256_full(req);
@@ -115,14 +124,6 @@ static void authn_token(http_req *req, const char *token, int me, auth_ident_fn 
 }
 
 /* ---- API keys ---- */
-typedef struct authk {
-    http_req *req;
-    auth_ident_fn cb;
-    void *ud;
-    int me;
-    uint8_t key[32];
-} authk;
-
 static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb, void *cb_ud)
 {
     if (!json_is_object(v)) {
@@ -142,7 +143,7 @@ static void authk_answer(http_req *req, json_t *v, int me, auth_ident_fn cb, voi
 
 static void authk_on_row(pg_status st, PGresult *res, void *ud)
 {
-    authk *k = ud;
+    authn *k = ud;
     if (st != PG_OK) {
         service_reply_pg_error(k->req, st, res);
         k->cb(k->req, NULL, k->ud);
@@ -164,11 +165,7 @@ static void authk_on_row(pg_status st, PGresult *res, void *ud)
 
 static void authn_api_key(http_req *req, const char *key, int me, auth_ident_fn cb, void *cb_ud)
 {
-    authk *k = xcalloc(1, sizeof(*k));
-    k->req = req;
-    k->cb = cb;
-    k->ud = cb_ud;
-    k->me = me;
+    authn *k = authn_new(req, me, cb, cb_ud);
     crypto_sha256(key, strlen(key), k->key);
     json_t *v = ttl_cache_get(auth.apikey_cache, k->key, clock_mono_ms());
     if (v) {
