@@ -100,13 +100,6 @@ static void us_fetch_end(us_fetch *f, hc_err err, const http_response *r);
 static void us_fetch_go(us_fetch *f);
 static void us_defer_arm(upstream *u);
 
-static char *us_strndup(const char *s, size_t n)
-{
-    char *d = xcalloc(1, n + 1);
-    memcpy(d, s, n);
-    return d;
-}
-
 void upstream_opts_default(upstream_opts *o)
 {
     o->resolve_every_ms = 5000;
@@ -179,7 +172,7 @@ static int us_parse_item(const char *s, size_t n, us_host *h)
     pn = (size_t)(s + n - port);
     if (us_parse_port(port, pn, h->port) != 0)
         return -1;
-    h->host = us_strndup(host, hn);
+    h->host = xstrndup(host, hn);
     if (s[0] == '[') {
         struct sockaddr_in6 a6;
         if (uv_ip6_addr(h->host, atoi(h->port), &a6) != 0)
@@ -538,13 +531,13 @@ upstream *upstream_new(uv_loop_t *loop, http_client *client, const char *name, c
     u = xcalloc(1, sizeof *u);
     u->loop = loop;
     u->client = client;
-    u->name = us_strndup(name ? name : "upstream", strlen(name ? name : "upstream"));
+    u->name = xstrdup(name ? name : "upstream");
     if (opts)
         u->opts = *opts;
     else
         upstream_opts_default(&u->opts);
     if (u->opts.health_path)
-        u->health_path = us_strndup(u->opts.health_path, strlen(u->opts.health_path));
+        u->health_path = xstrdup(u->opts.health_path);
     u->opts.health_path = u->health_path;
     u->hosts = xcalloc(1, count * sizeof *u->hosts);
     s = servers;
