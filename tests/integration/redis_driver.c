@@ -18,8 +18,10 @@
  * where sync tells that the callback ran before redis_command returned, and R is null (nil),
  * an integer, {"s":HEX} (bulk), {"status":TEXT}, {"err":TEXT} or a list. A second answer for
  * one command prints {"ev":"dup","id":ID} and the exit status is 1. */
+#include "crypto.h"
 #include "log.h"
 #include "redis.h"
+#include "xalloc.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -64,43 +66,19 @@ static void drv_print(json_t *o)
     free(s);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes hex in place; returns the length or -1. */
 static long unhex(char *s)
 {
     size_t n = strlen(s);
-    if (n % 2)
+    if (n % 2 || crypto_unhex(s, n, (uint8_t *)s, n / 2) != 0)
         return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        s[i] = (char)(hi * 16 + lo);
-    }
     return (long)(n / 2);
 }
 
 static json_t *hex_json(const char *p, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
-    char *h = malloc(2 * n + 1);
-    if (!h)
-        abort();
-    for (size_t i = 0; i < n; i++) {
-        h[2 * i] = digits[(unsigned char)p[i] >> 4];
-        h[2 * i + 1] = digits[(unsigned char)p[i] & 15];
-    }
-    h[2 * n] = 0;
+    char *h = xmalloc(2 * n + 1);
+    crypto_hex(p, n, h);
     json_t *o = json_pack("{s:s}", "s", h);
     free(h);
     return o;
