@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from check import eq, main, test, true  # noqa: E402
-from procs import SANITIZED, Proc, binary, free_port, wait_port  # noqa: E402
+from procs import SANITIZED, Proc, binary, children, free_port, wait_port  # noqa: E402
 
 SUITE = "conn_reset"
 ROUNDS = 60 if SANITIZED else 120   # resets per case and target
@@ -310,18 +310,9 @@ def echo_procs():
 def gateway_procs():
     """The master, its workers (children) and the upstreams, by PID."""
     out = {"master": S["gw"].pid if alive(S["gw"]) else None}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")
-        except OSError:
-            continue
-        if int(st.rsplit(")", 1)[1].split()[1]) == S["gw"].pid and b"--worker" in cmd:
-            out["worker " + cmd[cmd.index(b"--worker") + 1].decode()] = int(d)
+    for pid, cmd in children(S["gw"].pid):
+        if b"--worker" in cmd:
+            out["worker " + cmd[cmd.index(b"--worker") + 1].decode()] = pid
     for k, u in enumerate(S["ups"]):
         out[f"upstream {k}"] = u.pid if alive(u) else None
     return out

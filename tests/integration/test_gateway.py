@@ -164,21 +164,7 @@ def access_lines():
 
 def workers():
     """PIDs of the gateway's live workers (children of the master)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            ppid = int(st.rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if ppid == S["gw"].pid and b"--worker" in cmd:
-            pids.append(int(d))
-    return sorted(pids)
+    return [pid for pid, cmd in procs.children(S["gw"].pid) if b"--worker" in cmd]
 
 
 def wait_for(fn, timeout, what):

@@ -45,6 +45,24 @@ def rss_kib(pid):
     return 0
 
 
+def children(ppid):
+    """The live child processes of ppid, as (pid, argv as a list of bytes), by PID."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if int(st.rsplit(")", 1)[1].split()[1]) == ppid:
+            out.append((int(d), cmd))
+    return sorted(out)
+
+
 class Proc:
     """A child process with its output in a log file; stop() ends it (SIGTERM, then SIGKILL)."""
 
