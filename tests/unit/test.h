@@ -51,6 +51,48 @@ static const char *test_suite = "test";
 
 #define TEST_EXIT() (test_failed_cases ? 1 : 0)
 
+/* A program's cases as a table: main returns test_main(suite, cases, argc, argv), which runs
+ * them in order, or only those named on the command line (`test_clock mono_never_goes_back`:
+ * one case again alone; an unknown name is a failure). */
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+/* clang-format off */
+#define TEST_CASE(fn) {#fn, fn}
+/* clang-format on */
+#define test_main(suite, cases, argc, argv)                                                        \
+    test_run_cases(suite, cases, sizeof(cases) / sizeof((cases)[0]), argc, argv)
+
+static inline int test_run_cases(const char *suite, const test_case *cases, size_t n, int argc,
+                                 char **argv)
+{
+    test_suite = suite;
+    for (size_t i = 0; i < n; i++) {
+        int wanted = argc < 2;
+        for (int a = 1; a < argc && !wanted; a++)
+            wanted = strcmp(argv[a], cases[i].name) == 0;
+        if (!wanted)
+            continue;
+        test_case_failed = 0;
+        cases[i].fn();
+        printf("%s %s/%s\n", test_case_failed ? "FAIL" : "PASS", suite, cases[i].name);
+        fflush(stdout);
+        test_failed_cases += test_case_failed;
+    }
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < n && strcmp(argv[a], cases[i].name) != 0)
+            i++;
+        if (i == n) {
+            printf("FAIL %s/%s: no such case\n", suite, argv[a]);
+            test_failed_cases++;
+        }
+    }
+    return TEST_EXIT();
+}
+
 /* Runs fn in a child process with its stderr captured into err (NUL-terminated); returns the
  * child's wait status (WIFEXITED/WEXITSTATUS, WIFSIGNALED/WTERMSIG), -1 if it could not run. */
 static inline int test_run_child(void (*fn)(void), char *err, size_t errcap)

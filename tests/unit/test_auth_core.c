@@ -69,11 +69,9 @@ static void test_uuid_and_chars(void)
     CHECK_INT(auth_utf8_chars(""), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "auth_core";
-    RUN(test_roles);
-    RUN(test_ident_to_identity);
-    RUN(test_uuid_and_chars);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(test_roles), TEST_CASE(test_ident_to_identity),
+                                      TEST_CASE(test_uuid_and_chars)};
+    return test_main("auth_core", cases, argc, argv);
 }

@@ -75,13 +75,11 @@ static void puts_truncate_steal(void)
     buf_free(&b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "buf";
-    RUN(empty_is_valid);
-    RUN(append_grows_and_terminates);
-    RUN(binary_bytes_kept);
-    RUN(printf_short_and_long);
-    RUN(puts_truncate_steal);
-    return TEST_EXIT();
+    static const test_case cases[] = {
+        TEST_CASE(empty_is_valid), TEST_CASE(append_grows_and_terminates),
+        TEST_CASE(binary_bytes_kept), TEST_CASE(printf_short_and_long),
+        TEST_CASE(puts_truncate_steal)};
+    return test_main("buf", cases, argc, argv);
 }

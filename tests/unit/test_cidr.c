@@ -112,14 +112,11 @@ static void addresses_that_are_not(void)
     cidr_list_free(l);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "cidr";
-    RUN(default_trusted_proxies);
-    RUN(prefix_boundaries);
-    RUN(single_hosts_and_everything);
-    RUN(empty_list_trusts_nobody);
-    RUN(malformed_items_refused);
-    RUN(addresses_that_are_not);
-    return TEST_EXIT();
+    static const test_case cases[] = {
+        TEST_CASE(default_trusted_proxies),     TEST_CASE(prefix_boundaries),
+        TEST_CASE(single_hosts_and_everything), TEST_CASE(empty_list_trusts_nobody),
+        TEST_CASE(malformed_items_refused),     TEST_CASE(addresses_that_are_not)};
+    return test_main("cidr", cases, argc, argv);
 }

@@ -32,11 +32,10 @@ static void wall_is_calendar_time(void)
     CHECK((int64_t)(w / 1000u) >= t - 1 && (int64_t)(w / 1000u) <= t + 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "clock";
-    RUN(mono_is_libuv_clock);
-    RUN(mono_never_goes_back);
-    RUN(wall_is_calendar_time);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(mono_is_libuv_clock),
+                                      TEST_CASE(mono_never_goes_back),
+                                      TEST_CASE(wall_is_calendar_time)};
+    return test_main("clock", cases, argc, argv);
 }

@@ -219,15 +219,11 @@ static void bad_values_exit_2(void)
     CHECK(strstr(err, "T_NOFILE_FILE") != NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "config";
-    RUN(env_values);
-    RUN(file_values);
-    RUN(parse_size);
-    RUN(parse_ms);
-    RUN(parse_bool);
-    RUN(parse_hostport);
-    RUN(bad_values_exit_2);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(env_values),       TEST_CASE(file_values),
+                                      TEST_CASE(parse_size),       TEST_CASE(parse_ms),
+                                      TEST_CASE(parse_bool),       TEST_CASE(parse_hostport),
+                                      TEST_CASE(bad_values_exit_2)};
+    return test_main("config", cases, argc, argv);
 }

@@ -44,11 +44,10 @@ static void too_long_is_told_apart(void)
     CHECK_STR(out, "123");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "cookie";
-    RUN(finds_whole_names);
-    RUN(spaces_are_not_part_of_it);
-    RUN(too_long_is_told_apart);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(finds_whole_names),
+                                      TEST_CASE(spaces_are_not_part_of_it),
+                                      TEST_CASE(too_long_is_told_apart)};
+    return test_main("cookie", cases, argc, argv);
 }

@@ -110,11 +110,9 @@ static void help_escaping_and_values(void)
     metrics_reset();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "metrics";
-    RUN(counters_and_gauges);
-    RUN(histogram);
-    RUN(help_escaping_and_values);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(counters_and_gauges), TEST_CASE(histogram),
+                                      TEST_CASE(help_escaping_and_values)};
+    return test_main("metrics", cases, argc, argv);
 }

@@ -187,16 +187,15 @@ static void empty_router(void)
     router_free(NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "router";
-    RUN(matches_literals_and_root);
-    RUN(params_are_decoded);
-    RUN(bad_params_are_404);
-    RUN(literal_beats_parameter);
-    RUN(method_not_allowed_lists_allow);
-    RUN(head_falls_back_to_get);
-    RUN(auth_routes_need_a_caller);
-    RUN(empty_router);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(matches_literals_and_root),
+                                      TEST_CASE(params_are_decoded),
+                                      TEST_CASE(bad_params_are_404),
+                                      TEST_CASE(literal_beats_parameter),
+                                      TEST_CASE(method_not_allowed_lists_allow),
+                                      TEST_CASE(head_falls_back_to_get),
+                                      TEST_CASE(auth_routes_need_a_caller),
+                                      TEST_CASE(empty_router)};
+    return test_main("router", cases, argc, argv);
 }

@@ -124,6 +124,14 @@ static int run(tls_server *srv, const char *args, int *resumed, char *out, size_
 
 static char out[65536];
 
+/* A TLS 1.2 handshake with s that saves ("out") or offers ("in") the session in path_sess. */
+static int ticket_run(tls_server *s, const char *sess, int *resumed)
+{
+    char args[512];
+    snprintf(args, sizeof args, "-tls1_2 -sess_%s %s", sess, path_sess);
+    return run(s, args, resumed, out, sizeof out);
+}
+
 static void ecdsa_first_in_server_order(void)
 {
     tls_server *s = server(keys_a);
@@ -180,12 +188,9 @@ static void ticket_resumes_on_other_server(void)
 {
     tls_server *a = server(keys_a), *b = server(keys_a);
     int resumed = -1;
-    char args[512];
-    snprintf(args, sizeof args, "-tls1_2 -sess_out %s", path_sess);
-    CHECK(run(a, args, &resumed, out, sizeof out));
+    CHECK(ticket_run(a, "out", &resumed));
     CHECK_INT(resumed, 0);
-    snprintf(args, sizeof args, "-tls1_2 -sess_in %s", path_sess);
-    CHECK(run(b, args, &resumed, out, sizeof out));
+    CHECK(ticket_run(b, "in", &resumed));
     CHECK_INT(resumed, 1);
     CHECK(strstr(out, "Reused, TLSv1.2") != NULL);
     tls_server_free(a);
@@ -196,15 +201,12 @@ static void rotated_key_still_opens_old_tickets(void)
 {
     tls_server *a = server(keys_a);
     int resumed = -1;
-    char args[512];
-    snprintf(args, sizeof args, "-tls1_2 -sess_out %s", path_sess);
-    CHECK(run(a, args, &resumed, out, sizeof out));
+    CHECK(ticket_run(a, "out", &resumed));
     /* Rotate: a new sealing key, the old one kept for opening. */
     keys_a[1] = keys_a[0];
     memset(keys_a[0].name, 0x77, 16);
     nkeys_a = 2;
-    snprintf(args, sizeof args, "-tls1_2 -sess_in %s", path_sess);
-    CHECK(run(a, args, &resumed, out, sizeof out));
+    CHECK(ticket_run(a, "in", &resumed));
     CHECK_INT(resumed, 1);
     nkeys_a = 1;
     tls_server_free(a);
@@ -214,11 +216,8 @@ static void unknown_key_falls_back_to_full_handshake(void)
 {
     tls_server *a = server(keys_a), *b = server(keys_b);
     int resumed = -1;
-    char args[512];
-    snprintf(args, sizeof args, "-tls1_2 -sess_out %s", path_sess);
-    CHECK(run(a, args, &resumed, out, sizeof out));
-    snprintf(args, sizeof args, "-tls1_2 -sess_in %s", path_sess);
-    CHECK(run(b, args, &resumed, out, sizeof out));
+    CHECK(ticket_run(a, "out", &resumed));
+    CHECK(ticket_run(b, "in", &resumed));
     CHECK_INT(resumed, 0);
     CHECK(strstr(out, "pong") != NULL);
     CHECK(strstr(out, "New, TLSv1.2") != NULL);

@@ -131,13 +131,11 @@ static void a_waiter_may_join_again(void)
     ttl_cache_free(r.c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "ttl_cache";
-    RUN(expires);
-    RUN(evicts_the_oldest);
-    RUN(one_fill_for_concurrent_lookups);
-    RUN(failure_wakes_every_waiter);
-    RUN(a_waiter_may_join_again);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(expires), TEST_CASE(evicts_the_oldest),
+                                      TEST_CASE(one_fill_for_concurrent_lookups),
+                                      TEST_CASE(failure_wakes_every_waiter),
+                                      TEST_CASE(a_waiter_may_join_again)};
+    return test_main("ttl_cache", cases, argc, argv);
 }

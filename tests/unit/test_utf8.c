@@ -64,12 +64,10 @@ static void valid_checks(void)
     CHECK(utf8_valid("", 0));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "utf8";
-    RUN(valid_text_unchanged);
-    RUN(ill_formed_replaced);
-    RUN(truncation_on_boundaries);
-    RUN(valid_checks);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(valid_text_unchanged),
+                                      TEST_CASE(ill_formed_replaced),
+                                      TEST_CASE(truncation_on_boundaries), TEST_CASE(valid_checks)};
+    return test_main("utf8", cases, argc, argv);
 }

@@ -49,11 +49,9 @@ static void copies(void)
     free(z);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    test_suite = "xalloc";
-    RUN(oom_aborts_with_a_line);
-    RUN(zero_sizes);
-    RUN(copies);
-    return TEST_EXIT();
+    static const test_case cases[] = {TEST_CASE(oom_aborts_with_a_line), TEST_CASE(zero_sizes),
+                                      TEST_CASE(copies)};
+    return test_main("xalloc", cases, argc, argv);
 }
