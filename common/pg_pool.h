@@ -75,6 +75,9 @@ const char *pg_sqlstate(const PGresult *res);
 /* Value of row r, column name (NULL when SQL NULL or no such column). */
 const char *pg_get(const PGresult *res, int row, const char *col);
 
+/* libpq's message msg on one line ("unknown error" when empty), for logs and answers. */
+void pg_oneline(char *dst, size_t cap, const char *msg);
+
 /* A blocking libpq connection with opts' server and credentials, for start-up work before
  * the loop runs (pg_migrate, a service's bootstrap rows). NULL after logging why; PQfinish. */
 PGconn *pg_connect_blocking(const pg_pool_opts *opts);
