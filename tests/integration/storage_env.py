@@ -30,12 +30,12 @@ GRACE = "2s"
 
 
 def base_port():
-    """Four consecutive ports for this process (STORAGE_TEST_PORT, else in 41500-41599 when
+    """Six consecutive ports for this process (STORAGE_TEST_PORT, else in 41500-41599 when
     the storage helper's ports are given, else in 30000-30999)."""
     base = int(os.environ.get("STORAGE_TEST_PORT", "0"))
     if base:
         return base
-    return 30000 + (os.getpid() % 240) * 4
+    return 30000 + (os.getpid() % 120) * 8
 
 
 class Env:
