@@ -163,8 +163,8 @@ void router_add_auth_stream(router *r, const char *method, const char *pattern, 
     router_add_route(r, method, pattern, NULL, fn, 0, 1);
 }
 
-void router_add_service(router *r, const char *method, const char *pattern,
-                        router_caller_fn fn, size_t max_body)
+void router_add_service(router *r, const char *method, const char *pattern, router_caller_fn fn,
+                        size_t max_body)
 {
     router_add_route(r, method, pattern, NULL, fn, max_body, 0);
     r->routes[r->n - 1].service = 1;

@@ -42,8 +42,8 @@ void router_add_auth_stream(router *r, const char *method, const char *pattern,
  * X-Service-Token is checked (common/auth_client: auth_client_check_service, this service's
  * name in aud); fn runs with who->kind == AUTH_ID_SERVICE, who->sub the calling service. A
  * user's credential or none: 401. Set the checker with router_use_service_auth (none: 503). */
-void router_add_service(router *r, const char *method, const char *pattern,
-                        router_caller_fn fn, size_t max_body);
+void router_add_service(router *r, const char *method, const char *pattern, router_caller_fn fn,
+                        size_t max_body);
 void router_use_service_auth(router *r, auth_client *c);
 
 /* An authenticator: learns the caller of req, then calls done(done_ud, who) once, with who

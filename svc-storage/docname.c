@@ -78,8 +78,8 @@ void docname_disposition(const char *name, char *out, size_t cap)
     const unsigned char *s = (const unsigned char *)name;
     for (size_t i = 0; s[i] && o + 2 < cap;) {
         size_t n = docname_char_len(s[i]);
-        int plain = n == 1 && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' &&
-                    s[i] != '%';
+        int plain =
+            n == 1 && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' && s[i] != '%';
         out[o++] = plain ? (char)s[i] : '_';
         i += n;
     }

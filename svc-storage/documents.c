@@ -220,8 +220,8 @@ static void docs_get(http_req *req, const auth_identity *who)
     if (!id)
         return docs_not_found(req);
     const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg, "SELECT " DOC_COLS " FROM documents WHERE id = $1 AND org_id = $2",
-             2, params, docs_got, req);
+    pg_query(storage.svc.pg, "SELECT " DOC_COLS " FROM documents WHERE id = $1 AND org_id = $2", 2,
+             params, docs_got, req);
 }
 
 /* ---- GET /documents/{id}/content ---- */

@@ -19,7 +19,7 @@
 
 /* WITH u AS (<update>) ...: whether the document exists and whether the update applied. */
 #define INTERNAL_REPORT(update)                                                                    \
-    "WITH u AS (" update " RETURNING 1) SELECT EXISTS (SELECT 1 FROM documents WHERE id = $1) "   \
+    "WITH u AS (" update " RETURNING 1) SELECT EXISTS (SELECT 1 FROM documents WHERE id = $1) "    \
     "AS found, (SELECT count(*) FROM u) AS changed"
 
 static const struct internal_op {
@@ -61,8 +61,8 @@ static void internal_count(const struct internal_op *op, int dead)
     const char *outcome = strcmp(op->status, "done") == 0 ? "done" : dead ? "dead" : "failed";
     char labels[96];
     snprintf(labels, sizeof labels, "stream=\"jobs:%s\",outcome=\"%s\"", op->kind, outcome);
-    metric_inc(metrics_counter("storage_jobs_total", "Job results reported by the workers.",
-                               labels));
+    metric_inc(
+        metrics_counter("storage_jobs_total", "Job results reported by the workers.", labels));
 }
 
 static void internal_reported(pg_status st, PGresult *res, void *ud)
@@ -99,14 +99,14 @@ static void internal_report(http_req *req, const char *kind)
     const char *status = NULL, *text = NULL, *error = NULL, *location = NULL;
     json_t *conf = NULL, *pages = NULL, *dead = NULL;
     json_error_t jerr;
-    const char *fmt = strcmp(kind, "ocr") == 0 ? "{s:s, s?s, s?o, s?o, s?s, s?o}"
-                                               : "{s:s, s?s, s?s, s?o}";
-    int rc = strcmp(kind, "ocr") == 0
-                 ? json_unpack_ex(body, &jerr, JSON_STRICT, fmt, "status", &status, "text", &text,
-                                  "confidence", &conf, "pages", &pages, "error", &error, "dead",
-                                  &dead)
-                 : json_unpack_ex(body, &jerr, JSON_STRICT, fmt, "status", &status, "location",
-                                  &location, "error", &error, "dead", &dead);
+    const char *fmt =
+        strcmp(kind, "ocr") == 0 ? "{s:s, s?s, s?o, s?o, s?s, s?o}" : "{s:s, s?s, s?s, s?o}";
+    int rc =
+        strcmp(kind, "ocr") == 0
+            ? json_unpack_ex(body, &jerr, JSON_STRICT, fmt, "status", &status, "text", &text,
+                             "confidence", &conf, "pages", &pages, "error", &error, "dead", &dead)
+            : json_unpack_ex(body, &jerr, JSON_STRICT, fmt, "status", &status, "location",
+                             &location, "error", &error, "dead", &dead);
     const struct internal_op *op = NULL;
     for (size_t i = 0; rc == 0 && i < sizeof internal_ops / sizeof internal_ops[0]; i++)
         if (strcmp(internal_ops[i].kind, kind) == 0 && strcmp(internal_ops[i].status, status) == 0)
@@ -128,7 +128,8 @@ static void internal_report(http_req *req, const char *kind)
                                  "boolean.");
     }
     if (strcmp(op->kind, "archive") == 0 && strcmp(op->status, "done") == 0 &&
-        (!location || (strncmp(location, "s3://", 5) != 0 && strncmp(location, "file://", 7) != 0) ||
+        (!location ||
+         (strncmp(location, "s3://", 5) != 0 && strncmp(location, "file://", 7) != 0) ||
          strlen(location) > 2048)) {
         json_decref(body);
         return internal_bad(req, "An archive \"done\" needs a \"location\" (s3:// or file://).");

@@ -38,15 +38,15 @@ typedef struct job_kind {
     {                                                                                              \
         k, "jobs:" k,                                                                              \
             "UPDATE documents SET " k "_job = $3, " k "_job_at = now() WHERE id = $1 AND " k       \
-            "_job IS NOT DISTINCT FROM $2 AND " k "_status IN ('queued', 'processing') "          \
+            "_job IS NOT DISTINCT FROM $2 AND " k "_status IN ('queued', 'processing') "           \
             "RETURNING org_id, filename, content_type, size, sha256",                              \
             "UPDATE documents SET " k "_job = $3, " k "_job_at = now() WHERE id = $1 AND " k       \
             "_job = $2",                                                                           \
             "UPDATE documents SET " k "_job = NULL, " k "_job_at = now() WHERE id = $1 AND " k     \
             "_job = $2",                                                                           \
             "UPDATE documents SET " k "_job_at = now() WHERE id = $1 AND " k "_job = $2",          \
-            "SELECT id::text AS id, " k "_job AS job FROM documents WHERE " k "_status IN "       \
-            "('queued', 'processing') AND (" k "_job = 'lost' OR " k "_job_at < now() - "         \
+            "SELECT id::text AS id, " k "_job AS job FROM documents WHERE " k "_status IN "        \
+            "('queued', 'processing') AND (" k "_job = 'lost' OR " k "_job_at < now() - "          \
             "$1::bigint * interval '1 millisecond') ORDER BY " k "_job_at LIMIT " JOBS_SWEEP_BATCH \
     }
 
@@ -102,8 +102,8 @@ static void job_enq_added(redis_status st, redisReply *reply, void *ud)
     }
     log_warn(NULL, "jobs: XADD %s for %s failed (%s): the sweeper retries", e->k->stream, e->id,
              st == REDIS_ST_OK && reply && reply->type == REDIS_REPLY_ERROR ? reply->str
-             : st == REDIS_ST_TIMEOUT                                      ? "timeout"
-                                                                           : "redis down");
+             : st == REDIS_ST_TIMEOUT                                       ? "timeout"
+                                                                            : "redis down");
     const char *params[] = {e->id, e->claim};
     pg_query(storage.svc.pg, e->k->release_sql, 2, params, job_enq_stored, e);
 }
@@ -186,8 +186,8 @@ static void job_checked(redis_status st, redisReply *reply, void *ud)
         return;
     }
     if (reply->elements == 0) {
-        log_info(NULL, "jobs: %s entry %s of %s is gone from its stream: re-enqueueing",
-                 c->k->name, c->job, c->id);
+        log_info(NULL, "jobs: %s entry %s of %s is gone from its stream: re-enqueueing", c->k->name,
+                 c->job, c->id);
         jobs_enqueue(c->k, c->id, c->job);
         free(c);
         return;

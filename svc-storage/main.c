@@ -49,7 +49,8 @@ static int storage_auth_setup(const char *auth_url)
 {
     upstream_opts uo;
     upstream_opts_default(&uo);
-    storage_auth_upstream = upstream_new(storage.svc.loop, storage.svc.client, "auth", auth_url, &uo);
+    storage_auth_upstream =
+        upstream_new(storage.svc.loop, storage.svc.client, "auth", auth_url, &uo);
     if (!storage_auth_upstream)
         return -1;
     auth_client_opts ao;

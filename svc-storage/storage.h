@@ -23,10 +23,10 @@ extern storage_app storage;
 
 /* The columns doc_json reads, for SELECT/RETURNING lists of table documents. */
 #define STORAGE_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define DOC_COLS                                                                                   \
-    "id, filename, title, content_type, size, sha256, array_to_json(tags)::text AS tags, "        \
-    STORAGE_TS("created_at") " AS created_at, ocr_status, ocr_text, ocr_confidence, ocr_pages, "  \
-    "ocr_error, archive_status, archive_location, archive_error"
+#define DOC_COLS                                                                                       \
+    "id, filename, title, content_type, size, sha256, array_to_json(tags)::text AS tags, " STORAGE_TS( \
+        "created_at") " AS created_at, ocr_status, ocr_text, ocr_confidence, ocr_pages, "              \
+                      "ocr_error, archive_status, archive_location, archive_error"
 
 /* Row r of a result with DOC_COLS as the API's document; with_text adds the OCR text. */
 json_t *doc_json(const PGresult *res, int r, int with_text);

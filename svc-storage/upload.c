@@ -290,8 +290,7 @@ static int upload_on_part(void *ud, const mp_part *part)
         }
         u->file_seen = 1;
         u->part = UP_PART_FILE;
-        docname_sanitize(part->filename, strlen(part->filename), u->filename,
-                         sizeof u->filename);
+        docname_sanitize(part->filename, strlen(part->filename), u->filename, sizeof u->filename);
     } else if (strcmp(part->name, "title") == 0) {
         u->part = UP_PART_TITLE;
     } else if (strcmp(part->name, "tags") == 0) {
@@ -418,8 +417,8 @@ static void upload_existing(pg_status st, PGresult *res, void *ud)
     upload *u = ud;
     if (st == PG_OK && PQntuples(res) == 1) {
         upload_reply_doc(u, 200, res, 1);
-        metric_inc(metrics_counter("storage_uploads_total", "Uploads answered.",
-                                   "result=\"duplicate\""));
+        metric_inc(
+            metrics_counter("storage_uploads_total", "Uploads answered.", "result=\"duplicate\""));
     } else if (u->req) {
         http_req *req = u->req;
         u->req = NULL;
@@ -449,8 +448,9 @@ static void upload_inserted(pg_status st, PGresult *res, void *ud)
     }
     if (PQntuples(res) == 0) {
         const char *params[] = {u->org, u->sha_hex};
-        pg_query(storage.svc.pg, "SELECT " DOC_COLS " FROM documents WHERE org_id = $1 AND sha256 = $2",
-                 2, params, upload_existing, u);
+        pg_query(storage.svc.pg,
+                 "SELECT " DOC_COLS " FROM documents WHERE org_id = $1 AND sha256 = $2", 2, params,
+                 upload_existing, u);
         return;
     }
     u->final_exists = 0; /* the document's now */
@@ -468,8 +468,8 @@ static void upload_insert(upload *u)
     char size[24];
     snprintf(size, sizeof size, "%llu", (unsigned long long)u->size);
     char *tags = json_dumps(u->tags, JSON_COMPACT);
-    const char *params[] = {u->id,   u->org,  u->user, u->filename, u->title,
-                            u->type, size,    u->sha_hex, tags};
+    const char *params[] = {u->id,   u->org, u->user,    u->filename, u->title,
+                            u->type, size,   u->sha_hex, tags};
     u->inserting = 1;
     pg_query(storage.svc.pg,
              "INSERT INTO documents (id, org_id, user_id, filename, title, content_type, size, "

@@ -55,7 +55,8 @@ static void test_sanitize(void)
     CHECK_STR(san("c1\xc2\x85x.pdf"), "c1x.pdf");                   /* NEL, a C1 control */
     char out[DOCNAME_MAX + 1];
     docname_sanitize("a\0b.pdf", 7, out, sizeof out);
-    CHECK_STR(out, "a\xef\xbf\xbd" "b.pdf");
+    CHECK_STR(out, "a\xef\xbf\xbd"
+                   "b.pdf");
     char longname[1000];
     for (int i = 0; i < 333; i++)
         memcpy(longname + 3 * i, "\xe2\x82\xac", 3); /* euro signs: 3 bytes each */
@@ -70,7 +71,8 @@ static void test_disposition(void)
     docname_disposition("scan.png", out, sizeof out);
     CHECK_STR(out, "attachment; filename=\"scan.png\"; filename*=UTF-8''scan.png");
     docname_disposition("caf\xc3\xa9 100%.pdf", out, sizeof out);
-    CHECK_STR(out, "attachment; filename=\"caf_ 100_.pdf\"; filename*=UTF-8''caf%C3%A9%20100%25.pdf");
+    CHECK_STR(out,
+              "attachment; filename=\"caf_ 100_.pdf\"; filename*=UTF-8''caf%C3%A9%20100%25.pdf");
     docname_disposition("a\\b;c=d.pdf", out, sizeof out);
     CHECK_STR(out, "attachment; filename=\"a_b;c=d.pdf\"; filename*=UTF-8''a%5Cb%3Bc%3Dd.pdf");
     char name[DOCNAME_MAX + 1];
@@ -122,8 +124,8 @@ typedef struct mp_seen {
 static int seen_part(void *ud, const mp_part *p)
 {
     mp_seen *s = ud;
-    buf_printf(&s->log, "part %s|%s%s|%s\n", p->name, p->has_filename ? "f:" : "",
-               p->filename, p->content_type);
+    buf_printf(&s->log, "part %s|%s%s|%s\n", p->name, p->has_filename ? "f:" : "", p->filename,
+               p->content_type);
     return 0;
 }
 
@@ -224,15 +226,17 @@ static void test_multipart_strict(void)
 {
     const char *ok = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b--";
     CHECK(!mp_fails("b", ok));
-    CHECK(mp_fails("b", "preamble\r\n--b\r\nContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--"));
+    CHECK(mp_fails("b",
+                   "preamble\r\n--b\r\nContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--"));
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b"));
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx"));
-    CHECK(mp_fails("b", "--b\r\n\r\nx\r\n--b--"));                                  /* no disposition */
+    CHECK(mp_fails("b", "--b\r\n\r\nx\r\n--b--")); /* no disposition */
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: attachment; name=a\r\n\r\n\r\n--b--"));
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: form-data\r\n\r\n\r\n--b--")); /* no name */
     CHECK(mp_fails("b", "--b\nContent-Disposition: form-data; name=a\n\nx\r\n--b--"));
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: form-data; name=a; name=b\r\n\r\n\r\n--b--"));
-    CHECK(mp_fails("b", "--b\r\nBad Header: x\r\nContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--"));
+    CHECK(mp_fails(
+        "b", "--b\r\nBad Header: x\r\nContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--"));
     CHECK(mp_fails("b", "--bx\r\nContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--"));
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: form-data; name=\"a\r\n\r\n\r\n--b--"));
     /* transport padding after a boundary is allowed */
@@ -284,7 +288,8 @@ static void test_multipart_stop_and_boundary(void)
     char b[MP_MAX_BOUNDARY + 1];
     CHECK_INT(mp_boundary("multipart/form-data; boundary=abc", b, sizeof b), 1);
     CHECK_STR(b, "abc");
-    CHECK_INT(mp_boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b:c\"", b, sizeof b), 1);
+    CHECK_INT(mp_boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b:c\"", b, sizeof b),
+              1);
     CHECK_STR(b, "a b:c");
     CHECK_INT(mp_boundary("application/pdf", b, sizeof b), 0);
     CHECK_INT(mp_boundary(NULL, b, sizeof b), 0);
