@@ -681,5 +681,15 @@ def sigterm_drains_an_upload_in_flight(env):
     env.start_storage(1)
 
 
+@test
+def no_sanitizer_report_and_instances_alive(env):
+    for i in (0, 1):
+        eq(env.storage[i].p.poll(), None, f"instance {i} is running")
+    for p in env.procs:
+        out = p.output()
+        for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+            true(bad not in out, f"{bad} in the log of pid {p.pid}: {out[-1500:]}")
+
+
 if __name__ == "__main__":
     main("storage", setup, teardown)
