@@ -65,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rw = fz_run(boundary, data + 3, size - 3, 0, &whole);
     int rs = fz_run(boundary, data + 3, size - 3, seed, &split);
     /* an error may stop the split run at another piece, but never change a success */
-    if (rw != rs || (rw == 0 && (whole.len != split.len || memcmp(whole.p, split.p, whole.len))))
+    if (rw != rs ||
+        (rw == 0 && (whole.len != split.len || (whole.len && memcmp(whole.p, split.p, whole.len)))))
         abort();
     buf_free(&whole);
     buf_free(&split);
