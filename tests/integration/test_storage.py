@@ -497,6 +497,7 @@ def internal_endpoints_need_a_service_token(env):
             r = env.call("POST", path, body, headers=headers)
             eq(r.status, 401, f"{path} {list(headers)}")
     tok = {"X-Service-Token": env.service_token()}
+    eq(env.call("GET", "/documents", headers=tok).status, 401, "a service is not a user")
     eq(env.call("POST", url, body, headers=tok).status, 204)
     eq(env.call("POST", f"/internal/documents/{uuid.uuid4()}/ocr", body, headers=tok).status, 404)
     for bad in ({"status": "weird"}, {"status": "done", "pages": "2"}, {"nope": 1}, [1]):
@@ -618,6 +619,21 @@ def redis_down_during_upload_still_201_and_enqueued_later(env):
         if p:
             p.stop()
         rds.remove()
+
+
+@test
+def the_sweeper_removes_abandoned_temporary_files(env):
+    tmp = os.path.join(env.dir, "tmp")
+    old, fresh = os.path.join(tmp, "abandoned"), os.path.join(tmp, "recent")
+    for p in (old, fresh):
+        with open(p, "wb") as f:
+            f.write(b"partial upload")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    true(se.wait_for(lambda: not os.path.exists(old), timeout=10), "the old file is removed")
+    time.sleep(1)
+    true(os.path.exists(fresh), "a recent one is kept")
+    os.unlink(fresh)
 
 
 # ---- delete, operations ----
