@@ -586,6 +586,33 @@ def lost_and_vanished_jobs_are_re_enqueued_once(env):
 
 
 @test
+def lost_reports_to_both_instances_at_once_enqueue_each_document_once(env):
+    docs = [created(upload_raw(env, "alice", se.pdf(f"both{i}"), filename=f"b{i}.pdf"))["id"]
+            for i in range(12)]
+    ids = "(" + ",".join(f"'{d}'" for d in docs) + ")"
+    q = f"SELECT count(*) FROM documents WHERE id IN {ids} AND ocr_job ~ '^[0-9]+-[0-9]+$'"
+    true(se.wait_for(lambda: env.sql(q) == "12"), "enqueued")
+    entries = env.sql(f"SELECT ocr_job FROM documents WHERE id IN {ids}").split()
+    env.redis_cli("XDEL", "jobs:ocr", *entries)
+    tok = {"X-Service-Token": env.service_token()}
+    body = {"stream": "jobs:ocr", "ids": entries}
+    out = []
+    threads = [threading.Thread(target=lambda i=i: out.append(
+        env.call("POST", "/internal/jobs/lost", body, headers=tok, inst=i).status)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    eq(out, [204, 204])
+    new = f"SELECT count(*) FROM documents WHERE id IN {ids} AND ocr_job ~ '^[0-9]+-[0-9]+$' " \
+          f"AND ocr_job NOT IN ({','.join(repr(e) for e in entries)})"
+    true(se.wait_for(lambda: env.sql(new) == "12", timeout=10), "all re-enqueued")
+    time.sleep(1.5)
+    for d in docs:
+        eq(len(entry_of(env, d)), 1, f"entries of {d}")
+
+
+@test
 def redis_down_during_upload_still_201_and_enqueued_later(env):
     port = env.ports[1] + 1  # base + 4, a Redis of this test's own
     rds = procs.RedisServer(port)
