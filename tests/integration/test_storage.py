@@ -663,6 +663,51 @@ def the_sweeper_removes_abandoned_temporary_files(env):
     os.unlink(fresh)
 
 
+@test
+def archived_copies_are_evicted_fetched_back_and_deleted(env):
+    """With STORAGE_LOCAL_RETENTION, the local copy of a document archived "done" is removed by
+    the sweeper; /content fetches it back from the archive (file:// of STORAGE_DIR/archive,
+    written here with common/objstore as worker-archive would); DELETE removes the object."""
+    port = env.ports[1] + 1
+    p = procs.Proc([procs.binary("svc-storage/svc-storage")], port=port,
+                   env=env.storage_env(port, STORAGE_LOCAL_RETENTION="1s"))
+    try:
+        data = b"%PDF-1.4\n" + os.urandom(150000)
+        r = procs.request(port, "POST", "/documents?filename=arch.pdf", data,
+                          {"Authorization": f"Bearer {env.users['alice']}",
+                           "Content-Type": "application/pdf"})
+        d = created(r)
+        org = env.sql(f"SELECT org_id FROM documents WHERE id = '{d['id']}'")
+        local = os.path.join(env.dir, "files", d["id"][:2], d["id"])
+        out = subprocess.run([procs.binary("tests/objstore_driver"), "put", f"{org}/{d['id']}",
+                              local], env=dict(os.environ, STORAGE_DIR=env.dir),
+                             capture_output=True, text=True, check=True).stdout.strip()
+        true(out.startswith("file://"), out)
+        obj = out[len("file://"):]
+        tok = {"X-Service-Token": env.service_token()}
+        eq(procs.request(port, "POST", f"/internal/documents/{d['id']}/archive",
+                         {"status": "done", "location": out}, tok).status, 204)
+        true(se.wait_for(lambda: not os.path.exists(local), timeout=15), "evicted")
+        eq(env.sql(f"SELECT local_evicted FROM documents WHERE id = '{d['id']}'"), "t")
+        for inst in (0, 1):  # any instance fetches it back
+            r = env.call("GET", f"/documents/{d['id']}/content", token=env.users["alice"],
+                         inst=inst, headers={"Range": "bytes=-100"} if inst else None)
+            eq(r.status, 206 if inst else 200)
+            eq(r.body, data[-100:] if inst else data, "bytes from the archive")
+        true(os.path.exists(local), "the local copy is back")
+        eq(env.call("DELETE", f"/documents/{d['id']}", token=env.users["alice"]).status, 204)
+        true(se.wait_for(lambda: not os.path.exists(obj), timeout=10), "archived object deleted")
+        true(se.wait_for(lambda: not os.path.exists(local), timeout=10), "local copy deleted")
+        # a document whose archive object is gone too: 503, not a hang or a crash
+        d = created(upload_raw(env, "alice", se.pdf("gone"), filename="gone.pdf"))
+        local = os.path.join(env.dir, "files", d["id"][:2], d["id"])
+        os.unlink(local)
+        r = env.call("GET", f"/documents/{d['id']}/content", token=env.users["alice"])
+        eq(r.status, 503, r.body)
+    finally:
+        p.stop()
+
+
 # ---- delete, operations ----
 
 @test
