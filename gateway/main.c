@@ -1,11 +1,14 @@
 /* gateway: the suite's reverse proxy. `gateway --config FILE [--workers N]` runs the master
  * (master.c), which re-executes this binary as `gateway --worker SLOT --config FILE` for each
- * worker (worker.c). `--check` only validates the configuration. */
+ * worker (worker.c). `--check` only validates the configuration; `--healthcheck` asks the
+ * running gateway's plain HTTP port (any answer means its workers serve: a container's
+ * HEALTHCHECK). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gw_config.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "master.h"
 #include "tls.h"
@@ -13,14 +16,14 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: gateway --config FILE [--workers N] [--check]\n");
+    fprintf(stderr, "usage: gateway --config FILE [--workers N] [--check | --healthcheck]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
     const char *config = NULL;
-    int workers = 0, slot = -1, check = 0;
+    int workers = 0, slot = -1, check = 0, healthcheck = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
@@ -30,18 +33,30 @@ int main(int argc, char **argv)
             slot = atoi(argv[++i]);
         else if (strcmp(argv[i], "--check") == 0)
             check = 1;
+        else if (strcmp(argv[i], "--healthcheck") == 0)
+            healthcheck = 1;
         else
             return usage();
     }
     if (!config || (argv[0] && workers < 0))
         return usage();
     log_init("gateway");
-    if (check || slot >= 0) {
+    if (check || healthcheck || slot >= 0) {
         static gw_config cfg;
         char err[512];
         if (gw_config_load(config, &cfg, err, sizeof err) != 0) {
             fprintf(stderr, "gateway: %s\n", err);
             return 2;
+        }
+        if (healthcheck) {
+            if (!cfg.http_port) {
+                fprintf(stderr, "gateway: --healthcheck asks the plain HTTP listener: none\n");
+                return 1;
+            }
+            int status = healthcheck_get(cfg.http_port, "/health", 3000);
+            printf("gateway: port %d %s\n", cfg.http_port,
+                   status > 0 ? "answers" : "does not answer");
+            return status > 0 ? 0 : 1;
         }
         if (check) {
             if (cfg.https_port) {

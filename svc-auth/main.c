@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "healthcheck.h"
 #include "crypto.h"
 #include "es256.h"
 #include "log.h"
@@ -17,8 +18,11 @@
 #define AUTH_MIGRATIONS_DIR "svc-auth/migrations"
 #endif
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int hc = healthcheck_main(argc, argv, "PORT", "/livez");
+    if (hc >= 0)
+        return hc;
     /* argon2 allocates 19 MiB per hash: give it back to the system after each one. */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_ARENA_MAX, 2);

@@ -15,6 +15,7 @@
 
 #include "caller.h"
 #include "config.h"
+#include "healthcheck.h"
 #include "idempotency.h"
 #include "log.h"
 #include "payments.h"
@@ -47,8 +48,11 @@ static void payments_stop(service *s)
     caller_teardown();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int hc = healthcheck_main(argc, argv, "PORT", "/livez");
+    if (hc >= 0)
+        return hc;
     if (service_init(&payments.svc, "payments") != 0)
         return 1;
     const char *secrets =
