@@ -21,6 +21,7 @@
 
 #include "auth_client.h"
 #include "config.h"
+#include "healthcheck.h"
 #include "documents.h"
 #include "evict.h"
 #include "internal.h"
@@ -120,8 +121,11 @@ static int storage_make_dirs(void)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int hc = healthcheck_main(argc, argv, "PORT", "/livez");
+    if (hc >= 0)
+        return hc;
     if (service_init(&storage.svc, "storage") != 0)
         return 1;
     storage.dir = config_str("STORAGE_DIR", "var/storage");
