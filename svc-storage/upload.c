@@ -570,7 +570,13 @@ static int upload_raw_params(upload *u, http_req *req)
     const char *q = http_req_query(req);
     char v[UPLOAD_FIELD_MAX + 1];
     int has = query_param(q, "filename", v, sizeof v);
-    if (has <= 0 || !v[0]) {
+    if (has < 0) {
+        upload_reply_error(u, 400, "invalid_filename",
+                           "?filename= must be percent-encoded UTF-8 of at most 2000 bytes, "
+                           "without NUL.");
+        return -1;
+    }
+    if (has == 0 || !v[0]) {
         upload_reply_error(u, 400, "missing_filename",
                            "A raw upload names its file with ?filename= (or send "
                            "multipart/form-data).");

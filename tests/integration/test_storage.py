@@ -254,6 +254,14 @@ def hostile_file_names_stay_names(env):
     r = env.call("GET", f"/documents/{d['id']}/content", token=env.users["alice"])
     cd = r.header("Content-Disposition")
     eq(cd, "attachment; filename=\"__q_t_.pdf\"; filename*=UTF-8''%EF%BF%BD%EF%BF%BDq%C3%A9t%C3%A9.pdf")
+    # a ?filename= that does not decode (NUL, not UTF-8) is named as the error, and none is missing
+    for bad in ("%00%0d%0aX-Evil:%201.pdf", "%ff%fe.pdf"):
+        r = env.call("POST", f"/documents?filename={bad}", se.pdf("badname"), token=env.users["alice"],
+                     headers={"Content-Type": "application/pdf"})
+        eq((r.status, r.json()["error"]["code"]), (400, "invalid_filename"), bad)
+    r = env.call("POST", "/documents", se.pdf("noname"), token=env.users["alice"],
+                 headers={"Content-Type": "application/pdf"})
+    eq((r.status, r.json()["error"]["code"]), (400, "missing_filename"), "no ?filename=")
     # nothing was written outside the volume's files/ (and never by name)
     for p in stored_files(env):
         true(UUID.match(os.path.basename(p)), p)
