@@ -35,6 +35,7 @@ typedef struct route {
     router_caller_fn caller_fn; /* set: the route needs a caller (router_add_auth) */
     size_t max_body;
     int stream;
+    int service; /* the caller must be another service (router_add_service) */
     struct router *owner;
 } route;
 
@@ -43,6 +44,8 @@ struct router {
     size_t n, cap;
     router_authn_fn authn; /* how a caller is found; NULL: none (auth routes: 503) */
     void *authn_ctx;
+    router_authn_fn svc_authn; /* how a calling service is found (router_add_service) */
+    void *svc_authn_ctx;
 };
 
 static const char router_unmatched[] = "unmatched";
@@ -158,6 +161,13 @@ void router_add_auth(router *r, const char *method, const char *pattern, router_
 void router_add_auth_stream(router *r, const char *method, const char *pattern, router_caller_fn fn)
 {
     router_add_route(r, method, pattern, NULL, fn, 0, 1);
+}
+
+void router_add_service(router *r, const char *method, const char *pattern, router_caller_fn fn,
+                        size_t max_body)
+{
+    router_add_route(r, method, pattern, NULL, fn, max_body, 0);
+    r->routes[r->n - 1].service = 1;
 }
 
 void router_set_authn(router *r, router_authn_fn fn, void *ctx)
@@ -380,7 +390,9 @@ static void router_authed(void *ud, const auth_identity *who)
 static void router_authenticate(http_req *req, const route *rt)
 {
     const router *r = rt->owner;
-    if (!r->authn) {
+    router_authn_fn authn = rt->service ? r->svc_authn : r->authn;
+    void *authn_ctx = rt->service ? r->svc_authn_ctx : r->authn_ctx;
+    if (!authn) {
         auth_client_reply_error(req, 503);
         return;
     }
@@ -388,7 +400,7 @@ static void router_authenticate(http_req *req, const route *rt)
     call->req = req;
     call->rt = rt;
     http_req_on_done(req, router_call_done, call);
-    r->authn(r->authn_ctx, req, router_authed, call);
+    authn(authn_ctx, req, router_authed, call);
 }
 
 static void router_body_read(http_req *req)
@@ -405,19 +417,29 @@ typedef struct router_ac_check {
     void *done_ud;
 } router_ac_check;
 
-static void router_ac_checked(int status, const auth_identity *id, void *ud)
+static void router_ac_finish(router_ac_check *chk, int status, const auth_identity *id, int ok)
 {
-    router_ac_check *chk = ud;
     http_req *req = chk->req;
     router_authed_fn done = chk->done;
     void *done_ud = chk->done_ud;
     free(chk);
-    if (status == 200 && id->kind != AUTH_ID_SERVICE && id->sub[0] && id->org[0]) {
+    if (ok) {
         done(done_ud, id);
         return;
     }
     auth_client_reply_error(req, status == 200 ? 401 : status);
     done(done_ud, NULL);
+}
+
+static void router_ac_checked(int status, const auth_identity *id, void *ud)
+{
+    int ok = status == 200 && id->kind != AUTH_ID_SERVICE && id->sub[0] && id->org[0];
+    router_ac_finish(ud, status, id, ok);
+}
+
+static void router_ac_svc_checked(int status, const auth_identity *id, void *ud)
+{
+    router_ac_finish(ud, status, id, status == 200 && id->kind == AUTH_ID_SERVICE);
 }
 
 static void router_ac_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud)
@@ -432,6 +454,21 @@ static void router_ac_authn(void *ctx, http_req *req, router_authed_fn done, voi
 void router_use_auth_client(router *r, auth_client *c)
 {
     router_set_authn(r, c ? router_ac_authn : NULL, c);
+}
+
+static void router_ac_svc_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud)
+{
+    router_ac_check *chk = xcalloc(1, sizeof *chk);
+    chk->req = req;
+    chk->done = done;
+    chk->done_ud = done_ud;
+    auth_client_check_service(ctx, req, router_ac_svc_checked, chk);
+}
+
+void router_use_service_auth(router *r, auth_client *c)
+{
+    r->svc_authn = c ? router_ac_svc_authn : NULL;
+    r->svc_authn_ctx = c;
 }
 
 void router_dispatch(http_req *req, void *ud)

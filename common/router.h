@@ -38,6 +38,14 @@ void router_add_auth(router *r, const char *method, const char *pattern, router_
 void router_add_auth_stream(router *r, const char *method, const char *pattern,
                             router_caller_fn fn);
 
+/* A route for other services only (/internal/...): the body is read, then the caller's
+ * X-Service-Token is checked (common/auth_client: auth_client_check_service, this service's
+ * name in aud); fn runs with who->kind == AUTH_ID_SERVICE, who->sub the calling service. A
+ * user's credential or none: 401. Set the checker with router_use_service_auth (none: 503). */
+void router_add_service(router *r, const char *method, const char *pattern, router_caller_fn fn,
+                        size_t max_body);
+void router_use_service_auth(router *r, auth_client *c);
+
 /* An authenticator: learns the caller of req, then calls done(done_ud, who) once, with who
  * valid during that call, or, after it answered the request itself (401/503), with NULL. */
 typedef void (*router_authed_fn)(void *done_ud, const auth_identity *who);
