@@ -121,6 +121,16 @@ void scanner_out_file(const scanner_file *f)
     out_draw(0, f->result == SCANNER_FAILED);
 }
 
+void scanner_out_retry(const scanner_file *f, const char *why, int next_try, int tries,
+                       uint64_t wait_ms)
+{
+    if (out.o->tty)
+        return;
+    printf("%-12s %s: %s (try %d of %d in %.1f s)\n", "retry", f->rel, why, next_try, tries,
+           (double)wait_ms / 1000.0);
+    fflush(stdout);
+}
+
 void scanner_out_progress(uint64_t inflight_bytes)
 {
     out_draw(inflight_bytes, 0);
@@ -135,9 +145,9 @@ size_t scanner_out_summary(const scanner_files *fs)
     out_clear_bar();
     double secs = (double)(clock_mono_ms() - out.start_ms) / 1000.0;
     if (out.o->dry_run)
-        printf("would upload %zu, ", count[SCANNER_WOULD_UPLOAD]);
+        printf("summary: would upload %zu, ", count[SCANNER_WOULD_UPLOAD]);
     else
-        printf("uploaded %zu, ", count[SCANNER_UPLOADED]);
+        printf("summary: uploaded %zu, ", count[SCANNER_UPLOADED]);
     printf("skipped %zu (already there), duplicates %zu, failed %zu; %zu files in %.1f s\n",
            count[SCANNER_SKIPPED], count[SCANNER_DUPLICATE], count[SCANNER_FAILED], fs->n, secs);
     if (count[SCANNER_FAILED]) {

@@ -297,7 +297,7 @@ static int xfer_status_retryable(long status)
 
 /* Puts x on the waiting list for another try; its delay is Retry-After (capped) when the
  * server gave one, else 1 s doubling per try. */
-static void xfer_retry_later(xfer_run *r, xfer *x, long retry_after_s)
+static void xfer_retry_later(xfer_run *r, xfer *x, long retry_after_s, const char *why)
 {
     uint64_t wait = (uint64_t)XFER_BACKOFF_MS << (x->tries - 1);
     if (retry_after_s > 0)
@@ -305,6 +305,7 @@ static void xfer_retry_later(xfer_run *r, xfer *x, long retry_after_s)
     if (wait > XFER_MAX_WAIT_MS)
         wait = XFER_MAX_WAIT_MS;
     x->due = clock_mono_ms() + wait;
+    scanner_out_retry(x->f, why, x->tries + 1, XFER_TRIES, wait);
     x->next = r->waiting;
     r->waiting = x;
 }
@@ -388,7 +389,7 @@ static void xfer_done(xfer_run *r, xfer *x, CURLcode rc)
             snprintf(why, sizeof why, "cannot read the file while sending it");
         if (xfer_curl_retryable(rc) && x->tries < XFER_TRIES) {
             xfer_release(x);
-            xfer_retry_later(r, x, 0);
+            xfer_retry_later(r, x, 0, why);
             return;
         }
         xfer_release(x);
@@ -397,8 +398,11 @@ static void xfer_done(xfer_run *r, xfer *x, CURLcode rc)
         return;
     }
     if (xfer_status_retryable(status) && x->tries < XFER_TRIES) {
+        char reason[400];
+        xfer_http_reason(status, &x->body, reason, sizeof reason);
+        snprintf(why, sizeof why, "%s: %s", what, reason);
         xfer_release(x);
-        xfer_retry_later(r, x, (long)retry_after);
+        xfer_retry_later(r, x, (long)retry_after, why);
         return;
     }
     if (x->phase == XFER_CHECK)
