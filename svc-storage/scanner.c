@@ -10,6 +10,7 @@
 #include "xalloc.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,7 @@ int main(int argc, char **argv)
         url[--ulen] = '\0';
     o.url = url;
     o.tty = isatty(STDOUT_FILENO);
+    signal(SIGPIPE, SIG_IGN); /* a peer closing a TLS connection is an error, not death */
 
     scanner_files fs = {0};
     if (scanner_walk(argv[optind], o.hidden, &fs) != 0) {

@@ -88,7 +88,12 @@ def scan(args, key=None, url=None, timeout=120, env_extra=None):
     t0 = time.time()
     p = subprocess.run([SCANNER, *args], env=env, capture_output=True, text=True,
                        timeout=timeout)
+    no_sanitizer_report(p.stderr)
     return p.returncode, p.stdout, p.stderr, time.time() - t0
+
+
+def no_sanitizer_report(err):
+    true("Sanitizer" not in err and "runtime error:" not in err, f"sanitizer report: {err}")
 
 
 def lines_of(out, word):
@@ -176,6 +181,7 @@ def retries_reach_a_late_service(c):
         out, err = p.communicate(timeout=60)
     finally:
         inst.stop()
+    no_sanitizer_report(err)
     eq(p.returncode, 0, f"{out} {err}")
     eq(lines_of(out, "uploaded"), ["late.png"], out)
 
@@ -260,6 +266,7 @@ def progress_on_a_terminal(c):
     p.wait(timeout=60)
     os.close(master)
     text = b"".join(chunks).decode(errors="replace")
+    no_sanitizer_report(text)
     eq(p.returncode, 1, text)
     true(re.search(r"\[[#-]+\] \d+/3 files", text), f"a progress line: {text!r}")
     true("/s" in text and "left" in text, f"rate and time left: {text!r}")
