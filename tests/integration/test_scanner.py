@@ -5,8 +5,9 @@ loop: the first run uploads every image once, reports the text file (415) and th
 (413) as failed and exits 1; the second run uploads nothing (all skipped as already there);
 the organization's document list matches the tree. Also: another organization does not skip,
 --dry-run uploads nothing, a wrong API key fails every file, a service that comes up late is
-reached by the retries, a dead one fails after 3 tries, usage errors exit 2, and on a
-terminal a progress line is drawn."""
+reached by the retries, 503 and 429 answers are retried after their Retry-After, the real
+gateway is reached over TLS with --cacert (or --insecure), a dead service fails after 3 tries,
+usage errors exit 2, and on a terminal a progress line is drawn."""
 import hashlib
 import os
 import pty
@@ -205,6 +206,80 @@ def retry_after_is_honoured(c):
                        rf"\(try {n} of 3 in 1.0 s\)", out, re.M), f"503 retried after 1 s: {out}")
     true(re.search(r"^failed\s+auth-down.png: HTTP 503", out, re.M), out)
     true(1.8 < took < 10, f"two waits of 1 s: {took:.1f} s")
+
+
+def start_gateway(c, root):
+    """The real gateway on TLS (a certificate of the test's own) in front of the two storage
+    instances, /documents limited to 1 request a second with a burst of 1 per client."""
+    cert, key = os.path.join(root, "gw.crt"), os.path.join(root, "gw.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    port = procs.free_port()
+    cfg = os.path.join(root, "gateway.ini")
+    with open(cfg, "w") as f:
+        f.write(f"""[gateway]
+workers = 1
+http = off
+https = 127.0.0.1:{port}
+cert = {cert}
+key = {key}
+docs_dir = {procs.ROOT}/var/swagger-ui
+openapi = {procs.ROOT}/docs/openapi.yaml
+access_log = off
+
+[upstream storage]
+servers = {",".join(f"127.0.0.1:{p}" for p in c.env.ports)}
+health_interval = 300ms
+rise = 1
+
+[route /documents]
+upstream = storage
+rate = 60r/m
+burst = 1
+max_body = 50m
+""")
+    gw = procs.Proc([procs.binary("gateway/gateway"), "--config", cfg], port=port)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        h = subprocess.run(["curl", "-s", "--cacert", cert, f"https://127.0.0.1:{port}/health"],
+                           capture_output=True, text=True, timeout=10).stdout
+        if '"healthy":2' in h.replace(" ", ""):
+            break
+        time.sleep(0.2)
+    return gw, f"https://127.0.0.1:{port}", cert
+
+
+@test
+def through_the_gateway_over_tls(c):
+    root = os.path.join(c.env.tmp, "gw")
+    write(root, "scans/gw-1.png", se.png(b"gw-1"))
+    write(root, "scans/gw-2.pdf", se.pdf("gw-2"))
+    gw, url, cert = start_gateway(c, root)
+    scans = os.path.join(root, "scans")
+    try:
+        # A certificate nobody vouches for: every file fails at once, no retry.
+        rc, out, err, _ = scan([scans], key=c.keys["alice"], url=url)
+        eq(rc, 1, f"{out} {err}")
+        true(re.search(r"^failed\s+gw-1.png: GET /documents: .*certificate", out, re.M), out)
+        true("retry" not in out, f"a certificate error is not retried: {out}")
+        # --cacert: one transfer at a time under the gateway's limit of 1 request a second,
+        # each 429 waited out for its Retry-After.
+        time.sleep(1.2)
+        rc, out, err, _ = scan(["--cacert", cert, "--jobs", "1", scans], key=c.keys["alice"],
+                               url=url)
+        eq(rc, 0, f"{out} {err}")
+        eq(lines_of(out, "uploaded"), ["gw-1.png", "gw-2.pdf"], out)
+        true(re.search(r"^retry\s+gw-\d\.\w+: (GET|POST) /documents: HTTP 429 rate_limited.*"
+                       r"\(try 2 of 3 in 1.0 s\)", out, re.M), f"429 waited out: {out}")
+        time.sleep(1.2)
+        rc, out, err, _ = scan(["--insecure", "--jobs", "1", scans], key=c.keys["alice"],
+                               url=url + "/")
+        eq(rc, 0, f"{out} {err}")
+        eq(lines_of(out, "skipped"), ["gw-1.png", "gw-2.pdf"], out)
+    finally:
+        gw.stop()
 
 
 @test
