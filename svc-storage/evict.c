@@ -39,12 +39,15 @@ typedef struct evict_work {
     void *ud;
 } evict_work;
 
+static int evict_inflight;  /* work items queued or running */
+static int evict_free_late; /* evict_teardown came while some were: the last one frees */
+
 int evict_setup(void)
 {
 #if EVICT_HAVE_OBJSTORE
     char err[256];
     storage.obj = objstore_new_from_env(storage.dir, err, sizeof err);
-    if (!storage.obj) {
+    if (!storage.obj || evict_free_late) {
         log_error(NULL, "archive: %s", err);
         return -1;
     }
@@ -52,12 +55,20 @@ int evict_setup(void)
     return 0;
 }
 
-void evict_teardown(void)
+static void evict_free_store(void)
 {
 #if EVICT_HAVE_OBJSTORE
     objstore_free(storage.obj);
 #endif
     storage.obj = NULL;
+}
+
+void evict_teardown(void)
+{
+    if (evict_inflight > 0)
+        evict_free_late = 1; /* a thread still uses the store */
+    else
+        evict_free_store();
 }
 
 static void evict_run(uv_work_t *w)
@@ -94,6 +105,15 @@ static void evict_after(uv_work_t *w, int status)
     free(e);
 }
 
+static void evict_done(uv_work_t *w, int status)
+{
+    evict_after(w, status);
+    if (--evict_inflight == 0 && evict_free_late) {
+        evict_free_late = 0;
+        evict_free_store();
+    }
+}
+
 static void evict_queue(uv_loop_t *loop, evict_op op, const char *org, const char *id,
                         const char *dest, evict_fn cb, void *ud)
 {
@@ -108,13 +128,14 @@ static void evict_queue(uv_loop_t *loop, evict_op op, const char *org, const cha
     e->cb = cb;
     e->ud = ud;
     e->w.data = e;
-    if (!storage.obj) {
+    if (!storage.obj || evict_free_late) {
         snprintf(e->err, sizeof e->err, "no archive configured");
         e->rc = -1;
         evict_after(&e->w, 0);
         return;
     }
-    uv_queue_work(loop, &e->w, evict_run, evict_after);
+    evict_inflight++;
+    uv_queue_work(loop, &e->w, evict_run, evict_done);
 }
 
 void evict_fetch(uv_loop_t *loop, const char *org, const char *id, const char *dest, evict_fn cb,

@@ -87,17 +87,35 @@ static void storage_stop(service *s)
     storage_teardown();
 }
 
+/* mkdir -p path. 0, or -1 after logging why. */
+static int storage_mkdirs(const char *path)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0750) != 0 && errno != EEXIST) {
+            log_error(NULL, "STORAGE_DIR: cannot create %s: %s", p, strerror(errno));
+            return -1;
+        }
+        if (c == '\0')
+            return 0;
+        *s = c;
+    }
+}
+
 /* STORAGE_DIR and its tmp/ and files/ (start-up, before the loop runs). */
 static int storage_make_dirs(void)
 {
-    static const char *const subs[] = {"", "/tmp", "/files"};
+    static const char *const subs[] = {"/tmp", "/files"};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s%s", storage.dir, subs[i]);
-        if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-            log_error(NULL, "STORAGE_DIR: cannot create %s: %s", path, strerror(errno));
+        if (storage_mkdirs(path) != 0)
             return -1;
-        }
     }
     return 0;
 }

@@ -172,10 +172,11 @@ static void upload_written(uv_fs_t *fs)
     if ((size_t)n < u->writing.len) { /* a short write: the rest goes first */
         memmove(u->writing.p, u->writing.p + n, u->writing.len - (size_t)n);
         buf_truncate(&u->writing, u->writing.len - (size_t)n);
-        buf tmp = u->pending;
+        buf later = u->pending;
         u->pending = u->writing;
-        buf_append(&u->pending, tmp.p, tmp.len);
-        buf_free(&tmp);
+        u->writing = (buf){0};
+        buf_append(&u->pending, later.p, later.len);
+        buf_free(&later);
     } else {
         buf_truncate(&u->writing, 0);
     }

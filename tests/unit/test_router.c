@@ -160,7 +160,11 @@ static void auth_routes_need_a_caller(void)
     router_add_auth(r, "POST", "/files", h_caller, 1024);
     router_add_auth(r, "GET", "/files/{id}", h_caller, 0);
     router_add_auth_stream(r, "PUT", "/files/{id}", h_caller);
+    router_add_service(r, "POST", "/internal/files/{id}", h_caller, 0);
     router_match m;
+    CHECK_INT(router_lookup(r, "POST", "/internal/files/f2", &m), 200);
+    CHECK_INT(m.needs_caller, 1); /* a service */
+    router_match_free(&m);
     CHECK_INT(router_lookup(r, "GET", "/files", &m), 200);
     CHECK_INT(m.needs_caller, 0);
     CHECK_INT(router_lookup(r, "POST", "/files", &m), 200);
