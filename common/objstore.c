@@ -294,6 +294,21 @@ static int objstore_mkdirs(const char *dir)
     return rc;
 }
 
+/* Makes a rename in path's folder durable (best effort: the data is already synced). */
+static void objstore_sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return;
+    char *dir = xstrndup(path, (size_t)(slash - path));
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
 static char *objstore_file_path(const objstore *s, const char *key)
 {
     size_t n = strlen(s->dir) + strlen(key) + 2;
@@ -347,6 +362,7 @@ static int objstore_file_put(objstore *s, const char *key, const char *path, cha
         objstore_fail(err, errlen, "archive: cannot write %s: %s", dest, strerror(errno));
     } else {
         rc = 0;
+        objstore_sync_parent(dest);
     }
     if (out >= 0)
         close(out);

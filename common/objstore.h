@@ -5,7 +5,8 @@
  * S3_REGION (us-east-1), S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY (both also _FILE).
  * Every call blocks (call it from uv_queue_work or a worker thread) and is thread-safe: the
  * store is read-only after objstore_new_from_env and each call uses its own curl handle.
- * Error messages never contain the secret key. */
+ * Error messages never contain the secret key. The process ignores SIGPIPE (service_init
+ * does), since libcurl is told not to touch signals. */
 #ifndef COMMON_OBJSTORE_H
 #define COMMON_OBJSTORE_H
 

@@ -2,8 +2,8 @@
 (moto from var/venv, started by tests/fixtures/s3 with SigV4 signature checking on) and against
 the file:// backend: 0-byte, small and 20 MiB files go up and come back byte-identical, the
 stored size is what curl's own SigV4 HEAD reports, deleted keys are gone, a wrong secret, an
-unknown key and a missing bucket are clear errors that never show the secret, and keys that
-could escape the archive are refused."""
+unknown key and a missing bucket are clear errors that never show the secret, keys that
+could escape the archive are refused, and threads can share one store."""
 import os
 import shutil
 import subprocess
@@ -67,6 +67,8 @@ def drive(env, *args, timeout=120):
     full.update(env)
     p = subprocess.run([DRIVER, *args], env=full, capture_output=True, text=True,
                        timeout=timeout)
+    true("Sanitizer" not in p.stderr and "runtime error:" not in p.stderr,
+         f"sanitizer report: {p.stderr}")
     return p.returncode, p.stdout.strip(), p.stderr.strip()
 
 
@@ -234,6 +236,15 @@ def file_default_under_storage_dir(c):
     eq(rc, 0, err)
     eq(out, "file://" + os.path.join(sd, "archive", "org-7", "d"), "default archive location")
     true(same_bytes(os.path.join(sd, "archive", "org-7", "d"), c.files["small"]), "stored")
+
+
+@test
+def threads_share_one_store(c):
+    # 8 threads at once on one objstore (as svc-storage's threadpool uses it), both backends.
+    for env in (s3_env(c), {"ARCHIVE_URL": "file://" + os.path.join(c.tmp, "par-archive")}):
+        rc, out, err = drive(env, "parallel", "8", c.files["big"], timeout=300)
+        eq(rc, 0, f"{env['ARCHIVE_URL']}: {err}")
+        eq(out, "8 threads ok", err)
 
 
 @test
