@@ -241,9 +241,11 @@ static int ocr_page(ocr_job *j, PIX *pix, int dpi)
     if (!pix)
         return ocr_fail(j, -2, "cannot convert page %d to grey (out of memory?)", page);
     long long left = ocr_remaining(j);
+    char during[32];
     if (left <= 0) {
         pixDestroy(&pix);
-        return ocr_timed_out(j, "before a page");
+        snprintf(during, sizeof during, "before page %d", page);
+        return ocr_timed_out(j, during);
     }
     TessBaseAPISetImage2(j->api, pix);
     if (dpi > 0)
@@ -255,7 +257,6 @@ static int ocr_page(ocr_job *j, PIX *pix, int dpi)
     TessBaseAPIClear(j->api);
     pixDestroy(&pix);
     if (rc != 0 && ocr_remaining(j) <= 0) {
-        char during[32];
         snprintf(during, sizeof during, "reading page %d", page);
         return ocr_timed_out(j, during);
     }

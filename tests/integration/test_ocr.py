@@ -64,8 +64,8 @@ def draw_dense(path, seed=1):
             "-pointsize", "30"]
     for i, line in enumerate(dense_lines(60, seed)):
         args += ["-annotate", f"+120+{150 + 55 * i}", line]
-    subprocess.run(args + ["-colorspace", "Gray", "-depth", "8", path], check=True,
-                   capture_output=True)
+    subprocess.run(args + ["-colorspace", "Gray", "-depth", "8", "-units", "PixelsPerInch",
+                           "-density", "300", path], check=True, capture_output=True)
 
 
 def pdf_of_jpegs(pages, dpi=150):
@@ -326,6 +326,21 @@ def engine_reused_and_recreated(f):
 
 
 @test
+def two_threads_at_once(f):
+    # Two worker threads, each with its own engine, on the same files at the same time.
+    res, _ = run([f["png"], f["pdf"], f["tiff"]], "-j", "2")
+    eq(len(res), 6, "results")
+    expect = {f["png"]: (PAGES["png"], 1),
+              f["pdf"]: ([line for page in PAGES["pdf"] for line in page], 2),
+              f["tiff"]: ([line for page in PAGES["tiff"] for line in page], 3)}
+    for r in res:
+        ok(r, *expect[r["file"]])
+    eq(sorted(r["worker"] for r in res), [0, 0, 0, 1, 1, 1], "workers")
+    true(all(r["threads"] <= 3 for r in res), "no OpenMP threads beside the two workers")
+    eq(tmp_left(f), [], "files left in TMPDIR")
+
+
+@test
 def openmp_stays_on_the_calling_thread(f):
     # Without OMP_THREAD_LIMIT in the environment, libgomp would start a thread per core for
     # Tesseract's LSTM and a page would take several times longer; ocr.c keeps it serial.
@@ -398,6 +413,54 @@ def unknown_language_is_transient(f):
     r = one(f["png"], "-l", "xx_nonexistent")
     eq(r["rc"], -2, f"rc ({r['error']})")
     true("xx_nonexistent" in r["error"], r["error"])
+
+
+def mutants(data, seed, count):
+    """count damaged copies of data: bytes overwritten, a slice removed or repeated, a cut."""
+    x = seed
+    out = []
+    for i in range(count):
+        b = bytearray(data)
+        x = (x * 6364136223846793005 + 1442695040888963407) % 2**64
+        kind = i % 4
+        pos = (x >> 16) % len(b)
+        if kind == 0:  # a few bytes overwritten, mostly near the start (headers)
+            for k in range(1 + (x >> 8) % 8):
+                x = (x * 6364136223846793005 + 1442695040888963407) % 2**64
+                p = (x >> 20) % min(len(b), 400 if k % 2 else len(b))
+                b[p] = (x >> 40) & 0xff
+        elif kind == 1:  # a slice removed
+            del b[pos:pos + 1 + (x >> 40) % 2000]
+        elif kind == 2:  # a slice repeated
+            b[pos:pos] = b[pos:pos + 1 + (x >> 40) % 2000]
+        else:  # cut short
+            del b[max(pos, 8):]
+        out.append(bytes(b))
+    return out
+
+
+@test
+def damaged_files_never_crash_or_hang(f):
+    # Mutants of each valid fixture in one process (so one engine lives through them all):
+    # every job ends with text or -1 and a reason, within its time limit, and the process
+    # (sanitized in the asan build) survives to read a good file after them.
+    paths = []
+    for n, key in enumerate(["png", "jpeg", "tiff", "pdf"]):
+        with open(f[key], "rb") as src:
+            data = src.read()
+        ext = os.path.splitext(f[key])[1]
+        for i, m in enumerate(mutants(data, 1000 + n, 12)):
+            paths.append(os.path.join(f["dir"], f"mutant-{key}-{i}{ext}"))
+            with open(paths[-1], "wb") as out:
+                out.write(m)
+    res, _ = run(paths + [f["png"]], "-t", str(5000 * SLOW))
+    eq(len(res), len(paths) + 1, "results")
+    for r in res[:-1]:
+        true(r["rc"] in (0, -1), f"{r['file']}: rc {r['rc']} {r['error']}")
+        true(r["rc"] == 0 or r["error"], f"{r['file']}: no reason")
+        true(r["ms"] < 5000 * SLOW + 2000, f"{r['file']}: {r['ms']} ms")
+    ok(res[-1], PAGES["png"], 1)
+    eq(tmp_left(f), [], "files left in TMPDIR")
 
 
 @test
