@@ -16,6 +16,11 @@
  *   process must not ignore SIGCHLD (waitpid reaps them).
  * - Refused before any decoding: more than max_pages pages, a page over 20000 pixels a side or
  *   100 megapixels (from the image header, or the PDF page size at dpi).
+ * - timeout_ms bounds the job: the subprocesses are killed at the deadline, and Tesseract's
+ *   monitor stops recognition between words. Decoding an image and a page's layout analysis
+ *   cannot be interrupted; the size limits bound them (a fraction of a second a page).
+ * - Leptonica's messages are off; libpng and libjpeg still print a line to stderr for a
+ *   corrupt file (the job fails with its own reason all the same).
  * - confidence: the mean of the pages' Tesseract MeanTextConf, each page weighted by the
  *   number of non-space characters it gave (a blank page does not count; no text at all: 0). */
 #ifndef WORKER_OCR_OCR_H
