@@ -93,8 +93,9 @@ static void service_token_fetched(hc_err err, const http_response *resp, void *u
     if (err == HC_OK && resp->status == 200) {
         body = json_loadb(resp->body, resp->body_len, 0, NULL);
         const char *s = NULL;
-        if (!body || json_unpack(body, "{s:s, s:I}", "access_token", &s, "expires_in",
-                                 &expires_in) != 0 || expires_in < 1) {
+        if (!body ||
+            json_unpack(body, "{s:s, s:I}", "access_token", &s, "expires_in", &expires_in) != 0 ||
+            expires_in < 1) {
             status = 502;
         } else {
             tok = json_string(s);

@@ -115,7 +115,7 @@ int job_id_parse(const char *id, uint64_t *ms, uint64_t *seq)
     if (!dash)
         return -1;
     return job_u64(id, (size_t)(dash - id), ms) || job_u64(dash + 1, strlen(dash + 1), seq) ? -1
-                                                                                             : 0;
+                                                                                            : 0;
 }
 
 int job_id_next(const char *id, char *out, size_t cap)

@@ -60,6 +60,9 @@ typedef struct runner {
     const char *storage_dir;
     unsigned concurrency, max_deliveries;
     unsigned long block_ms, claim_idle_ms, retry_base_ms, job_timeout_ms, drain_ms;
+    /* XAUTOCLAIM's min-idle: WORKER_CLAIM_IDLE, but never less than the longest backoff, so
+     * that a live worker's failed job waiting for its retry is not taken early. */
+    uint64_t takeover_ms;
 
     redis *rd_read, *rd;
     upstream *storage, *auth;
@@ -98,8 +101,8 @@ static void runner_log_redis(const char *what, redis_status st, const redisReply
 {
     log_emit(LOG_WARN, NULL,
              json_pack("{s:s}", "error",
-                       st == REDIS_ST_DOWN      ? "redis down"
-                       : st == REDIS_ST_TIMEOUT ? "redis timeout"
+                       st == REDIS_ST_DOWN                     ? "redis down"
+                       : st == REDIS_ST_TIMEOUT                ? "redis timeout"
                        : rep && rep->type == REDIS_REPLY_ERROR ? rep->str
                                                                : "unexpected reply"),
              "%s failed", what);
@@ -351,7 +354,8 @@ static void runner_dead(runner *r, rjob *rj, const char *reason)
         runner_bury(r, rj);
         return;
     }
-    runner_report(r, rj, json_pack("{s:s, s:s, s:b}", "status", "failed", "error", reason, "dead", 1),
+    runner_report(r, rj,
+                  json_pack("{s:s, s:s, s:b}", "status", "failed", "error", reason, "dead", 1),
                   runner_dead_posted);
 }
 
@@ -443,8 +447,7 @@ static void runner_start(runner *r, rjob *rj)
         return;
     }
     if (r->o.report_processing) {
-        runner_report(r, rj, json_pack("{s:s}", "status", "processing"),
-                      runner_processing_posted);
+        runner_report(r, rj, json_pack("{s:s}", "status", "processing"), runner_processing_posted);
         return;
     }
     runner_run(r, rj);
@@ -540,7 +543,7 @@ static void runner_read(runner *r)
     snprintf(count, sizeof count, "%u", n);
     snprintf(block, sizeof block, "%lu", r->block_ms);
     const char *argv[] = {"XREADGROUP", "GROUP", RUNNER_GROUP, r->consumer, "COUNT", count,
-                          "BLOCK", block, "STREAMS", r->stream, ">"};
+                          "BLOCK",      block,   "STREAMS",    r->stream,   ">"};
     r->reading = 1;
     redis_command_argv_timeout(r->rd_read, (unsigned)r->block_ms + 5000, runner_read_cb, r, 11,
                                argv, NULL);
@@ -603,8 +606,8 @@ static void runner_pending_cb(redis_status st, redisReply *rep, void *ud)
         long long idle = e->element[2]->integer, n = e->element[3]->integer;
         if (runner_in_hand(r, id) || runner_slots_free(r) == 0)
             continue;
-        uint64_t need = job_backoff_ms(r->retry_base_ms, (unsigned)(n < 1 ? 1 : n),
-                                       RUNNER_RETRY_CAP_MS);
+        uint64_t need =
+            job_backoff_ms(r->retry_base_ms, (unsigned)(n < 1 ? 1 : n), RUNNER_RETRY_CAP_MS);
         if (idle >= 0 && (uint64_t)idle >= need)
             runner_claim(r, id, need, (unsigned)n + 1);
     }
@@ -637,8 +640,8 @@ static void runner_autoclaim_count(redis_status st, redisReply *rep, void *ud)
         for (size_t i = 0; i < n; i++)
             kv[i] = json_string_value(json_array_get(fields, i));
         if (rjob_new(r, c->id, kv, n, deliveries))
-            log_emit(LOG_INFO, NULL, json_pack("{s:s, s:i}", "id", c->id, "deliveries",
-                                               (int)deliveries),
+            log_emit(LOG_INFO, NULL,
+                     json_pack("{s:s, s:i}", "id", c->id, "deliveries", (int)deliveries),
                      "job taken over from another consumer");
         free(kv);
     }
@@ -699,10 +702,10 @@ static void runner_autoclaim(runner *r)
         return;
     }
     char idle[24], count[16];
-    snprintf(idle, sizeof idle, "%lu", r->claim_idle_ms);
+    snprintf(idle, sizeof idle, "%llu", (unsigned long long)r->takeover_ms);
     snprintf(count, sizeof count, "%u", n);
-    const char *argv[] = {"XAUTOCLAIM", r->stream, RUNNER_GROUP, r->consumer, idle,
-                          r->autoclaim_cursor, "COUNT", count};
+    const char *argv[] = {"XAUTOCLAIM", r->stream,           RUNNER_GROUP, r->consumer,
+                          idle,         r->autoclaim_cursor, "COUNT",      count};
     redis_command_argv(r->rd, runner_autoclaim_cb, r, 8, argv, NULL);
 }
 
@@ -714,8 +717,8 @@ static void runner_scan(runner *r)
     char idle[24], count[16];
     snprintf(idle, sizeof idle, "%lu", r->retry_base_ms);
     snprintf(count, sizeof count, "%d", RUNNER_SCAN_COUNT);
-    const char *argv[] = {"XPENDING", r->stream, RUNNER_GROUP, "IDLE", idle, "-", "+",
-                          count,      r->consumer};
+    const char *argv[] = {"XPENDING", r->stream, RUNNER_GROUP, "IDLE",     idle,
+                          "-",        "+",       count,        r->consumer};
     redis_command_argv(r->rd, runner_pending_cb, r, 9, argv, NULL);
 }
 
@@ -1010,6 +1013,12 @@ static int runner_config(runner *r)
     }
     r->concurrency = (unsigned)conc;
     r->max_deliveries = (unsigned)maxd;
+    uint64_t longest = job_backoff_ms(r->retry_base_ms, r->max_deliveries - 1, RUNNER_RETRY_CAP_MS);
+    r->takeover_ms = r->claim_idle_ms > longest ? r->claim_idle_ms : longest;
+    if (r->takeover_ms > r->claim_idle_ms)
+        log_emit(LOG_WARN, NULL, json_pack("{s:I}", "takeover_ms", (json_int_t)r->takeover_ms),
+                 "WORKER_CLAIM_IDLE is shorter than the longest retry backoff: jobs of dead "
+                 "workers are taken over after the backoff instead");
     snprintf(r->stream, sizeof r->stream, "jobs:%s", r->o.name);
     snprintf(r->dead, sizeof r->dead, "jobs:%s:dead", r->o.name);
     snprintf(r->autoclaim_cursor, sizeof r->autoclaim_cursor, "0-0");
@@ -1040,9 +1049,10 @@ static void runner_metrics(runner *r)
     snprintf(labels, sizeof labels, "stream=\"%s\"", r->stream);
     r->m_done = metrics_counter("worker_jobs_done_total", "Jobs done and acknowledged.", labels);
     r->m_failed = metrics_counter("worker_jobs_failed_total", "Job runs that failed.", labels);
-    r->m_dead = metrics_counter("worker_jobs_dead_total", "Jobs moved to the dead letters.", labels);
-    r->m_retried = metrics_counter("worker_jobs_retried_total", "Jobs left pending for a retry.",
-                                   labels);
+    r->m_dead =
+        metrics_counter("worker_jobs_dead_total", "Jobs moved to the dead letters.", labels);
+    r->m_retried =
+        metrics_counter("worker_jobs_retried_total", "Jobs left pending for a retry.", labels);
     r->m_seconds = metrics_histogram("worker_job_seconds", "Time a handler took.", labels);
 }
 

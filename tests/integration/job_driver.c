@@ -45,8 +45,7 @@ static int driver_handle(const job *j, job_result *out)
         }
     }
     out->report = json_pack("{s:s, s:i, s:i, s:I}", "status", "done", "pid", (int)getpid(),
-                            "delivery", (int)j->deliveries, "started_us",
-                            (json_int_t)started_us);
+                            "delivery", (int)j->deliveries, "started_us", (json_int_t)started_us);
     return JOB_OK;
 }
 

@@ -21,9 +21,9 @@ static void backoff_doubles_and_caps(void)
 
 static void entry_fields(void)
 {
-    const char *kv[] = {"doc", "0b7c-1", "org", "o1", "file", "files/0b/0b7c-1", "type",
-                        "image/png", "size", "1234", "sha256", "ab", "name", "scan.png",
-                        "mode", "sleep:1"};
+    const char *kv[] = {"doc",  "0b7c-1",    "org",  "o1",     "file",   "files/0b/0b7c-1",
+                        "type", "image/png", "size", "1234",   "sha256", "ab",
+                        "name", "scan.png",  "mode", "sleep:1"};
     job j;
     CHECK_INT(job_init(&j, "1700000000000-3", kv, 16), 0);
     CHECK_STR(j.id, "1700000000000-3");
@@ -68,7 +68,8 @@ static void doc_ids(void)
     CHECK(!job_doc_ok("../../auth"));
     CHECK(!job_doc_ok("a/b"));
     CHECK(!job_doc_ok("a?b"));
-    CHECK(!job_doc_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
+    CHECK(
+        !job_doc_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
 }
 
 static void entry_ids(void)

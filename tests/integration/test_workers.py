@@ -1,0 +1,264 @@
+"""test_workers: the workers' job runner (worker-ocr/runner.c) through tests/job_driver against
+a real Redis, a real svc-auth and a fake svc-storage that records the reports: acknowledgement
+only after storage took the result, retries with growing gaps, dead letters, take-over of a
+killed worker's job (and no take-over of a live one's), Redis restarts, MINID trimming that
+keeps pending entries, XAUTOCLAIM's deleted ids reported as lost, a graceful SIGTERM, and two
+workers racing without doing a job twice."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+sys.path.insert(0, os.path.dirname(__file__))
+import procs  # noqa: E402
+from check import eq, main, test, true  # noqa: E402
+from workers_env import STREAM, Env, RedisError, wait_for  # noqa: E402
+
+
+def fresh(ctx):
+    ctx.stop_drivers()
+    ctx.reset_streams()
+
+
+def http_get(d, path):
+    return procs.request(d.http_port, "GET", path)
+
+
+@test
+def job_done_is_acked_only_after_storage_took_the_report(ctx):
+    fresh(ctx)
+    doc, eid = ctx.enqueue("ok", doc="0a000000-0000-4000-8000-000000000001")
+    ctx.storage.script[doc] = [503]  # the first report is refused
+    d = ctx.driver()
+    wait_for(lambda: ctx.storage.of(doc), 10, "the first report")
+    eq(ctx.storage.of(doc)[0]["status"], 503)
+    eq(ctx.pending(), 1, "refused by storage: still pending")
+    done = wait_for(lambda: ctx.storage.done(doc), 10, "the report taken on a later delivery")
+    eq(done[0]["body"]["delivery"], 2, "delivered again")
+    wait_for(lambda: ctx.pending() == 0, 5, "the entry acknowledged")
+    eq(len(ctx.storage.done(doc)), 1, "done exactly once")
+    eq(ctx.dead(), [])
+    # /health and /metrics of the worker
+    r = http_get(d, "/health")
+    eq(r.status, 200, r.body)
+    eq(r.json()["dependencies"], {"redis": "up", "storage": "up"})
+    m = http_get(d, "/metrics").body.decode()
+    true('worker_jobs_done_total{stream="jobs:test"} 1' in m, m[:2000])
+    true('worker_jobs_retried_total{stream="jobs:test"} 1' in m, "the refused report counted")
+    eq(ctx.storage.bad_tokens, 0, "every report carried a service token from auth")
+
+
+@test
+def document_gone_acks_and_drops(ctx):
+    fresh(ctx)
+    doc, _ = ctx.enqueue("ok")
+    ctx.storage.gone.add(doc)
+    ctx.driver()
+    wait_for(lambda: ctx.storage.of(doc), 10, "the report")
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged after 404")
+    time.sleep(1.5)
+    eq(len(ctx.storage.of(doc)), 1, "not retried")
+    eq(ctx.dead(), [], "not a dead letter")
+
+
+@test
+def transient_failures_back_off_then_dead_letter(ctx):
+    fresh(ctx)
+    doc, eid = ctx.enqueue("transient:99")
+    ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_RETRY_BASE="500ms", WORKER_MAX_DELIVERIES=5,
+               WORKER_CLAIM_IDLE="10s")
+    failed = wait_for(lambda: ctx.storage.of(doc, "failed"), 30, "the failed report")
+    runs = [r["t"] for r in ctx.storage.of(doc, "processing")]
+    eq(len(runs), 5, "five deliveries")
+    gaps = [b - a for a, b in zip(runs, runs[1:])]
+    for i, g in enumerate(gaps):
+        want = 0.5 * 2 ** i  # backoff after delivery i+1
+        true(want * 0.7 <= g <= want + 1.5, f"gap {i + 1} {g:.2f}s, expected about {want}s: {gaps}")
+    true(gaps[3] > gaps[0] * 2, f"gaps grow: {gaps}")
+    body = failed[0]["body"]
+    eq(body["dead"], True)
+    true("transient failure 5" in body["error"], body["error"])
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+    dead = ctx.dead()
+    eq(len(dead), 1)
+    eq(dead[0]["id"], eid)
+    eq(dead[0]["doc"], doc)
+    eq(dead[0]["deliveries"], "5")
+    eq(dead[0]["mode"], "transient:99", "the original fields are kept")
+    true("transient failure 5" in dead[0]["reason"], dead[0]["reason"])
+
+
+@test
+def transient_failure_then_success(ctx):
+    fresh(ctx)
+    doc, _ = ctx.enqueue("transient:2")
+    ctx.driver()
+    done = wait_for(lambda: ctx.storage.done(doc), 15, "done after two failures")
+    eq(done[0]["body"]["delivery"], 3)
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+    eq(ctx.dead(), [])
+
+
+@test
+def permanent_failure_is_dead_at_once(ctx):
+    fresh(ctx)
+    doc, eid = ctx.enqueue("permanent")
+    ctx.driver(JOB_DRIVER_PROCESSING=1)
+    failed = wait_for(lambda: ctx.storage.of(doc, "failed"), 10, "the failed report")
+    eq(failed[0]["body"], {"status": "failed", "error": "corrupt file", "dead": True})
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+    dead = ctx.dead()
+    eq([(d["id"], d["reason"], d["deliveries"]) for d in dead], [(eid, "corrupt file", "1")])
+    time.sleep(1.5)
+    eq(len(ctx.storage.of(doc, "processing")), 1, "never retried")
+
+
+@test
+def killed_worker_job_is_taken_over_once(ctx):
+    fresh(ctx)
+    a = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_CLAIM_IDLE="1500ms")
+    doc, _ = ctx.enqueue("sleep:2")
+    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "A started the job")
+    a.stop(signal.SIGKILL)
+    t0 = time.time()
+    b = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_CLAIM_IDLE="1500ms")
+    done = wait_for(lambda: ctx.storage.done(doc), 20, "B finished it")
+    true(time.time() - t0 >= 1.0, "not before the claim idle time")
+    eq(done[0]["body"]["pid"], b.pid)
+    eq(done[0]["body"]["delivery"], 2)
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+    time.sleep(2)
+    eq(len(ctx.storage.done(doc)), 1, "done exactly once more")
+
+
+@test
+def live_worker_long_job_is_not_taken_over(ctx):
+    fresh(ctx)
+    # The job runs three times longer than the claim idle time; the other worker must not
+    # take it (its lease is renewed).
+    for _ in range(2):
+        ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_CLAIM_IDLE="1s")
+    doc, _ = ctx.enqueue("sleep:3.5")
+    wait_for(lambda: ctx.storage.done(doc), 15, "the job done")
+    time.sleep(1.5)
+    eq(len(ctx.storage.of(doc, "processing")), 1, "started once")
+    eq(len(ctx.storage.done(doc)), 1, "done once")
+    eq(ctx.storage.done(doc)[0]["body"]["delivery"], 1)
+
+
+@test
+def job_timeout_abandons_then_dead(ctx):
+    fresh(ctx)
+    doc, eid = ctx.enqueue("sleep:60")
+    ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_JOB_TIMEOUT="1s", WORKER_MAX_DELIVERIES=2)
+    failed = wait_for(lambda: ctx.storage.of(doc, "failed"), 20, "given up")
+    true("without finishing" in failed[0]["body"]["error"], failed[0]["body"])
+    eq(len(ctx.storage.of(doc, "processing")), 2, "two deliveries ran, each abandoned")
+    eq(ctx.storage.done(doc), [])
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+    eq(ctx.dead()[0]["id"], eid)
+
+
+@test
+def redis_restart_workers_reconnect(ctx):
+    fresh(ctx)
+    d = ctx.driver()
+    doc, _ = ctx.enqueue("ok")
+    wait_for(lambda: ctx.storage.done(doc), 10, "a job before the restart")
+    ctx.redis_server.stop()
+    ctx.r.close()
+    time.sleep(1.5)
+    eq(http_get(d, "/health").status, 503, "redis down shows in /health")
+    ctx.redis_server.start()  # no persistence: the stream and its group are gone
+    doc2, _ = ctx.enqueue("ok")
+    wait_for(lambda: ctx.storage.done(doc2), 20, "a job after the restart (group re-created)")
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+    eq(d.p.poll(), None, "the worker kept running")
+
+
+@test
+def trim_by_minid_keeps_pending_entries(ctx):
+    fresh(ctx)
+    ctx.r("XGROUP", "CREATE", STREAM, "workers", "0", "MKSTREAM")
+    d = ctx.driver(WORKER_CLAIM_IDLE="60s", WORKER_CONCURRENCY=4)
+    docs = [ctx.enqueue("empty")[0] for _ in range(50)]
+    wait_for(lambda: all(ctx.storage.done(x) for x in docs), 20, "the first jobs done")
+    # One entry read by a consumer that never acknowledges it.
+    ctx.r("XGROUP", "CREATECONSUMER", STREAM, "workers", "ghost")
+    d.stop(signal.SIGTERM)
+    _, ghost_id = ctx.enqueue("ok")
+    got = ctx.r("XREADGROUP", "GROUP", "workers", "ghost", "COUNT", "1", "STREAMS", STREAM, ">")
+    eq(got[0][1][0][0], ghost_id)
+    ctx.driver(WORKER_CLAIM_IDLE="60s", WORKER_CONCURRENCY=4)
+    docs = [ctx.enqueue("empty")[0] for _ in range(100)]
+    wait_for(lambda: all(ctx.storage.done(x) for x in docs), 30, "the later jobs done")
+    wait_for(lambda: ctx.r("XLEN", STREAM) == 101, 15, "trimmed down to the pending entry")
+    eq(ctx.r("XRANGE", STREAM, ghost_id, ghost_id)[0][0], ghost_id, "the pending entry is kept")
+    eq(ctx.pending(), 1)
+    ctx.r("XACK", STREAM, "workers", ghost_id)
+    wait_for(lambda: ctx.r("XLEN", STREAM) == 0, 15, "everything delivered and acked: trimmed")
+    true(not isinstance(ctx.r("XINFO", "GROUPS", STREAM), RedisError), "the group is kept")
+
+
+@test
+def autoclaim_deleted_entry_is_reported_lost(ctx):
+    fresh(ctx)
+    ctx.r("XGROUP", "CREATE", STREAM, "workers", "0", "MKSTREAM")
+    _, eid = ctx.enqueue("ok")
+    ctx.r("XREADGROUP", "GROUP", "workers", "ghost", "COUNT", "1", "STREAMS", STREAM, ">")
+    eq(ctx.r("XDEL", STREAM, eid), 1)
+    ctx.driver(WORKER_CLAIM_IDLE="1s")
+    lost = wait_for(lambda: ctx.storage.lost, 10, "the lost report")
+    eq(lost[0], {"stream": STREAM, "ids": [eid]})
+    wait_for(lambda: ctx.pending() == 0, 5, "gone from the pending list")
+
+
+@test
+def sigterm_finishes_the_job_in_hand(ctx):
+    fresh(ctx)
+    d = ctx.driver(JOB_DRIVER_PROCESSING=1)
+    doc, _ = ctx.enqueue("sleep:2")
+    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "started")
+    d.p.send_signal(signal.SIGTERM)
+    eq(d.p.wait(15), 0, "exit status")
+    eq(len(ctx.storage.done(doc)), 1, "finished and reported before exiting")
+    eq(ctx.pending(), 0, "acknowledged before exiting")
+
+
+@test
+def sigterm_past_drain_timeout_hands_the_job_back(ctx):
+    fresh(ctx)
+    d = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_DRAIN_TIMEOUT="1s", WORKER_CLAIM_IDLE="1s")
+    doc, _ = ctx.enqueue("sleep:4")
+    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "started")
+    t0 = time.time()
+    d.p.send_signal(signal.SIGTERM)
+    eq(d.p.wait(15), 0, "exit status")
+    true(time.time() - t0 < 4, "left at the drain bound, before the job ended")
+    eq(ctx.storage.done(doc), [])
+    eq(ctx.pending(), 1, "left pending")
+    b = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_CLAIM_IDLE="1s")
+    done = wait_for(lambda: ctx.storage.done(doc), 20, "another worker finished it")
+    eq(done[0]["body"]["pid"], b.pid)
+    wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+
+
+@test
+def two_workers_race_every_job_done_once(ctx):
+    fresh(ctx)
+    ctx.r("XGROUP", "CREATE", STREAM, "workers", "0", "MKSTREAM")
+    a = ctx.driver(WORKER_CONCURRENCY=2)
+    b = ctx.driver(WORKER_CONCURRENCY=2)
+    docs = [ctx.enqueue("ok")[0] for _ in range(300)]
+    wait_for(lambda: all(ctx.storage.done(x) for x in docs), 60, "every job done")
+    wait_for(lambda: ctx.pending() == 0, 10, "all acknowledged")
+    time.sleep(1)
+    counts = {x: len(ctx.storage.done(x)) for x in docs}
+    eq(sorted(set(counts.values())), [1], "each job done exactly once")
+    pids = {ctx.storage.done(x)[0]["body"]["pid"] for x in docs}
+    eq(pids, {a.pid, b.pid}, "both workers took jobs")
+
+
+if __name__ == "__main__":
+    main("workers", setup=Env, teardown=lambda env: env.close())
