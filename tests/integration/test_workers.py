@@ -6,6 +6,7 @@ keeps pending entries, XAUTOCLAIM's deleted ids reported as lost, a graceful SIG
 workers racing without doing a job twice."""
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -258,6 +259,32 @@ def two_workers_race_every_job_done_once(ctx):
     eq(sorted(set(counts.values())), [1], "each job done exactly once")
     pids = {ctx.storage.done(x)[0]["body"]["pid"] for x in docs}
     eq(pids, {a.pid, b.pid}, "both workers took jobs")
+
+
+@test
+def worker_ocr_reads_the_stored_file(ctx):
+    fresh(ctx)
+    doc, _ = ctx.enqueue(stream="jobs:ocr")
+    subprocess.run(["convert", "-size", "1400x400", "xc:white", "-fill", "black", "-font",
+                    "DejaVu-Sans", "-pointsize", "48", "-annotate", "+80+150",
+                    "harbour 4217 granite", "-colorspace", "Gray", "-depth", "8",
+                    "PNG:" + ctx.file_path(doc)], check=True, capture_output=True)
+    bad, bad_id = ctx.enqueue(stream="jobs:ocr")
+    with open(ctx.file_path(bad), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)  # a PNG signature, then garbage
+    ctx.driver(binary="worker-ocr/worker-ocr", WORKER_CONCURRENCY=2)
+    done = wait_for(lambda: ctx.storage.done(doc), 60, "the text reported")
+    body = done[0]["body"]
+    true(ctx.storage.of(doc, "processing")[0]["t"] <= done[0]["t"], "processing came first")
+    eq(done[0]["kind"], "ocr")
+    true("harbour 4217 granite" in body["text"], body["text"])
+    eq(body["pages"], 1)
+    true(50 <= body["confidence"] <= 100, body)
+    failed = wait_for(lambda: ctx.storage.of(bad, "failed"), 30, "the corrupt file failed")
+    eq(failed[0]["body"]["dead"], True)
+    wait_for(lambda: ctx.pending("jobs:ocr") == 0, 5, "both acknowledged")
+    dead = ctx.dead("jobs:ocr")
+    eq([(d["id"], d["deliveries"]) for d in dead], [(bad_id, "1")])
 
 
 if __name__ == "__main__":

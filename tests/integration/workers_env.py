@@ -229,8 +229,8 @@ class Env:
                  "LOG_LEVEL": "warn"}))
         self.storage = Storage()
 
-    def driver(self, wait=True, **env):
-        """Starts a job_driver; env overrides (WORKER_* settings...)."""
+    def driver(self, wait=True, binary="tests/job_driver", **env):
+        """Starts a job_driver (or another worker binary); env overrides (WORKER_*...)."""
         p = port()
         e = {"PORT": str(p), "HOST": "127.0.0.1", "REDIS_HOST": "127.0.0.1",
              "REDIS_PORT": str(self.redis_port), "STORAGE_URL": f"127.0.0.1:{self.storage.port}",
@@ -238,7 +238,7 @@ class Env:
              "STORAGE_DIR": self.tmp, "WORKER_BLOCK": "1s", "WORKER_RETRY_BASE": "200ms",
              "WORKER_CLAIM_IDLE": "2s", "LOG_LEVEL": "info"}
         e.update({k: str(v) for k, v in env.items()})
-        d = procs.Proc([procs.binary("tests/job_driver")], env=e, port=p if wait else None)
+        d = procs.Proc([procs.binary(binary)], env=e, port=p if wait else None)
         d.http_port = p
         self.drivers.append(d)
         return d
@@ -249,10 +249,16 @@ class Env:
                 d.stop(signal.SIGKILL)
         self.drivers = []
 
-    def enqueue(self, mode="ok", doc=None, stream=STREAM):
+    def file_path(self, doc):
+        """Where a document's file lives under STORAGE_DIR (the contract's layout)."""
+        path = os.path.join(self.tmp, "files", doc[:2], doc)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def enqueue(self, mode="ok", doc=None, stream=STREAM, ctype="image/png", size=10):
         doc = doc or str(uuid.uuid4())
         entry = self.r("XADD", stream, "*", "doc", doc, "org", "org-1", "file",
-                       f"files/{doc[:2]}/{doc}", "type", "image/png", "size", "10", "sha256",
+                       f"files/{doc[:2]}/{doc}", "type", ctype, "size", str(size), "sha256",
                        "ab" * 32, "name", "scan.png", "mode", mode)
         if isinstance(entry, RedisError):
             raise RuntimeError(entry)
@@ -272,7 +278,8 @@ class Env:
         return out
 
     def reset_streams(self):
-        self.r("DEL", STREAM, STREAM + ":dead")
+        self.r("DEL", STREAM, STREAM + ":dead", "jobs:ocr", "jobs:ocr:dead", "jobs:archive",
+               "jobs:archive:dead")
         with self.storage.lock:
             self.storage.reports.clear()
             self.storage.lost.clear()
