@@ -18,6 +18,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/md.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 
 /* ---- random ---- */
 
@@ -128,6 +129,37 @@ int crypto_random_token(char *out, size_t nbytes)
 void crypto_sha256(const void *data, size_t len, uint8_t out[32])
 {
     mbedtls_md(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), data, len, out);
+}
+
+struct crypto_sha256_ctx {
+    mbedtls_sha256_context sha;
+};
+
+crypto_sha256_ctx *crypto_sha256_new(void)
+{
+    crypto_sha256_ctx *c = xmalloc(sizeof *c);
+    mbedtls_sha256_init(&c->sha);
+    mbedtls_sha256_starts_ret(&c->sha, 0);
+    return c;
+}
+
+void crypto_sha256_update(crypto_sha256_ctx *c, const void *data, size_t len)
+{
+    mbedtls_sha256_update_ret(&c->sha, data, len);
+}
+
+void crypto_sha256_finish(crypto_sha256_ctx *c, uint8_t out[32])
+{
+    mbedtls_sha256_finish_ret(&c->sha, out);
+    crypto_sha256_free(c);
+}
+
+void crypto_sha256_free(crypto_sha256_ctx *c)
+{
+    if (!c)
+        return;
+    mbedtls_sha256_free(&c->sha);
+    free(c);
 }
 
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,

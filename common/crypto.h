@@ -14,6 +14,13 @@ int crypto_random(void *buf, size_t len);
 void crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
                         uint8_t out[32]);
+/* Incremental SHA-256 (a file hashed as it streams): new, update per piece, finish writes the
+ * digest and frees the context (free alone drops an unfinished one; NULL is a no-op). */
+typedef struct crypto_sha256_ctx crypto_sha256_ctx;
+crypto_sha256_ctx *crypto_sha256_new(void);
+void crypto_sha256_update(crypto_sha256_ctx *c, const void *data, size_t len);
+void crypto_sha256_finish(crypto_sha256_ctx *c, uint8_t out[32]);
+void crypto_sha256_free(crypto_sha256_ctx *c);
 
 /* Constant-time comparison of two buffers of the same length: 1 if equal. */
 int crypto_ct_equal(const void *a, const void *b, size_t len);
