@@ -287,5 +287,28 @@ def worker_ocr_reads_the_stored_file(ctx):
     eq([(d["id"], d["deliveries"]) for d in dead], [(bad_id, "1")])
 
 
+@test
+def worker_archive_uploads_the_stored_file(ctx):
+    fresh(ctx)
+    doc, _ = ctx.enqueue(stream="jobs:archive")
+    data = os.urandom(300000)
+    with open(ctx.file_path(doc), "wb") as f:
+        f.write(data)
+    gone, gone_id = ctx.enqueue(stream="jobs:archive")  # no file
+    archive = os.path.join(ctx.tmp, "archive")
+    ctx.driver(binary="worker-ocr/worker-archive", ARCHIVE_URL="file://" + archive)
+    done = wait_for(lambda: ctx.storage.done(doc), 30, "the archive location reported")
+    eq(done[0]["kind"], "archive")
+    where = os.path.join(archive, "org-1", doc)
+    eq(done[0]["body"], {"status": "done", "location": "file://" + where})
+    with open(where, "rb") as f:
+        true(f.read() == data, "the archived bytes are the stored bytes")
+    eq(ctx.storage.of(doc, "processing"), [], "no processing report for archives")
+    failed = wait_for(lambda: ctx.storage.of(gone, "failed"), 30, "the missing file failed")
+    true("missing" in failed[0]["body"]["error"], failed[0]["body"])
+    wait_for(lambda: ctx.pending("jobs:archive") == 0, 5, "both acknowledged")
+    eq([d["id"] for d in ctx.dead("jobs:archive")], [gone_id])
+
+
 if __name__ == "__main__":
     main("workers", setup=Env, teardown=lambda env: env.close())
