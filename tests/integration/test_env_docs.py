@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from check import main, test, true  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SOURCES = ["common", "gateway", "svc-auth", "svc-payments", "svc-storage", "workers"]
+SOURCES = ["common", "gateway", "svc-auth", "svc-payments", "svc-storage", "worker-ocr", "workers"]
 READ = re.compile(r'\bconfig_[a-z_]+\(\s*"([A-Z][A-Z0-9_]*)"')
 
 
