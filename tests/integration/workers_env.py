@@ -76,6 +76,19 @@ class Redis:
                 if attempt:
                     raise
 
+    def pipeline(self, cmds):
+        """Sends every command, then reads every reply."""
+        if not self.s:
+            self._connect()
+        out = []
+        for args in cmds:
+            out.append(f"*{len(args)}\r\n".encode())
+            for a in args:
+                b = a if isinstance(a, bytes) else str(a).encode()
+                out.append(f"${len(b)}\r\n".encode() + b + b"\r\n")
+        self.s.sendall(b"".join(out))
+        return [self._read() for _ in cmds]
+
     def _read(self):
         line = self.f.readline()
         if not line:
