@@ -728,7 +728,8 @@ static void runner_lost_posted(runner *r, rjob *rj, int status)
 {
     (void)rj;
     r->lost_posting = 0;
-    if (status == 204 || status == 200)
+    /* Taken, or refused for good (a 4xx will not change): else asked again next scan. */
+    if (status >= 200 && status < 500)
         json_array_clear(r->lost_ids);
 }
 

@@ -310,5 +310,11 @@ def worker_archive_uploads_the_stored_file(ctx):
     eq([d["id"] for d in ctx.dead("jobs:archive")], [gone_id])
 
 
+@test
+def no_sanitizer_reports(ctx):
+    ctx.stop_drivers()
+    eq(ctx.sanitizer_reports(), [], "the drivers' logs")
+
+
 if __name__ == "__main__":
     main("workers", setup=Env, teardown=lambda env: env.close())

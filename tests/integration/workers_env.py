@@ -217,6 +217,7 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix="suite-workers-")
         self.procs = []
         self.drivers = []
+        self.logs = []
         self.redis_server = None
         self.storage = None
         try:
@@ -254,7 +255,19 @@ class Env:
         d = procs.Proc([procs.binary(binary)], env=e, port=p if wait else None)
         d.http_port = p
         self.drivers.append(d)
+        self.logs.append(d)
         return d
+
+    def sanitizer_reports(self):
+        """Lines of the drivers' logs where a sanitizer reported something."""
+        bad = []
+        for d in self.logs:
+            with open(d.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+            for line in text.splitlines():
+                if "AddressSanitizer" in line or "runtime error:" in line or "LeakSanitizer" in line:
+                    bad.append(line)
+        return bad
 
     def stop_drivers(self):
         for d in self.drivers:
