@@ -856,8 +856,47 @@ static void runner_trim_summary(redis_status st, redisReply *rep, void *ud)
     redis_command_argv(r->rd, runner_trimmed, r, 4, argv, NULL);
 }
 
+/* Consumers without pending entries that have not been seen for 10 times the take-over idle
+ * time are dead workers' names (hostname-pid): deleted so that the group does not collect
+ * them forever. A live worker touches its consumer at every read and lease renewal; were it
+ * deleted anyway, its next read creates it again, and no entry is lost (none was pending). */
+static void runner_consumers_cb(redis_status st, redisReply *rep, void *ud)
+{
+    runner *r = ud;
+    if (st != REDIS_ST_OK || !rep || rep->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t c = 0; c < rep->elements; c++) {
+        const redisReply *cons = rep->element[c];
+        const char *name = NULL;
+        long long pending = -1, idle = -1;
+        for (size_t i = 0; cons->type == REDIS_REPLY_ARRAY && i + 1 < cons->elements; i += 2) {
+            const redisReply *k = cons->element[i], *v = cons->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                name = v->str;
+            else if (strcmp(k->str, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k->str, "idle") == 0 && v->type == REDIS_REPLY_INTEGER)
+                idle = v->integer;
+        }
+        if (!name || strcmp(name, r->consumer) == 0 || pending != 0 || idle < 0 ||
+            (uint64_t)idle < r->takeover_ms * 10)
+            continue;
+        const char *argv[] = {"XGROUP", "DELCONSUMER", r->stream, RUNNER_GROUP, name};
+        redis_command_argv(r->rd, NULL, NULL, 5, argv, NULL);
+        log_emit(LOG_INFO, NULL,
+                 json_pack("{s:s, s:I}", "consumer", name, "idle_ms", (json_int_t)idle),
+                 "idle consumer without pending jobs removed");
+    }
+}
+
 static void runner_trim(runner *r)
 {
+    if (!r->trimming && r->group_ready) {
+        const char *argv[] = {"XINFO", "CONSUMERS", r->stream, RUNNER_GROUP};
+        redis_command_argv(r->rd, runner_consumers_cb, r, 4, argv, NULL);
+    }
     if (r->trimming || !r->group_ready)
         return;
     r->trimming = 1;

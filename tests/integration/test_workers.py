@@ -179,6 +179,42 @@ def redis_restart_workers_reconnect(ctx):
 
 
 @test
+def redis_restart_with_data_kept_job_in_hand_completes(ctx):
+    fresh(ctx)
+    d = ctx.driver(JOB_DRIVER_PROCESSING=1)
+    doc, _ = ctx.enqueue("sleep:4")
+    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "started")
+    eq(ctx.r("SAVE"), "OK")  # the fixture loads dump.rdb at start: stream and group kept
+    ctx.redis_server.stop()
+    ctx.r.close()
+    time.sleep(0.5)
+    ctx.redis_server.start()
+    eq(ctx.pending(), 1, "the pending entry survived the restart")
+    wait_for(lambda: ctx.storage.done(doc), 15, "the job finished")
+    wait_for(lambda: ctx.pending() == 0, 10, "acknowledged on the new connection")
+    doc2, _ = ctx.enqueue("ok")
+    wait_for(lambda: ctx.storage.done(doc2), 15, "a new job read after the restart")
+    time.sleep(1)
+    eq(len(ctx.storage.done(doc)), 1, "done once")
+    eq(d.p.poll(), None, "the worker kept running")
+
+
+@test
+def idle_consumers_without_pending_jobs_are_removed(ctx):
+    fresh(ctx)
+    ctx.r("XGROUP", "CREATE", STREAM, "workers", "0", "MKSTREAM")
+    ctx.r("XGROUP", "CREATECONSUMER", STREAM, "workers", "gone-1234")
+    # take-over after 300ms: consumers unseen for 3s without pending entries are removed
+    ctx.driver(WORKER_CLAIM_IDLE="300ms", WORKER_RETRY_BASE="10ms")
+
+    def names():
+        return {dict(zip(c[::2], c[1::2]))["name"]
+                for c in ctx.r("XINFO", "CONSUMERS", STREAM, "workers")}
+    wait_for(lambda: "gone-1234" not in names(), 20, "the idle consumer removed")
+    true(len(names()) >= 1, "the worker's own consumer stays")
+
+
+@test
 def trim_by_minid_keeps_pending_entries(ctx):
     fresh(ctx)
     ctx.r("XGROUP", "CREATE", STREAM, "workers", "0", "MKSTREAM")
