@@ -80,6 +80,9 @@ typedef struct runner {
     int lost_posting;
     int stopping;
     uint64_t drain_deadline;
+    /* svc-storage failing (unreachable, 5xx, our token refused): no new jobs until then */
+    uint64_t storage_wait_until;
+    unsigned storage_wait_ms;
 
     metric *m_done, *m_failed, *m_dead, *m_retried, *m_seconds;
 } runner;
@@ -122,6 +125,28 @@ static rjob *runner_in_hand(runner *r, const char *id)
     return NULL;
 }
 
+/* 1 for an answer of storage that says it could not take a report now (unreachable, 5xx,
+ * 401: our token was refused, a new one is asked next time). */
+static int runner_storage_failed(int status)
+{
+    return status == 0 || status == 401 || status >= 500;
+}
+
+/* Storage answered (anything): new jobs may come. */
+static void runner_storage_answered(runner *r, int status)
+{
+    if (!runner_storage_failed(status)) {
+        r->storage_wait_ms = 0;
+        return;
+    }
+    /* Failing: taking more jobs would only use up their deliveries. Wait 1 s, doubling up to
+     * 30 s while it keeps failing. */
+    r->storage_wait_ms = r->storage_wait_ms ? r->storage_wait_ms * 2 : 1000;
+    if (r->storage_wait_ms > 30000)
+        r->storage_wait_ms = 30000;
+    r->storage_wait_until = uv_now(r->svc.loop) + r->storage_wait_ms;
+}
+
 static void runner_group_lost(runner *r);
 
 /* A reply may say the group is gone (a restarted Redis): create it again. */
@@ -143,7 +168,10 @@ static rjob *rjob_new(runner *r, const char *id, const char *const *kv, size_t n
         return NULL;
     rjob *rj = xcalloc(1, sizeof *rj);
     if (job_init(&rj->j, id, kv, nkv) != 0) {
-        log_emit(LOG_ERROR, NULL, json_pack("{s:s}", "id", id), "unusable stream entry");
+        /* Not a job of ours (an odd field count): acknowledged, it would only come back. */
+        log_emit(LOG_ERROR, NULL, json_pack("{s:s}", "id", id), "unusable stream entry dropped");
+        const char *argv[] = {"XACK", r->stream, RUNNER_GROUP, id};
+        redis_command_argv(r->rd, NULL, NULL, 4, argv, NULL);
         job_release(&rj->j);
         free(rj);
         return NULL;
@@ -203,6 +231,19 @@ static void rjob_drop(runner *r, rjob *rj)
         runner_pump(r);
 }
 
+/* Storage could not take the job's report: the delivery does not count (XCLAIM RETRYCOUNT,
+ * JUSTID so it is not incremented either), so that an outage of storage never sends a job
+ * to the dead letters; the job stays pending and is taken again after its backoff. */
+static void rjob_hand_back(runner *r, rjob *rj)
+{
+    char count[16];
+    snprintf(count, sizeof count, "%u", rj->j.deliveries ? rj->j.deliveries - 1 : 0);
+    const char *argv[] = {"XCLAIM", r->stream,    RUNNER_GROUP, r->consumer, "0",
+                          rj->j.id, "RETRYCOUNT", count,        "JUSTID"};
+    redis_command_argv(r->rd, NULL, NULL, 9, argv, NULL);
+    rjob_drop(r, rj);
+}
+
 /* ---- posting to svc-storage ---- */
 
 typedef void (*runner_post_fn)(runner *r, rjob *rj, int status);
@@ -227,6 +268,7 @@ static void runner_posted(hc_err err, const http_response *resp, void *ud)
     int status = err == HC_OK ? resp->status : 0;
     if (status == 401)
         service_token_invalidate(p->r->token);
+    runner_storage_answered(p->r, status);
     if (status != 204 && status != 200 && status != 404)
         log_emit(LOG_WARN, NULL,
                  json_pack("{s:s, s:i, s:s}", "path", p->path, "status", status, "error",
@@ -240,6 +282,7 @@ static void runner_post_with_token(int status, const char *token, void *ud)
 {
     rpost *p = ud;
     if (!token || p->r->stopping > 1) {
+        runner_storage_answered(p->r, 0);
         p->cb(p->r, p->rj, 0);
         rpost_free(p);
         (void)status;
@@ -331,7 +374,11 @@ static void runner_done_posted(runner *r, rjob *rj, int status)
         return;
     }
     metric_inc(r->m_retried);
-    rjob_drop(r, rj); /* storage did not take it: pending, delivered again after the backoff */
+    /* storage did not take it: pending, delivered again after the backoff */
+    if (runner_storage_failed(status))
+        rjob_hand_back(r, rj);
+    else
+        rjob_drop(r, rj);
 }
 
 static void runner_dead_posted(runner *r, rjob *rj, int status)
@@ -340,7 +387,11 @@ static void runner_dead_posted(runner *r, rjob *rj, int status)
         runner_bury(r, rj);
         return;
     }
-    rjob_drop(r, rj); /* the next delivery goes straight to the dead letters again */
+    /* the next delivery goes straight to the dead letters again */
+    if (runner_storage_failed(status))
+        rjob_hand_back(r, rj);
+    else
+        rjob_drop(r, rj);
 }
 
 /* The job is given up: the document is marked failed, then the entry moves to the dead
@@ -420,11 +471,14 @@ static void runner_processing_posted(runner *r, rjob *rj, int status)
         return;
     }
     if (status != 204 && status != 200) {
-        rjob_drop(r, rj);
+        if (runner_storage_failed(status))
+            rjob_hand_back(r, rj);
+        else
+            rjob_drop(r, rj);
         return;
     }
     if (r->stopping) {
-        rjob_drop(r, rj);
+        rjob_hand_back(r, rj); /* not run: the delivery does not count */
         return;
     }
     runner_run(r, rj);
@@ -534,7 +588,9 @@ static void runner_read_cb(redis_status st, redisReply *rep, void *ud)
 
 static void runner_read(runner *r)
 {
-    if (r->reading || r->stopping || !r->group_ready || uv_now(r->svc.loop) < r->read_again_at)
+    uint64_t now = uv_now(r->svc.loop);
+    if (r->reading || r->stopping || !r->group_ready || now < r->read_again_at ||
+        now < r->storage_wait_until)
         return;
     unsigned n = runner_slots_free(r);
     if (n == 0)
@@ -711,7 +767,8 @@ static void runner_autoclaim(runner *r)
 
 static void runner_scan(runner *r)
 {
-    if (r->scanning || r->stopping || !r->group_ready || runner_slots_free(r) == 0)
+    if (r->scanning || r->stopping || !r->group_ready || runner_slots_free(r) == 0 ||
+        uv_now(r->svc.loop) < r->storage_wait_until)
         return;
     r->scanning = 1;
     char idle[24], count[16];
