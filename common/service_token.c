@@ -31,8 +31,12 @@ typedef struct st_waiter {
 
 unsigned long service_token_margin_ms(unsigned long lifetime_ms)
 {
-    unsigned long m = lifetime_ms / 5;
-    return m > 30000 ? 30000 : m;
+    /* + 1 s: exp is in whole seconds from auth's iat, so the token may live up to 1 s less
+     * than expires_in from when we got it. */
+    unsigned long m = lifetime_ms / 5 + 1000;
+    if (m > 30000)
+        m = 30000;
+    return m < lifetime_ms ? m : lifetime_ms / 2;
 }
 
 service_token *service_token_new(uv_loop_t *loop, upstream *auth, const char *service,

@@ -26,7 +26,8 @@ void service_token_get(service_token *t, service_token_fn cb, void *ud);
 /* Forgets the cached token (the callee answered 401 with it: a rotated key). */
 void service_token_invalidate(service_token *t);
 
-/* How long before expiry a token is renewed: a fifth of its lifetime, at most 30 s. */
+/* How long before expiry a token is renewed: a fifth of its lifetime plus 1 s (exp is in
+ * whole seconds), at most 30 s, and less than the lifetime (else half of it). */
 unsigned long service_token_margin_ms(unsigned long lifetime_ms);
 
 #endif

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
 import procs  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
-from workers_env import STREAM, Env, RedisError, wait_for  # noqa: E402
+from workers_env import STREAM, TOKEN_TTL_S, Env, RedisError, wait_for  # noqa: E402
 
 
 def fresh(ctx):
@@ -64,6 +64,25 @@ def storage_outage_never_makes_dead_letters(ctx):
     t = [r["t"] for r in ctx.storage.of(doc)]
     true(t[-1] - t[0] >= 1 + 2 + 4 - 1, f"waited longer each time storage failed: {t}")
     wait_for(lambda: ctx.pending() == 0, 5, "acknowledged")
+
+
+@test
+def service_token_cached_and_renewed_before_expiry(ctx):
+    fresh(ctx)
+    ctx.driver(WORKER_CONCURRENCY=2)
+    with ctx.storage.lock:
+        ctx.storage.tokens.clear()
+        bad = ctx.storage.bad_tokens
+    t_end = time.time() + 2.5 * TOKEN_TTL_S
+    docs = []
+    while time.time() < t_end:
+        docs.append(ctx.enqueue("empty")[0])
+        time.sleep(0.1)
+    wait_for(lambda: all(ctx.storage.done(x) for x in docs), 20, "every job done")
+    eq(ctx.storage.bad_tokens, bad, "no report with an expired or missing token")
+    n = len(ctx.storage.tokens)
+    true(2 <= n <= 7, f"{len(docs)} reports over {2.5 * TOKEN_TTL_S}s used {n} tokens: cached, "
+         "then renewed before expiry")
 
 
 @test

@@ -26,6 +26,7 @@ os.environ.setdefault("PGUSER", "postgres")
 
 SECRET = "workers-secret-0123456789abcdef"
 STREAM = "jobs:test"
+TOKEN_TTL_S = 4  # service tokens live 4 s here: the workers renew them while the tests run
 PORTS = (int(os.environ.get("WORKERS_PORT_LO", "42500")),
          int(os.environ.get("WORKERS_PORT_HI", "42599")))
 
@@ -127,6 +128,7 @@ class Storage:
         self.script = {}
         self.gone = set()
         self.bad_tokens = 0
+        self.tokens = set()
         self.lock = threading.Lock()
         self.port = port()
         env = self
@@ -143,7 +145,10 @@ class Storage:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
-                if not env.token_ok(self.headers.get("X-Service-Token")):
+                tok = self.headers.get("X-Service-Token")
+                with env.lock:
+                    env.tokens.add(tok)
+                if not env.token_ok(tok):
                     with env.lock:
                         env.bad_tokens += 1
                     self._send(401, b'{"error":{"code":"unauthorized","message":"no token"}}')
@@ -186,8 +191,8 @@ class Storage:
 
     @staticmethod
     def token_ok(tok):
-        """A service token of "workers" for "storage" (the signature is svc-auth's business
-        and is checked by svc-storage's auth_client; here: present and addressed right)."""
+        """A service token of "workers" for "storage", not expired (the signature is
+        svc-auth's business and is checked by svc-storage's auth_client)."""
         if not tok or tok.count(".") != 2:
             return False
         try:
@@ -195,7 +200,8 @@ class Storage:
             claims = json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
         except ValueError:
             return False
-        return claims.get("sub") == "workers" and claims.get("aud") == "storage"
+        return (claims.get("sub") == "workers" and claims.get("aud") == "storage" and
+                claims.get("exp", 0) > time.time())
 
     def close(self):
         self.srv.shutdown()
@@ -240,6 +246,7 @@ class Env:
             [procs.binary("svc-auth/svc-auth")], port=self.auth_port,
             env={"PORT": str(self.auth_port), "HOST": "127.0.0.1", "PGDATABASE": self.db,
                  "AUTH_SIGNING_KEYS": key, "AUTH_SERVICE_SECRETS": f"workers={SECRET}",
+                 "AUTH_SERVICE_TOKEN_TTL": f"{TOKEN_TTL_S}s",
                  "LOG_LEVEL": "warn"}))
         self.storage = Storage()
 

@@ -1,9 +1,10 @@
 /* test_runner: the job runner's pure rules (worker-ocr/job.c): the retry backoff schedule,
  * the fields of a stream entry, the path of a job's file, and the entry id after another
- * (XTRIM MINID). */
+ * (XTRIM MINID); and when common/service_token renews a token. */
 #include <stdlib.h>
 
 #include "job.h"
+#include "service_token.h"
 #include "test.h"
 
 static void backoff_doubles_and_caps(void)
@@ -92,6 +93,16 @@ static void entry_ids(void)
     CHECK_INT(job_id_next("1-0", out, 3), -1); /* does not fit */
 }
 
+/* common/service_token.c: when a cached service token is renewed. */
+static void token_margin(void)
+{
+    CHECK_INT(service_token_margin_ms(300000), 30000); /* 5 min: 30 s before */
+    CHECK_INT(service_token_margin_ms(60000), 13000);
+    CHECK_INT(service_token_margin_ms(4000), 1800);
+    CHECK_INT(service_token_margin_ms(1000), 500); /* never the whole lifetime */
+    CHECK_INT(service_token_margin_ms(0), 0);
+}
+
 int main(void)
 {
     test_suite = "runner";
@@ -99,5 +110,6 @@ int main(void)
     RUN(entry_fields);
     RUN(doc_ids);
     RUN(entry_ids);
+    RUN(token_margin);
     return TEST_EXIT();
 }
