@@ -287,6 +287,10 @@ static void redis_connect_addr(redis *r)
         redis_retry(r);
         return;
     }
+    /* TCP keepalive (hiredis: idle 15 s, then probes): a peer that vanished without a FIN
+     * (a host gone, a dropped NAT entry) ends the connection instead of leaving a blocking
+     * XREADGROUP waiting forever. */
+    redisEnableKeepAlive(&ac->c);
     ac->data = r;
     r->ac = ac;
     r->state = RS_CONNECTING;
