@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "objstore.h"
 #include "runner.h"
@@ -44,8 +45,11 @@ static int worker_archive_handle(const job *j, job_result *out)
     return out->report ? JOB_OK : JOB_PERMANENT;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int hc = healthcheck_main(argc, argv, "PORT", "/livez");
+    if (hc >= 0)
+        return hc;
     char err[256];
     objstore *store =
         objstore_new_from_env(config_str("STORAGE_DIR", "var/storage"), err, sizeof err);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "ocr.h"
 #include "runner.h"
@@ -48,8 +49,11 @@ static int worker_ocr_handle(const job *j, job_result *out)
     return rc == 0 ? JOB_OK : rc == -1 ? JOB_PERMANENT : JOB_TRANSIENT;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int hc = healthcheck_main(argc, argv, "PORT", "/livez");
+    if (hc >= 0)
+        return hc;
     ocr_opts_default(&worker_ocr_opts);
     worker_ocr_opts.lang = config_str("OCR_LANG", "eng");
     long pages = config_int("OCR_MAX_PAGES", 50);
