@@ -58,7 +58,8 @@ int scanner_transfer(const scanner_opts *o, scanner_files *fs);
 void scanner_out_start(const scanner_opts *o, const scanner_files *fs);
 /* A file got its result. */
 void scanner_out_file(const scanner_file *f);
-/* A try failed and the next one comes in wait_ms (shown without a terminal only). */
+/* A try failed and the next one comes in wait_ms (shown without a terminal only); next_try 0:
+ * a rate limit (429) is waited out without using a try. */
 void scanner_out_retry(const scanner_file *f, const char *why, int next_try, int tries,
                        uint64_t wait_ms);
 /* bytes of the current uploads sent so far (the bar's byte count between results). */

@@ -126,8 +126,11 @@ void scanner_out_retry(const scanner_file *f, const char *why, int next_try, int
 {
     if (out.o->tty)
         return;
-    printf("%-12s %s: %s (try %d of %d in %.1f s)\n", "retry", f->rel, why, next_try, tries,
-           (double)wait_ms / 1000.0);
+    if (next_try == 0) /* a rate limit waited out: no try used */
+        printf("%-12s %s: %s (again in %.1f s)\n", "retry", f->rel, why, (double)wait_ms / 1000.0);
+    else
+        printf("%-12s %s: %s (try %d of %d in %.1f s)\n", "retry", f->rel, why, next_try, tries,
+               (double)wait_ms / 1000.0);
     fflush(stdout);
 }
 

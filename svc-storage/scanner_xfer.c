@@ -1,8 +1,9 @@
 /* scanner_xfer: the transfers of the scanner on libcurl's multi interface. Each file is
  * hashed (SHA-256), looked up with GET /documents?sha256= (skipped when the organization has
  * it), then sent as a raw body streamed from disk to POST /documents?filename=. Up to o->jobs
- * transfers run at once; 429/502/503/504 and connection errors are retried (3 tries in all)
- * after Retry-After or a doubling backoff. */
+ * transfers run at once; 502/503/504 and connection errors are retried (3 tries in all)
+ * after Retry-After or a doubling backoff. A 429 is the gateway's rate limit, not a failure:
+ * it is waited out (Retry-After) without using a try, up to XFER_THROTTLED times a file. */
 #include "scanner.h"
 
 #include "buf.h"
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #define XFER_TRIES       3
+#define XFER_THROTTLED   100
 #define XFER_BACKOFF_MS  1000
 #define XFER_MAX_WAIT_MS 60000
 #define XFER_BODY_MAX    65536
@@ -31,7 +33,8 @@ typedef struct xfer {
     struct xfer *next; /* in the active or the waiting list */
     scanner_file *f;
     xfer_phase phase;
-    int tries; /* attempts of this phase started */
+    int tries;     /* attempts of this phase started */
+    int throttled; /* 429 answers waited out */
     CURL *easy;
     struct curl_slist *hdrs;
     FILE *in;
@@ -297,15 +300,16 @@ static int xfer_status_retryable(long status)
 
 /* Puts x on the waiting list for another try; its delay is Retry-After (capped) when the
  * server gave one, else 1 s doubling per try. */
-static void xfer_retry_later(xfer_run *r, xfer *x, long retry_after_s, const char *why)
+static void xfer_retry_later(xfer_run *r, xfer *x, long retry_after_s, int throttled,
+                             const char *why)
 {
-    uint64_t wait = (uint64_t)XFER_BACKOFF_MS << (x->tries - 1);
+    uint64_t wait = (uint64_t)XFER_BACKOFF_MS << (x->tries > 1 ? x->tries - 1 : 0);
     if (retry_after_s > 0)
         wait = (uint64_t)retry_after_s * 1000u;
     if (wait > XFER_MAX_WAIT_MS)
         wait = XFER_MAX_WAIT_MS;
     x->due = clock_mono_ms() + wait;
-    scanner_out_retry(x->f, why, x->tries + 1, XFER_TRIES, wait);
+    scanner_out_retry(x->f, why, throttled ? 0 : x->tries + 1, XFER_TRIES, wait);
     x->next = r->waiting;
     r->waiting = x;
 }
@@ -389,7 +393,7 @@ static void xfer_done(xfer_run *r, xfer *x, CURLcode rc)
             snprintf(why, sizeof why, "cannot read the file while sending it");
         if (xfer_curl_retryable(rc) && x->tries < XFER_TRIES) {
             xfer_release(x);
-            xfer_retry_later(r, x, 0, why);
+            xfer_retry_later(r, x, 0, 0, why);
             return;
         }
         xfer_release(x);
@@ -397,12 +401,17 @@ static void xfer_done(xfer_run *r, xfer *x, CURLcode rc)
         free(x);
         return;
     }
-    if (xfer_status_retryable(status) && x->tries < XFER_TRIES) {
+    int throttled = status == 429 && x->throttled < XFER_THROTTLED;
+    if (throttled) {
+        x->throttled++;
+        x->tries--; /* not a try used: the same try again once allowed */
+    }
+    if (xfer_status_retryable(status) && (throttled || x->tries < XFER_TRIES)) {
         char reason[400];
         xfer_http_reason(status, &x->body, reason, sizeof reason);
         snprintf(why, sizeof why, "%s: %s", what, reason);
         xfer_release(x);
-        xfer_retry_later(r, x, (long)retry_after, why);
+        xfer_retry_later(r, x, (long)retry_after, throttled, why);
         return;
     }
     if (x->phase == XFER_CHECK)

@@ -78,6 +78,17 @@ def curl(*args, data=None, headers=(), method=None):
     return status, hdrs, body
 
 
+def pcurl(*args, **kw):
+    """curl as a patient client: a 429 (the gateway's rate limit: these tests all come from one
+    address) is waited out for its Retry-After, for up to a minute."""
+    deadline = time.time() + 60
+    while True:
+        s, h, body = curl(*args, **kw)
+        if s != 429 or time.time() > deadline:
+            return s, h, body
+        time.sleep(float(h.get("retry-after", "1")))
+
+
 def status():
     """`deploy/local/run status` as {name: {"pid", "uptime", "restarts", "health"}}."""
     r = subprocess.run([RUN, "status"], env=ENV, capture_output=True, text=True, timeout=60)
@@ -91,7 +102,7 @@ def status():
     return rows
 
 
-def wait_for(what, probe, timeout):
+def wait_for(what, probe, timeout, every=0.1):
     """probe() until it returns something true; its last value in the error otherwise."""
     deadline = time.time() + timeout
     while True:
@@ -100,7 +111,7 @@ def wait_for(what, probe, timeout):
             return value
         if time.time() > deadline:
             raise AssertionError(f"{what}: not after {timeout} s (last: {value!r})")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def upstreams():
@@ -299,183 +310,6 @@ def register_login_me_pay_through_the_gateway(ctx):
     eq(s, 401, "payments refuse the logged-out token within a second")
 
 
-# ---- documents: storage, OCR and archive workers, the scanner ----
-def new_user(org):
-    email = f"docs-{uuid.uuid4().hex[:10]}@example.com"
-    s, _, body = curl(BASE + "/auth/register", data={"email": email, "password": "correct horse",
-                                                     "organization": org})
-    eq(s, 201, f"register: {body[:200]}")
-    s, _, body = curl(BASE + "/auth/login", data={"email": email, "password": "correct horse"})
-    eq(s, 200, f"login: {body[:200]}")
-    return "Authorization: Bearer " + json.loads(body)["access_token"]
-
-
-def document(auth, doc_id):
-    s, _, body = curl(f"{BASE}/documents/{doc_id}", headers=[auth])
-    eq(s, 200, f"get {doc_id}: {body[:200]}")
-    return json.loads(body)
-
-
-def processed(auth, doc_id, timeout=180):
-    """The document once both jobs have ended (done or failed)."""
-    return wait_for(f"document {doc_id} processed", lambda: (lambda d: d["ocr"]["status"] in ("done", "failed")
-                    and d["archive"]["status"] in ("done", "failed") and d)(document(auth, doc_id)), timeout)
-
-
-def search(auth, q):
-    s, _, body = curl(f"{BASE}/documents?q={q}", headers=[auth])
-    eq(s, 200, f"search {q}: {body[:200]}")
-    return [d["id"] for d in json.loads(body)["documents"]]
-
-
-def scratch(name):
-    d = os.path.join(VAR, "scratch", name)
-    os.makedirs(d, exist_ok=True)
-    return d
-
-
-@test
-def documents_upload_ocr_search_download_delete_through_the_gateway(ctx):
-    auth, other = new_user("Docs Corp"), new_user("Other Corp")
-    d = scratch("docs")
-    png = samples.image(os.path.join(d, "harbour.png"), "harbour invoice 4217")
-    pdf = samples.pdf(os.path.join(d, "two.pdf"), ["first page apple", "second page orchard 881"])
-    with open(png, "rb") as f:
-        png_bytes = f.read()
-    s, _, body = curl(BASE + "/documents", "-F", f"file=@{png};filename=../../etc/scan one.png",
-                      "-F", "title=Quarterly report", "-F", "tags=invoice", headers=[auth])
-    eq(s, 201, f"multipart upload: {body[:300]}")
-    doc = json.loads(body)
-    eq((doc["size"], doc["sha256"], doc["content_type"]),
-       (len(png_bytes), hashlib.sha256(png_bytes).hexdigest(), "image/png"))
-    true("/" not in doc["filename"] and ".." not in doc["filename"], f"sanitized {doc['filename']!r}")
-    eq(doc["ocr"]["status"], "queued")
-    s, _, body = curl(BASE + "/documents?filename=report.pdf", "--data-binary", "@" + pdf,
-                      headers=[auth, "Content-Type: application/pdf"])
-    eq(s, 201, f"raw upload: {body[:300]}")
-    pdf_id = json.loads(body)["id"]
-    s, _, body = curl(BASE + "/documents", "-F", f"file=@{png}", headers=[auth])
-    eq(s, 200, "the same bytes again")
-    eq((json.loads(body)["id"], json.loads(body).get("duplicate")), (doc["id"], True))
-
-    done = processed(auth, doc["id"])
-    eq(done["ocr"]["status"], "done", f"ocr {done['ocr']}")
-    true("harbour" in done["ocr"]["text"].lower(), f"text {done['ocr']['text']!r}")
-    eq(done["archive"]["status"], "done", f"archive {done['archive']}")
-    location = done["archive"]["location"]
-    true(location.startswith("file://" + VAR), f"archived under var: {location}")
-    with open(location[len("file://"):], "rb") as f:
-        eq(f.read(), png_bytes, "the archived copy")
-    both = processed(auth, pdf_id)
-    eq(both["ocr"]["status"], "done", f"pdf ocr {both['ocr']}")
-    text = both["ocr"]["text"].lower()
-    true(0 <= text.find("apple") < text.find("orchard"), f"both pages in order: {text!r}")
-    true(doc["id"] in search(auth, "harbour"), "search finds the PNG's words")
-    eq(search(auth, "orchard"), [pdf_id], "search finds the second PDF page's words")
-    eq(search(other, "harbour"), [], "another organization finds nothing")
-    for path in (f"/documents/{doc['id']}", f"/documents/{doc['id']}/content"):
-        eq(curl(BASE + path, headers=[other])[0], 404, f"{path} for another organization")
-
-    s, h, body = curl(f"{BASE}/documents/{doc['id']}/content", headers=[auth])
-    eq((s, body), (200, png_bytes), "download")
-    eq(h.get("etag"), f'"{doc["sha256"]}"')
-    true(h.get("content-disposition", "").startswith("attachment"), f"disposition {h}")
-    s, h, body = curl(f"{BASE}/documents/{doc['id']}/content", headers=[auth, "Range: bytes=0-9"])
-    eq((s, body, h.get("content-range")), (206, png_bytes[:10], f"bytes 0-9/{len(png_bytes)}"))
-    eq(curl(f"{BASE}/documents/{doc['id']}/content", headers=[auth, f"Range: bytes={len(png_bytes)}-"])[0], 416)
-
-    eq(curl(f"{BASE}/documents/{doc['id']}", headers=[other], method="DELETE")[0], 404, "delete by another org")
-    eq(curl(f"{BASE}/documents/{doc['id']}", headers=[auth], method="DELETE")[0], 204, "delete")
-    eq(curl(f"{BASE}/documents/{doc['id']}", headers=[auth])[0], 404, "gone")
-    wait_for("the archived copy deleted", lambda: not os.path.exists(location[len("file://"):]), 10)
-    eq(search(auth, "harbour"), [], "no longer found")
-
-
-@test
-def documents_refused_with_clear_errors(ctx):
-    auth = new_user("Refusals Corp")
-    d = scratch("refused")
-    txt = os.path.join(d, "notes.pdf")
-    with open(txt, "w") as f:
-        f.write("just text, named like a PDF\n")
-    s, _, body = curl(BASE + "/documents", "-F", f"file=@{txt}", headers=[auth])
-    eq(s, 415, f"text named .pdf: {body[:200]}")
-    eq(json.loads(body)["error"]["code"] != "", True)
-    big = os.path.join(d, "big.png")
-    with open(big, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + b"\0" * (51 * 1024 * 1024))
-    s, _, _ = curl(BASE + "/documents?filename=big.png", "--data-binary", "@" + big,
-                   headers=[auth, "Content-Type: image/png"])
-    eq(s, 413, "over 50 MiB")
-    eq(curl(BASE + "/documents")[0], 401, "no credential")
-
-
-@test
-def scanner_pushes_a_folder_with_an_api_key_twice(ctx):
-    auth = new_user("Scanner Corp")
-    s, _, body = curl(BASE + "/auth/api-keys", data={"name": "scanner"}, headers=[auth])
-    eq(s, 201, f"api key: {body[:200]}")
-    key = json.loads(body)["key"]
-    d = scratch("scan-" + uuid.uuid4().hex[:6])
-    os.makedirs(os.path.join(d, "sub"))
-    samples.image(os.path.join(d, "a.png"), "scanner alpha")
-    samples.image(os.path.join(d, "sub", "b.jpg"), "scanner beta")
-    samples.tiff(os.path.join(d, "sub", "c.tif"), ["scanner gamma", "scanner delta"])
-    scanner = [os.path.join(procs.BUILD, "svc-storage", "scanner"), "--url", BASE,
-               "--cacert", os.path.join(VAR, "certs", "server.crt"), d]
-    env = dict(os.environ, SCANNER_API_KEY=key)
-    first = subprocess.run(scanner, env=env, capture_output=True, text=True, timeout=300)
-    eq(first.returncode, 0, f"first run: {first.stdout[-800:]} {first.stderr[-800:]}")
-    s, _, body = curl(BASE + "/documents", headers=[f"Authorization: ApiKey {key}"])
-    eq(s, 200)
-    eq(len(json.loads(body)["documents"]), 3, "three documents")
-    second = subprocess.run(scanner, env=env, capture_output=True, text=True, timeout=300)
-    eq(second.returncode, 0, f"second run: {second.stdout[-800:]}")
-    s, _, body = curl(BASE + "/documents", headers=[f"Authorization: ApiKey {key}"])
-    eq(len(json.loads(body)["documents"]), 3, "the second run uploaded nothing")
-    true(re.search(r"\b0 uploaded\b", second.stdout + second.stderr), f"summary: {second.stdout[-400:]}")
-
-
-@test
-def a_worker_killed_mid_job_and_redis_restarted_lose_no_document(ctx):
-    """kill -9 the OCR worker holding a job, and stop Redis while documents are uploaded: every
-    document still ends processed (reclaimed after WORKER_CLAIM_IDLE; the sweeper re-enqueues
-    what Redis lost)."""
-    auth = new_user("Faults Corp")
-    d = scratch("faults")
-    pages = [f"fault page {i} lantern" for i in range(6)]
-    pdf = samples.pdf(os.path.join(d, "long.pdf"), pages)
-    s, _, body = curl(BASE + "/documents?filename=long.pdf", "--data-binary", "@" + pdf,
-                      headers=[auth, "Content-Type: application/pdf"])
-    eq(s, 201, body[:200])
-    long_id = json.loads(body)["id"]
-    wait_for("the OCR job in hand", lambda: document(auth, long_id)["ocr"]["status"] == "processing", 60)
-    holder = wait_for("the job pending with a consumer", lambda: re.search(
-        rb"local-ocr-(\d)", subprocess.run(["redis-cli", "-p", str(REDIS), "XPENDING", "jobs:ocr", "workers",
-                                            "-", "+", "10"], capture_output=True).stdout), 10)
-    victim = "ocr-" + holder.group(1).decode()
-    os.kill(int(status()[victim]["pid"]), signal.SIGKILL)
-
-    redis_dir = os.path.join(VAR, "redis")
-    subprocess.run([os.path.join(procs.ROOT, "tests", "fixtures", "redis"), "stop", redis_dir], check=True)
-    ids = []
-    try:
-        for i in range(3):
-            p = samples.image(os.path.join(d, f"r{i}.png"), f"redisless upload {i} meadow")
-            s, _, body = curl(BASE + "/documents", "-F", f"file=@{p}", headers=[auth])
-            eq(s, 201, f"upload while Redis is down: {body[:200]}")
-            ids.append(json.loads(body)["id"])
-    finally:
-        subprocess.run([os.path.join(procs.ROOT, "tests", "fixtures", "redis"), "start", redis_dir,
-                        str(REDIS)], check=True)
-    for doc_id in [long_id] + ids:
-        doc = processed(auth, doc_id, timeout=240)
-        eq((doc["ocr"]["status"], doc["archive"]["status"]), ("done", "done"), f"{doc_id}: {doc['ocr']}")
-    text = document(auth, long_id)["ocr"]["text"].lower()
-    true(all(f"page {i}" in text for i in range(6)), f"every page: {text!r}")
-    wait_for("every process healthy again", lambda: all(r["health"] == "ok" for r in status().values()), 30)
-
-
 @test
 def admin_password_is_generated_once_and_announced(ctx):
     st = os.stat(ADMIN_PASSWORD_FILE)
@@ -508,6 +342,192 @@ def status_lists_every_process_with_its_health(ctx):
         eq(exe(row["pid"]), EXE[name], f"{name} pid {row['pid']} is the process")
         true(re.fullmatch(r"\d+[smhd](\d+[smh])?", row["uptime"]), f"{name} uptime {row['uptime']}")
         eq(row["restarts"], "-" if name in ("postgres", "redis") else "0", f"{name} restarts")
+
+
+# ---- documents: storage, OCR and archive workers, the scanner ----
+def new_user(org):
+    email = f"docs-{uuid.uuid4().hex[:10]}@example.com"
+    s, _, body = pcurl(BASE + "/auth/register", data={"email": email, "password": "correct horse",
+                                                     "organization": org})
+    eq(s, 201, f"register: {body[:200]}")
+    s, _, body = pcurl(BASE + "/auth/login", data={"email": email, "password": "correct horse"})
+    eq(s, 200, f"login: {body[:200]}")
+    return "Authorization: Bearer " + json.loads(body)["access_token"]
+
+
+def document(auth, doc_id):
+    """The document; None while the gateway's rate limit (100/min, burst 20) says wait."""
+    s, _, body = curl(f"{BASE}/documents/{doc_id}", headers=[auth])
+    if s == 429:
+        return None
+    eq(s, 200, f"get {doc_id}: {body[:200]}")
+    return json.loads(body)
+
+
+def processed(auth, doc_id, timeout=180):
+    """The document once both jobs have ended (done or failed), asked once a second as a
+    client under the gateway's rate limit would."""
+    def ended():
+        d = document(auth, doc_id)
+        return d and d["ocr"]["status"] in ("done", "failed") and d["archive"]["status"] in ("done", "failed") and d
+    return wait_for(f"document {doc_id} processed", ended, timeout, every=1.0)
+
+
+def search(auth, q):
+    s, _, body = pcurl(f"{BASE}/documents?q={q}", headers=[auth])
+    eq(s, 200, f"search {q}: {body[:200]}")
+    return [d["id"] for d in json.loads(body)["documents"]]
+
+
+def scratch(name):
+    d = os.path.join(VAR, "scratch", name)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+@test
+def documents_upload_ocr_search_download_delete_through_the_gateway(ctx):
+    auth, other = new_user("Docs Corp"), new_user("Other Corp")
+    d = scratch("docs")
+    png = samples.image(os.path.join(d, "harbour.png"), "harbour invoice 4217")
+    pdf = samples.pdf(os.path.join(d, "two.pdf"), ["first page apple", "second page orchard 881"])
+    with open(png, "rb") as f:
+        png_bytes = f.read()
+    s, _, body = pcurl(BASE + "/documents", "-F", f"file=@{png};filename=../../etc/scan one.png",
+                      "-F", "title=Quarterly report", "-F", "tags=invoice", headers=[auth])
+    eq(s, 201, f"multipart upload: {body[:300]}")
+    doc = json.loads(body)
+    eq((doc["size"], doc["sha256"], doc["content_type"]),
+       (len(png_bytes), hashlib.sha256(png_bytes).hexdigest(), "image/png"))
+    true("/" not in doc["filename"] and ".." not in doc["filename"], f"sanitized {doc['filename']!r}")
+    eq(doc["ocr"]["status"], "queued")
+    s, _, body = pcurl(BASE + "/documents?filename=report.pdf", "--data-binary", "@" + pdf,
+                      headers=[auth, "Content-Type: application/pdf"])
+    eq(s, 201, f"raw upload: {body[:300]}")
+    pdf_id = json.loads(body)["id"]
+    s, _, body = pcurl(BASE + "/documents", "-F", f"file=@{png}", headers=[auth])
+    eq(s, 200, "the same bytes again")
+    eq((json.loads(body)["id"], json.loads(body).get("duplicate")), (doc["id"], True))
+
+    done = processed(auth, doc["id"])
+    eq(done["ocr"]["status"], "done", f"ocr {done['ocr']}")
+    true("harbour" in done["ocr"]["text"].lower(), f"text {done['ocr']['text']!r}")
+    eq(done["archive"]["status"], "done", f"archive {done['archive']}")
+    location = done["archive"]["location"]
+    true(location.startswith("file://" + VAR), f"archived under var: {location}")
+    with open(location[len("file://"):], "rb") as f:
+        eq(f.read(), png_bytes, "the archived copy")
+    both = processed(auth, pdf_id)
+    eq(both["ocr"]["status"], "done", f"pdf ocr {both['ocr']}")
+    text = both["ocr"]["text"].lower()
+    true(0 <= text.find("apple") < text.find("orchard"), f"both pages in order: {text!r}")
+    true(doc["id"] in search(auth, "harbour"), "search finds the PNG's words")
+    eq(search(auth, "orchard"), [pdf_id], "search finds the second PDF page's words")
+    eq(search(other, "harbour"), [], "another organization finds nothing")
+    for path in (f"/documents/{doc['id']}", f"/documents/{doc['id']}/content"):
+        eq(pcurl(BASE + path, headers=[other])[0], 404, f"{path} for another organization")
+
+    s, h, body = pcurl(f"{BASE}/documents/{doc['id']}/content", headers=[auth])
+    eq((s, body), (200, png_bytes), "download")
+    eq(h.get("etag"), f'"{doc["sha256"]}"')
+    true(h.get("content-disposition", "").startswith("attachment"), f"disposition {h}")
+    s, h, body = pcurl(f"{BASE}/documents/{doc['id']}/content", headers=[auth, "Range: bytes=0-9"])
+    eq((s, body, h.get("content-range")), (206, png_bytes[:10], f"bytes 0-9/{len(png_bytes)}"))
+    eq(pcurl(f"{BASE}/documents/{doc['id']}/content", headers=[auth, f"Range: bytes={len(png_bytes)}-"])[0], 416)
+
+    eq(pcurl(f"{BASE}/documents/{doc['id']}", headers=[other], method="DELETE")[0], 404, "delete by another org")
+    eq(pcurl(f"{BASE}/documents/{doc['id']}", headers=[auth], method="DELETE")[0], 204, "delete")
+    eq(pcurl(f"{BASE}/documents/{doc['id']}", headers=[auth])[0], 404, "gone")
+    wait_for("the archived copy deleted", lambda: not os.path.exists(location[len("file://"):]), 10)
+    eq(search(auth, "harbour"), [], "no longer found")
+
+
+@test
+def documents_refused_with_clear_errors(ctx):
+    auth = new_user("Refusals Corp")
+    d = scratch("refused")
+    txt = os.path.join(d, "notes.pdf")
+    with open(txt, "w") as f:
+        f.write("just text, named like a PDF\n")
+    s, _, body = pcurl(BASE + "/documents", "-F", f"file=@{txt}", headers=[auth])
+    eq(s, 415, f"text named .pdf: {body[:200]}")
+    eq(json.loads(body)["error"]["code"] != "", True)
+    big = os.path.join(d, "big.png")
+    with open(big, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"\0" * (51 * 1024 * 1024))
+    s, _, _ = pcurl(BASE + "/documents?filename=big.png", "--data-binary", "@" + big,
+                   headers=[auth, "Content-Type: image/png"])
+    eq(s, 413, "over 50 MiB")
+    eq(pcurl(BASE + "/documents")[0], 401, "no credential")
+    eq(pcurl(BASE + "/documents", headers=["Authorization: Bearer not.a.token"])[0], 401, "a forged token")
+
+
+@test
+def scanner_pushes_a_folder_with_an_api_key_twice(ctx):
+    auth = new_user("Scanner Corp")
+    s, _, body = pcurl(BASE + "/auth/api-keys", data={"name": "scanner"}, headers=[auth])
+    eq(s, 201, f"api key: {body[:200]}")
+    key = json.loads(body)["key"]
+    d = scratch("scan-" + uuid.uuid4().hex[:6])
+    os.makedirs(os.path.join(d, "sub"))
+    samples.image(os.path.join(d, "a.png"), "scanner alpha")
+    samples.image(os.path.join(d, "sub", "b.jpg"), "scanner beta")
+    samples.tiff(os.path.join(d, "sub", "c.tif"), ["scanner gamma", "scanner delta"])
+    scanner = [os.path.join(procs.BUILD, "svc-storage", "scanner"), "--url", BASE,
+               "--cacert", os.path.join(VAR, "certs", "server.crt"), d]
+    env = dict(os.environ, SCANNER_API_KEY=key)
+    first = subprocess.run(scanner, env=env, capture_output=True, text=True, timeout=300)
+    eq(first.returncode, 0, f"first run: {first.stdout[-800:]} {first.stderr[-800:]}")
+    s, _, body = pcurl(BASE + "/documents", headers=[f"Authorization: ApiKey {key}"])
+    eq(s, 200)
+    eq(len(json.loads(body)["documents"]), 3, "three documents")
+    second = subprocess.run(scanner, env=env, capture_output=True, text=True, timeout=300)
+    eq(second.returncode, 0, f"second run: {second.stdout[-800:]}")
+    s, _, body = pcurl(BASE + "/documents", headers=[f"Authorization: ApiKey {key}"])
+    eq(len(json.loads(body)["documents"]), 3, "the second run uploaded nothing")
+    true(re.search(r"^summary: uploaded 0, skipped 3 ", second.stdout, re.M), f"summary: {second.stdout[-400:]}")
+
+
+@test
+def a_worker_killed_mid_job_and_redis_restarted_lose_no_document(ctx):
+    """kill -9 the OCR worker holding a job, and stop Redis while documents are uploaded: every
+    document still ends processed (reclaimed after WORKER_CLAIM_IDLE; the sweeper re-enqueues
+    what Redis lost)."""
+    auth = new_user("Faults Corp")
+    d = scratch("faults")
+    words = ("harbour", "bravo", "charlie", "delta", "echo", "foxtrot")
+    pages = [f"fault page {w} lantern" for w in words]
+    pdf = samples.pdf(os.path.join(d, "long.pdf"), pages)
+    s, _, body = pcurl(BASE + "/documents?filename=long.pdf", "--data-binary", "@" + pdf,
+                      headers=[auth, "Content-Type: application/pdf"])
+    eq(s, 201, body[:200])
+    long_id = json.loads(body)["id"]
+    wait_for("the OCR job in hand", lambda: (document(auth, long_id) or {"ocr": {}})["ocr"].get("status") == "processing",
+             60, every=0.5)
+    holder = wait_for("the job pending with a consumer", lambda: re.search(
+        rb"local-ocr-(\d)", subprocess.run(["redis-cli", "-p", str(REDIS), "XPENDING", "jobs:ocr", "workers",
+                                            "-", "+", "10"], capture_output=True).stdout), 10)
+    victim = "ocr-" + holder.group(1).decode()
+    os.kill(int(status()[victim]["pid"]), signal.SIGKILL)
+
+    redis_dir = os.path.join(VAR, "redis")
+    subprocess.run([os.path.join(procs.ROOT, "tests", "fixtures", "redis"), "stop", redis_dir], check=True)
+    ids = []
+    try:
+        for i in range(3):
+            p = samples.image(os.path.join(d, f"r{i}.png"), f"redisless upload {i} meadow")
+            s, _, body = pcurl(BASE + "/documents", "-F", f"file=@{p}", headers=[auth])
+            eq(s, 201, f"upload while Redis is down: {body[:200]}")
+            ids.append(json.loads(body)["id"])
+    finally:
+        subprocess.run([os.path.join(procs.ROOT, "tests", "fixtures", "redis"), "start", redis_dir,
+                        str(REDIS)], check=True)
+    for doc_id in [long_id] + ids:
+        doc = processed(auth, doc_id, timeout=240)
+        eq((doc["ocr"]["status"], doc["archive"]["status"]), ("done", "done"), f"{doc_id}: {doc['ocr']}")
+    text = document(auth, long_id)["ocr"]["text"].lower()
+    true(all(f"page {w}" in text for w in words), f"every page: {text!r}")
+    wait_for("every process healthy again", lambda: all(r["health"] == "ok" for r in status().values()), 30)
 
 
 @test

@@ -272,7 +272,7 @@ def through_the_gateway_over_tls(c):
         eq(rc, 0, f"{out} {err}")
         eq(lines_of(out, "uploaded"), ["gw-1.png", "gw-2.pdf"], out)
         true(re.search(r"^retry\s+gw-\d\.\w+: (GET|POST) /documents: HTTP 429 rate_limited.*"
-                       r"\(try 2 of 3 in 1.0 s\)", out, re.M), f"429 waited out: {out}")
+                       r"\(again in 1.0 s\)", out, re.M), f"429 waited out: {out}")
         time.sleep(1.2)
         rc, out, err, _ = scan(["--insecure", "--jobs", "1", scans], key=c.keys["alice"],
                                url=url + "/")
