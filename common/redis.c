@@ -249,6 +249,16 @@ static void redis_connect_cb(const redisAsyncContext *cac, int status)
         redis_retry(r);
         return;
     }
+    /* TCP keepalive (hiredis: idle 15 s, then probes): a peer that vanished without a FIN
+     * (a host gone, a dropped NAT entry) ends the connection instead of leaving a blocking
+     * XREADGROUP waiting forever. Only once connected: set on a socket whose connect is in
+     * progress it left reconnects after a Redis restart hanging (hiredis 0.14). A failure
+     * is not fatal: the per-command watchdog still bounds every command. */
+    if (redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+        log_warn(NULL, "redis %s:%d: no TCP keepalive: %s", r->host, r->port, ac->c.errstr);
+        ac->c.err = 0;
+        ac->c.errstr[0] = '\0';
+    }
     if (!r->password) {
         redis_ready(r);
         return;
@@ -287,10 +297,6 @@ static void redis_connect_addr(redis *r)
         redis_retry(r);
         return;
     }
-    /* TCP keepalive (hiredis: idle 15 s, then probes): a peer that vanished without a FIN
-     * (a host gone, a dropped NAT entry) ends the connection instead of leaving a blocking
-     * XREADGROUP waiting forever. */
-    redisEnableKeepAlive(&ac->c);
     ac->data = r;
     r->ac = ac;
     r->state = RS_CONNECTING;

@@ -106,30 +106,67 @@ static const char *docs_id(http_req *req)
 
 /* ---- GET /documents ---- */
 
-/* The cursor is base64url("<created_at as PostgreSQL text>|<id>") of the last row shown. */
+/* The list as API.md's lists: {"data": [...], "has_more": bool}, newest first, paged with
+ * ?limit= and ?starting_after=<id of the last document of the previous page>. */
+typedef struct docs_page {
+    http_req *req;
+    char org[64], tag[128], sha[72], text[512], after[40];
+    int has_tag, has_sha, has_text, has_after, limit;
+} docs_page;
+
 static void docs_listed(pg_status st, PGresult *res, void *ud)
 {
-    http_req *req = ud;
+    docs_page *p = ud;
+    http_req *req = p->req;
+    int limit = p->limit;
+    free(p);
     if (st != PG_OK) {
         service_reply_pg_error(req, st, res);
         return;
     }
-    int limit = (int)(intptr_t)http_req_data(req);
     int n = PQntuples(res);
     json_t *docs = json_array();
     for (int r = 0; r < n && r < limit; r++)
         json_array_append_new(docs, doc_json(res, r, 0));
-    json_t *next = json_null();
-    if (n > limit) {
-        char raw[160];
-        int len = snprintf(raw, sizeof raw, "%s|%s", pg_get(res, limit - 1, "cursor_ts"),
-                           pg_get(res, limit - 1, "id"));
-        char *enc = xmalloc(crypto_b64url_len((size_t)len) + 1);
-        crypto_b64url_encode(raw, (size_t)len, enc);
-        next = json_string(enc);
-        free(enc);
+    http_reply_json(req, 200, json_pack("{s:o, s:b}", "data", docs, "has_more", n > limit));
+}
+
+/* Runs the page's query; after_ts is the created_at of starting_after (NULL: first page). */
+static void docs_list_run(docs_page *p, const char *after_ts)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", p->limit + 1); /* one more tells has_more */
+    const char *params[] = {p->org,
+                            p->has_tag ? p->tag : NULL,
+                            p->has_sha ? p->sha : NULL,
+                            p->has_text ? p->text : NULL,
+                            after_ts,
+                            after_ts ? p->after : NULL,
+                            lim};
+    pg_query(storage.svc.pg,
+             "SELECT " DOC_COLS " FROM documents "
+             "WHERE org_id = $1 AND ($2::text IS NULL OR $2 = ANY (tags)) "
+             "AND ($3::text IS NULL OR sha256 = $3) "
+             "AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)) "
+             "AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid)) "
+             "ORDER BY created_at DESC, id DESC LIMIT $7",
+             7, params, docs_listed, p);
+}
+
+static void docs_cursor_found(pg_status st, PGresult *res, void *ud)
+{
+    docs_page *p = ud;
+    if (st != PG_OK || PQntuples(res) == 0) {
+        http_req *req = p->req;
+        free(p);
+        if (st != PG_OK)
+            service_reply_pg_error(req, st, res);
+        else
+            http_reply_error(req, 400, "invalid_query",
+                             "\"starting_after\" is not the id of one of your documents.");
+        return;
     }
-    http_reply_json(req, 200, json_pack("{s:o, s:o}", "documents", docs, "next_cursor", next));
+    docs_list_run(p, pg_get(res, 0, "created_at"));
 }
 
 static void docs_bad(http_req *req, const char *msg)
@@ -140,65 +177,49 @@ static void docs_bad(http_req *req, const char *msg)
 static void docs_list(http_req *req, const auth_identity *who)
 {
     const char *q = http_req_query(req);
-    char buf[512], tag[128], sha[72], text[512], cursor[256];
-    int limit = DOCS_LIST_DEFAULT;
+    char buf[512];
+    docs_page *p = xcalloc(1, sizeof *p);
+    p->req = req;
+    p->limit = DOCS_LIST_DEFAULT;
+    snprintf(p->org, sizeof p->org, "%s", who->org);
     int has = query_param(q, "limit", buf, sizeof buf);
     if (has != 0) {
         char *end;
         long v = has > 0 ? strtol(buf, &end, 10) : 0;
-        if (has < 0 || !buf[0] || *end || v < 1 || v > DOCS_LIST_MAX)
+        if (has < 0 || !buf[0] || *end || v < 1 || v > DOCS_LIST_MAX) {
+            free(p);
             return docs_bad(req, "\"limit\" must be an integer from 1 to 100.");
-        limit = (int)v;
-    }
-    int has_tag = query_param(q, "tag", tag, sizeof tag);
-    int has_sha = query_param(q, "sha256", sha, sizeof sha);
-    int has_q = query_param(q, "q", text, sizeof text);
-    int has_cursor = query_param(q, "cursor", cursor, sizeof cursor);
-    if (has_tag < 0 || has_q < 0)
-        return docs_bad(req, "\"tag\" and \"q\" must be UTF-8 text of reasonable length.");
-    if (has_sha < 0 || (has_sha && strlen(sha) != 64))
-        return docs_bad(req, "\"sha256\" must be 64 hex digits.");
-    for (size_t i = 0; has_sha && i < 64; i++) {
-        if (crypto_hex_value((unsigned char)sha[i]) < 0)
-            return docs_bad(req, "\"sha256\" must be 64 hex digits.");
-        if (sha[i] >= 'A' && sha[i] <= 'F')
-            sha[i] = (char)(sha[i] - 'A' + 'a');
-    }
-    char ts[160] = "", after_id[40] = "";
-    if (has_cursor) {
-        uint8_t raw[200];
-        size_t rl = 0;
-        char *bar = NULL;
-        if (has_cursor > 0 &&
-            crypto_b64url_decode(cursor, strlen(cursor), raw, sizeof raw - 1, &rl) == 0) {
-            raw[rl] = '\0';
-            bar = strrchr((char *)raw, '|');
         }
-        if (!bar || bar - (char *)raw >= (long)sizeof ts || !storage_is_uuid(bar + 1) ||
-            memchr(raw, 0, rl))
-            return docs_bad(req, "\"cursor\" is not one this service gave.");
-        *bar = '\0';
-        memcpy(ts, raw, (size_t)(bar - (char *)raw) + 1);
-        snprintf(after_id, sizeof after_id, "%s", bar + 1);
+        p->limit = (int)v;
     }
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit + 1);
-    const char *params[] = {who->org,
-                            has_tag ? tag : NULL,
-                            has_sha ? sha : NULL,
-                            has_q && text[0] ? text : NULL,
-                            has_cursor ? ts : NULL,
-                            has_cursor ? after_id : NULL,
-                            lim};
-    http_req_set_data(req, (void *)(intptr_t)limit);
+    p->has_tag = query_param(q, "tag", p->tag, sizeof p->tag);
+    p->has_sha = query_param(q, "sha256", p->sha, sizeof p->sha);
+    p->has_text = query_param(q, "q", p->text, sizeof p->text);
+    p->has_after = query_param(q, "starting_after", p->after, sizeof p->after);
+    const char *bad = NULL;
+    if (p->has_tag < 0 || p->has_text < 0)
+        bad = "\"tag\" and \"q\" must be UTF-8 text of reasonable length.";
+    else if (p->has_after < 0 || (p->has_after && !storage_is_uuid(p->after)))
+        bad = "\"starting_after\" is not the id of one of your documents.";
+    else if (p->has_sha < 0 || (p->has_sha && strlen(p->sha) != 64))
+        bad = "\"sha256\" must be 64 hex digits.";
+    for (size_t i = 0; !bad && p->has_sha && i < 64; i++) {
+        if (crypto_hex_value((unsigned char)p->sha[i]) < 0)
+            bad = "\"sha256\" must be 64 hex digits.";
+        else if (p->sha[i] >= 'A' && p->sha[i] <= 'F')
+            p->sha[i] = (char)(p->sha[i] - 'A' + 'a');
+    }
+    if (bad) {
+        free(p);
+        return docs_bad(req, bad);
+    }
+    p->has_text = p->has_text && p->text[0];
+    if (!p->has_after)
+        return docs_list_run(p, NULL);
+    const char *params[] = {p->after, p->org};
     pg_query(storage.svc.pg,
-             "SELECT " DOC_COLS ", created_at::text AS cursor_ts FROM documents "
-             "WHERE org_id = $1 AND ($2::text IS NULL OR $2 = ANY (tags)) "
-             "AND ($3::text IS NULL OR sha256 = $3) "
-             "AND ($4::text IS NULL OR search @@ websearch_to_tsquery('english', $4)) "
-             "AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid)) "
-             "ORDER BY created_at DESC, id DESC LIMIT $7",
-             7, params, docs_listed, req);
+             "SELECT created_at::text AS created_at FROM documents WHERE id = $1 AND org_id = $2",
+             2, params, docs_cursor_found, p);
 }
 
 /* ---- GET /documents/{id} ---- */

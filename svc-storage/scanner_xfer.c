@@ -314,11 +314,11 @@ static void xfer_retry_later(xfer_run *r, xfer *x, long retry_after_s, int throt
     r->waiting = x;
 }
 
-/* The first document's id in a {"documents":[...]} answer, "" for an empty list, NULL when
+/* The first document's id in a {"data":[...]} answer, "" for an empty list, NULL when
  * the answer is not such a list. */
 static const char *xfer_first_doc(json_t *j)
 {
-    json_t *docs = json_object_get(j, "documents");
+    json_t *docs = json_object_get(j, "data");
     if (!json_is_array(docs))
         return NULL;
     if (json_array_size(docs) == 0)

@@ -376,7 +376,7 @@ def processed(auth, doc_id, timeout=180):
 def search(auth, q):
     s, _, body = pcurl(f"{BASE}/documents?q={q}", headers=[auth])
     eq(s, 200, f"search {q}: {body[:200]}")
-    return [d["id"] for d in json.loads(body)["documents"]]
+    return [d["id"] for d in json.loads(body)["data"]]
 
 
 def scratch(name):
@@ -480,11 +480,11 @@ def scanner_pushes_a_folder_with_an_api_key_twice(ctx):
     eq(first.returncode, 0, f"first run: {first.stdout[-800:]} {first.stderr[-800:]}")
     s, _, body = pcurl(BASE + "/documents", headers=[f"Authorization: ApiKey {key}"])
     eq(s, 200)
-    eq(len(json.loads(body)["documents"]), 3, "three documents")
+    eq(len(json.loads(body)["data"]), 3, "three documents")
     second = subprocess.run(scanner, env=env, capture_output=True, text=True, timeout=300)
     eq(second.returncode, 0, f"second run: {second.stdout[-800:]}")
     s, _, body = pcurl(BASE + "/documents", headers=[f"Authorization: ApiKey {key}"])
-    eq(len(json.loads(body)["documents"]), 3, "the second run uploaded nothing")
+    eq(len(json.loads(body)["data"]), 3, "the second run uploaded nothing")
     true(re.search(r"^summary: uploaded 0, skipped 3 ", second.stdout, re.M), f"summary: {second.stdout[-400:]}")
 
 

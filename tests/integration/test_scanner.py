@@ -111,7 +111,7 @@ def lines_of(out, word):
 def documents(c, who="alice"):
     r = c.env.call("GET", "/documents?limit=100", token=c.users[who])
     eq(r.status, 200, f"list: {r.body[:200]!r}")
-    return r.json()["documents"]
+    return r.json()["data"]
 
 
 @test

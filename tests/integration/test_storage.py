@@ -410,7 +410,7 @@ def another_organizations_document_is_404_like_a_missing_one(env):
     for bad in ("not-a-uuid", "1", "%27%20OR%201=1"):
         eq(env.call("GET", f"/documents/{bad}", token=env.users["alice"]).status, 404, bad)
     r = env.call("GET", "/documents", token=env.users["bob"])
-    true(d["id"] not in [x["id"] for x in r.json()["documents"]], "listed to another org")
+    true(d["id"] not in [x["id"] for x in r.json()["data"]], "listed to another org")
     r = env.call("GET", f"/documents/{d['id']}", token=env.users["carol"])
     eq(r.status, 200, "a member of the organization sees it")
     eq(env.call("GET", f"/documents/{d['id']}").status, 401, "no credential")
@@ -428,7 +428,7 @@ def api_keys_work(env):
     r = env.call("GET", f"/documents/{d['id']}", apikey=key)
     eq(r.status, 200)
     r = env.call("GET", f"/documents?sha256={d['sha256'].upper()}", apikey=key)
-    eq([x["id"] for x in r.json()["documents"]], [d["id"]])
+    eq([x["id"] for x in r.json()["data"]], [d["id"]])
 
 
 @test
@@ -441,30 +441,31 @@ def list_pagination_and_filters(env):
         d = created(upload_mp(env, "dave", se.png(b"list%d" % i), filename=f"l{i}.png",
                               tags="even" if i % 2 == 0 else "odd"))
         ids.append(d["id"])
-    seen, cursor, pages = [], None, 0
+    seen, after, pages = [], None, 0
     while True:
-        q = "/documents?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        q = "/documents?limit=3" + (f"&starting_after={after}" if after else "")
         r = env.call("GET", q, token=env.users["dave"])
         eq(r.status, 200, r.body)
         page = r.json()
-        eq(sorted(page.keys()), ["documents", "next_cursor"])
-        true(len(page["documents"]) <= 3)
-        seen += [x["id"] for x in page["documents"]]
+        eq(sorted(page.keys()), ["data", "has_more"])
+        true(len(page["data"]) <= 3)
+        seen += [x["id"] for x in page["data"]]
         pages += 1
-        cursor = page["next_cursor"]
-        if not cursor:
+        if not page["has_more"]:
             break
-        cursor = urllib.parse.quote(cursor)
+        after = page["data"][-1]["id"]
     eq(seen, list(reversed(ids)), "newest first, each once")
     eq(pages, 3)
     r = env.call("GET", "/documents", token=env.users["dave"])
-    eq(len(r.json()["documents"]), 7)
-    eq(r.json()["next_cursor"], None)
+    eq(len(r.json()["data"]), 7)
+    eq(r.json()["has_more"], False)
     r = env.call("GET", "/documents?tag=even", token=env.users["dave"])
-    eq([x["id"] for x in r.json()["documents"]], [ids[6], ids[4], ids[2], ids[0]])
+    eq([x["id"] for x in r.json()["data"]], [ids[6], ids[4], ids[2], ids[0]])
     sha = hashlib.sha256(se.png(b"x")).hexdigest()  # random: matches nothing
-    eq(env.call("GET", f"/documents?sha256={sha}", token=env.users["dave"]).json()["documents"], [])
-    for bad in ("limit=0", "limit=101", "limit=x", "cursor=abc", "sha256=12", "cursor=" + "A" * 10):
+    eq(env.call("GET", f"/documents?sha256={sha}", token=env.users["dave"]).json()["data"], [])
+    other = created(upload_mp(env, "alice", se.png(b"not dave's")))["id"]
+    for bad in ("limit=0", "limit=101", "limit=x", "starting_after=abc", "sha256=12",
+                "starting_after=" + str(uuid.uuid4()), "starting_after=" + other):
         r = env.call("GET", f"/documents?{bad}", token=env.users["dave"])
         eq(r.status, 400, bad)
         eq(r.json()["error"]["code"], "invalid_query")
@@ -476,17 +477,17 @@ def full_text_search_over_titles_and_ocr_text(env):
                            title="Quarterly platypus report"))
     d2 = created(upload_mp(env, "alice", se.png(b"fts2"), filename="b.png"))
     r = env.call("GET", "/documents?q=platypus", token=env.users["alice"])
-    eq([x["id"] for x in r.json()["documents"]], [d1["id"]])
+    eq([x["id"] for x in r.json()["data"]], [d1["id"]])
     tok = env.service_token()
     r = env.call("POST", f"/internal/documents/{d2['id']}/ocr",
                  {"status": "done", "text": "The wombats invoiced seventeen carrots",
                   "confidence": 87.5, "pages": 2}, headers={"X-Service-Token": tok})
     eq(r.status, 204, r.body)
     r = env.call("GET", "/documents?q=wombat%20carrots", token=env.users["alice"])
-    eq([x["id"] for x in r.json()["documents"]], [d2["id"]], "stemmed OCR text")
+    eq([x["id"] for x in r.json()["data"]], [d2["id"]], "stemmed OCR text")
     r = env.call("GET", "/documents?q=wombat%20-carrots", token=env.users["alice"])
-    eq(r.json()["documents"], [], "websearch syntax")
-    eq(env.call("GET", "/documents?q=wombat", token=env.users["bob"]).json()["documents"], [])
+    eq(r.json()["data"], [], "websearch syntax")
+    eq(env.call("GET", "/documents?q=wombat", token=env.users["bob"]).json()["data"], [])
     r = env.call("GET", f"/documents/{d2['id']}", token=env.users["alice"])
     eq(r.json()["ocr"], {"status": "done", "text": "The wombats invoiced seventeen carrots",
                          "confidence": 87.5, "pages": 2})
