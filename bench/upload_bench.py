@@ -18,14 +18,6 @@ import storage_env as se  # noqa: E402
 MIB = int(os.environ.get("BENCH_UPLOAD_MIB", "1024"))
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     env = se.Env(tag="upbench")
     try:
@@ -59,9 +51,9 @@ def main():
 
         def sample():
             while not done.is_set():
-                samples.append(rss_kib(pid))
+                samples.append(procs.rss_kib(pid))
                 time.sleep(0.1)
-        before = rss_kib(pid)
+        before = procs.rss_kib(pid)
         th = threading.Thread(target=sample)
         th.start()
         t0 = time.time()
