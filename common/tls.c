@@ -175,6 +175,12 @@ static int load_pair(tls_server *srv, const char *cert, const char *key, char *e
         set_err(err, cap, key, rc);
         return -1;
     }
+    /* A key that is not the certificate's (a renewal caught half-written) would be served
+     * and fail every handshake: refuse the pair instead. */
+    if (mbedtls_pk_check_pair(&srv->crt[i].pk, &srv->pk[i]) != 0) {
+        snprintf(err, cap, "%s does not match the certificate %s", key, cert);
+        return -1;
+    }
     rc = mbedtls_ssl_conf_own_cert(&srv->conf, &srv->crt[i], &srv->pk[i]);
     if (rc != 0) {
         set_err(err, cap, "certificate", rc);

@@ -41,9 +41,15 @@ static struct {
     http_client *client;
     upstream *ups[GW_MAX_UPSTREAMS];
     size_t nups;
-    uv_timer_t publish_timer, rotate_timer, check_timer, kill_timer;
+    uv_timer_t publish_timer, rotate_timer, check_timer, kill_timer, cert_timer;
     uv_signal_t sig_hup, sig_term, sig_int;
+    uv_fs_poll_t cert_polls[4]; /* the certificate and key files (cert2, key2 too) */
 } M;
+
+/* How often the certificate files are looked at, and how long after a change the reload
+ * waits (certbot writes the certificate and the key one after the other). */
+#define GW_CERT_POLL_MS   2000
+#define GW_CERT_SETTLE_MS 500
 
 static int open_listener(const char *host, int port)
 {
@@ -279,6 +285,8 @@ static int reopen(int *fd, const char *old_host, int old_port, const char *host,
     return 0;
 }
 
+static void watch_certs(void);
+
 static void reload(void)
 {
     static gw_config nc;
@@ -301,7 +309,45 @@ static void reload(void)
     on_publish_timer(NULL);
     on_check_timer(NULL);   /* the new generation first, on the same sockets */
     stop_generation(M.gen); /* then the old one drains */
+    watch_certs();
     log_info(NULL, "reloaded: generation %d, %d workers", M.gen, M.workers);
+}
+
+/* ---- certificates renewed in place (certbot in another container: no signal needed) ----
+ * uv_fs_poll stats each file on the threadpool; any change (modification time, size, a new
+ * inode after a rename) reloads as SIGHUP does, once the files have settled. A pair that
+ * does not match yet (the certificate renewed, the key not yet written) is refused by
+ * reload() and the next change tries again. */
+static void on_cert_settled(uv_timer_t *t)
+{
+    (void)t;
+    if (!M.stopping)
+        reload();
+}
+
+static void on_cert_changed(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
+                            const uv_stat_t *curr)
+{
+    (void)prev;
+    (void)curr;
+    if (status < 0 || M.stopping) /* gone for a moment while being replaced: wait */
+        return;
+    char path[PATH_MAX];
+    size_t len = sizeof path;
+    if (uv_fs_poll_getpath(h, path, &len) != 0)
+        path[0] = '\0';
+    log_info(NULL, "certificate file %s changed: reloading", path);
+    uv_timer_start(&M.cert_timer, on_cert_settled, GW_CERT_SETTLE_MS, 0);
+}
+
+static void watch_certs(void)
+{
+    const char *files[4] = {M.cfg.cert, M.cfg.key, M.cfg.cert2, M.cfg.key2};
+    for (int i = 0; i < 4; i++) {
+        uv_fs_poll_stop(&M.cert_polls[i]);
+        if (M.cfg.https_port && files[i][0])
+            uv_fs_poll_start(&M.cert_polls[i], on_cert_changed, files[i], GW_CERT_POLL_MS);
+    }
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -358,6 +404,9 @@ static void on_signal(uv_signal_t *h, int signum)
     M.stopping = 1;
     log_info(NULL, "signal %d: stopping the workers", signum);
     stop_generation(M.gen + 1);
+    for (int i = 0; i < 4; i++)
+        uv_fs_poll_stop(&M.cert_polls[i]);
+    uv_timer_stop(&M.cert_timer);
     uv_timer_stop(&M.check_timer);
     uv_timer_stop(&M.publish_timer);
     uv_timer_stop(&M.rotate_timer);
@@ -414,6 +463,10 @@ int gw_master_main(const char *config_path, int workers_override)
     uv_timer_init(M.loop, &M.check_timer);
     uv_timer_start(&M.check_timer, on_check_timer, 0, 1000);
     uv_timer_init(M.loop, &M.kill_timer);
+    uv_timer_init(M.loop, &M.cert_timer);
+    for (int i = 0; i < 4; i++)
+        uv_fs_poll_init(M.loop, &M.cert_polls[i]);
+    watch_certs();
     log_info(NULL, "gateway master: http %s:%d https %s:%d, %d workers", M.cfg.http_host,
              M.cfg.http_port, M.cfg.https_host, M.cfg.https_port, M.workers);
     uv_run(M.loop, UV_RUN_DEFAULT);

@@ -971,6 +971,28 @@ def docs_render_in_headless_chromium_under_csp(_):
 # ---- reload (last: it replaces the workers) ----
 
 @test
+def renewed_certificate_files_are_reloaded_without_a_signal(_):
+    """certbot in another container renews the files in place and sends no signal: the master
+    sees them change. A certificate without its key yet is refused (the old pair stays
+    served); once the key follows, the new pair is served within seconds."""
+    tmp = S["tmp"]
+    subprocess.run(
+        f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        f"-subj /CN=polled.example -keyout {tmp}/polled.key -out {tmp}/polled.crt",
+        shell=True, check=True, capture_output=True)
+    before = s_client(["-tls1_2"])
+    true("polled.example" not in before, "not served yet")
+    os.rename(f"{tmp}/polled.crt", f"{tmp}/server.crt")  # the certificate alone
+    time.sleep(4)
+    out = s_client(["-tls1_2"])
+    true("polled.example" not in out, "a certificate without its key is not taken")
+    eq(req("GET", "/api/whoami").status, 200, "still serving with the old pair")
+    os.rename(f"{tmp}/polled.key", f"{tmp}/server.key")
+    wait_for(lambda: "polled.example" in s_client(["-tls1_2"]), 12, "the renewed pair served")
+    eq(req("GET", "/api/whoami").status, 200)
+
+
+@test
 def reload_under_load_no_failed_request(_):
     old = workers()
     eq(len(old), 2)
