@@ -1,0 +1,103 @@
+"""test_deploy_files: the deployment files are valid as their tools read them: the Kubernetes
+manifests against the API schemas (kubernetes-validate --strict, from var/venv), the compose
+file as docker-compose reads it with deploy/.env.example as its .env, and the gateway
+configurations of compose and Kubernetes as the gateway itself checks them (`gateway --check`,
+with a certificate at their paths); every upstream they name is a service of that file."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import procs  # noqa: E402
+from check import eq, main, test, true  # noqa: E402
+
+DEPLOY = os.path.join(procs.ROOT, "deploy")
+K8S = os.path.join(DEPLOY, "k8s")
+
+
+def manifests():
+    return sorted(os.path.join(K8S, f) for f in os.listdir(K8S)
+                  if f.endswith(".yaml") and f != "kustomization.yaml")
+
+
+@test
+def kubernetes_manifests_are_valid():
+    tool = os.path.join(procs.ROOT, "var", "venv", "bin", "kubernetes-validate")
+    r = subprocess.run([tool, "--strict", "--quiet", *manifests()], capture_output=True, text=True,
+                       timeout=300)
+    eq(r.returncode, 0, r.stdout + r.stderr)
+    with open(os.path.join(K8S, "kustomization.yaml")) as f:
+        listed = set(re.findall(r"^  - (\S+\.yaml)$", f.read(), re.M))
+    eq(listed, {os.path.basename(m) for m in manifests()} - {"secrets.example.yaml"},
+       "kustomization lists every manifest but the secrets example")
+
+
+def gateway_check(ini_text, cert_dir_in_file):
+    """gateway --check on ini_text with cert_dir_in_file pointing at a fresh certificate."""
+    tmp = tempfile.mkdtemp(prefix="suite-deployfiles-")
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=x",
+                        "-keyout", os.path.join(tmp, "k.pem"), "-out", os.path.join(tmp, "c.pem")],
+                       check=True, capture_output=True)
+        text = re.sub(r"^cert = .*$", f"cert = {tmp}/c.pem", ini_text, flags=re.M)
+        text = re.sub(r"^key = .*$", f"key = {tmp}/k.pem", text, flags=re.M)
+        text = re.sub(r"^(docs_dir|openapi|acme_webroot) = .*\n", "", text, flags=re.M)
+        path = os.path.join(tmp, "gateway.ini")
+        with open(path, "w") as f:
+            f.write(text)
+        return subprocess.run([procs.binary("gateway/gateway"), "--config", path, "--check"],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def compose_file_and_its_gateway_config_are_valid():
+    tmp = tempfile.mkdtemp(prefix="suite-compose-")
+    try:
+        for name in ("docker-compose.yml",):
+            shutil.copy(os.path.join(DEPLOY, name), tmp)
+        shutil.copy(os.path.join(DEPLOY, ".env.example"), os.path.join(tmp, ".env"))
+        os.symlink(os.path.join(DEPLOY, "compose"), os.path.join(tmp, "compose"))
+        r = subprocess.run(["docker-compose", "-f", os.path.join(tmp, "docker-compose.yml"), "config"],
+                           capture_output=True, text=True, timeout=60)
+        eq(r.returncode, 0, r.stderr)
+        services = set(re.findall(r"^  ([a-z][a-z0-9-]*):$", r.stdout.split("\nvolumes:")[0], re.M))
+        true({"gateway", "svc-auth", "svc-payments", "svc-storage", "worker-ocr", "worker-archive",
+              "postgres", "redis", "init", "backup"} <= services, f"services: {services}")
+        true(not re.search(r"^ +[A-Z_]+: '?# ", r.stdout, re.M), "no comment text taken as a value")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with open(os.path.join(DEPLOY, "compose", "gateway.ini")) as f:
+        ini = f.read()
+    for host in re.findall(r"^servers = (\S+):\d+$", ini, re.M):
+        true(host in services, f"upstream {host} is a compose service")
+    r = gateway_check(ini, "/etc/suite/certs")
+    eq(r.returncode, 0, r.stdout + r.stderr)
+
+
+@test
+def kubernetes_gateway_config_is_valid_and_names_headless_services():
+    with open(os.path.join(K8S, "gateway-config.yaml")) as f:
+        text = f.read()
+    ini = "\n".join(line[4:] for line in text.split("gateway.ini: |\n", 1)[1].splitlines())
+    r = gateway_check(ini, "/etc/suite/certs")
+    eq(r.returncode, 0, r.stdout + r.stderr)
+    names = set()
+    for m in manifests():
+        with open(m) as f:
+            doc = f.read()
+        for part in doc.split("\n---\n"):
+            m = re.search(r"^kind: Service\nmetadata:\n  name: (\S+)$", part, re.M)
+            if m and re.search(r"^  clusterIP: None$", part, re.M):
+                names.add(m.group(1))
+    for host in re.findall(r"^servers = (\S+):\d+$", ini, re.M):
+        true(host in names, f"upstream {host} is a headless service ({sorted(names)})")
+
+
+if __name__ == "__main__":
+    main("deploy_files")
