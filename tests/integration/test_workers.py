@@ -389,4 +389,4 @@ def no_sanitizer_reports(ctx):
 
 
 if __name__ == "__main__":
-    main("workers", setup=Env, teardown=lambda env: env.close())
+    main("workers", Env, Env.close)
