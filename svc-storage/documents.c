@@ -97,6 +97,19 @@ static void docs_not_found(http_req *req)
     http_reply_error(req, 404, "not_found", "No such document.");
 }
 
+/* 1 when the query of one document found it; else 0 with the answer given (the database's
+ * error, or 404). */
+static int docs_found(http_req *req, pg_status st, const PGresult *res)
+{
+    if (st != PG_OK)
+        service_reply_pg_error(req, st, res);
+    else if (PQntuples(res) == 0)
+        docs_not_found(req);
+    else
+        return 1;
+    return 0;
+}
+
 /* The {id} parameter when it is a uuid, else NULL (the caller answers 404). */
 static const char *docs_id(http_req *req)
 {
@@ -227,11 +240,7 @@ static void docs_list(http_req *req, const auth_identity *who)
 static void docs_got(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
-    if (st != PG_OK)
-        service_reply_pg_error(req, st, res);
-    else if (PQntuples(res) == 0)
-        docs_not_found(req);
-    else
+    if (docs_found(req, st, res))
         http_reply_json(req, 200, doc_json(res, 0, 1));
 }
 
@@ -439,14 +448,8 @@ static int docs_etag_match(const char *inm, const char *etag)
 static void docs_content_row(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(req, st, res);
+    if (!docs_found(req, st, res))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        docs_not_found(req);
-        return;
-    }
     docs_send *s = xcalloc(1, sizeof *s);
     s->req = req;
     s->loop = http_req_loop(req);
@@ -499,14 +502,8 @@ static void docs_unlinked(uv_fs_t *fs)
 static void docs_deleted(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(req, st, res);
+    if (!docs_found(req, st, res))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        docs_not_found(req);
-        return;
-    }
     docs_del *d = xcalloc(1, sizeof *d);
     snprintf(d->id, sizeof d->id, "%s", pg_get(res, 0, "id"));
     snprintf(d->org, sizeof d->org, "%s", pg_get(res, 0, "org_id"));
