@@ -110,11 +110,17 @@ static int docs_found(http_req *req, pg_status st, const PGresult *res)
     return 0;
 }
 
-/* The {id} parameter when it is a uuid, else NULL (the caller answers 404). */
-static const char *docs_id(http_req *req)
+/* Runs sql on the document of the {id} parameter ($1) in the caller's organization ($2), cb
+ * getting req; an {id} that is not a uuid is answered 404 at once. */
+static void docs_query_id(http_req *req, const auth_identity *who, const char *sql, pg_query_fn cb)
 {
     const char *id = http_req_param(req, "id");
-    return id && storage_is_uuid(id) ? id : NULL;
+    if (!id || !storage_is_uuid(id)) {
+        docs_not_found(req);
+        return;
+    }
+    const char *params[] = {id, who->org};
+    pg_query(storage.svc.pg, sql, 2, params, cb, req);
 }
 
 /* ---- GET /documents ---- */
@@ -246,12 +252,8 @@ static void docs_got(pg_status st, PGresult *res, void *ud)
 
 static void docs_get(http_req *req, const auth_identity *who)
 {
-    const char *id = docs_id(req);
-    if (!id)
-        return docs_not_found(req);
-    const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg, "SELECT " DOC_COLS " FROM documents WHERE id = $1 AND org_id = $2", 2,
-             params, docs_got, req);
+    docs_query_id(req, who, "SELECT " DOC_COLS " FROM documents WHERE id = $1 AND org_id = $2",
+                  docs_got);
 }
 
 /* ---- GET /documents/{id}/content ---- */
@@ -472,14 +474,10 @@ static void docs_content_row(pg_status st, PGresult *res, void *ud)
 
 static void docs_content(http_req *req, const auth_identity *who)
 {
-    const char *id = docs_id(req);
-    if (!id)
-        return docs_not_found(req);
-    const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg,
-             "SELECT id, org_id, filename, content_type, size, sha256 FROM documents "
-             "WHERE id = $1 AND org_id = $2",
-             2, params, docs_content_row, req);
+    docs_query_id(req, who,
+                  "SELECT id, org_id, filename, content_type, size, sha256 FROM documents "
+                  "WHERE id = $1 AND org_id = $2",
+                  docs_content_row);
 }
 
 /* ---- DELETE /documents/{id} ---- */
@@ -517,14 +515,10 @@ static void docs_deleted(pg_status st, PGresult *res, void *ud)
 
 static void docs_delete(http_req *req, const auth_identity *who)
 {
-    const char *id = docs_id(req);
-    if (!id)
-        return docs_not_found(req);
-    const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg,
-             "DELETE FROM documents WHERE id = $1 AND org_id = $2 "
-             "RETURNING id, org_id, archive_location",
-             2, params, docs_deleted, req);
+    docs_query_id(req, who,
+                  "DELETE FROM documents WHERE id = $1 AND org_id = $2 "
+                  "RETURNING id, org_id, archive_location",
+                  docs_deleted);
 }
 
 void documents_routes(router *r)
