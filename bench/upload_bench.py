@@ -25,9 +25,8 @@ def main():
             env.storage[i].stop()
         st = env.start_storage(0, STORAGE_MAX_UPLOAD=f"{MIB + 1}m")
         email = "bench@example.com"
-        env.auth("POST", "/auth/register", {"email": email, "password": "correct horse battery"})
-        token = env.auth("POST", "/auth/login", {"email": email, "password": "correct horse battery"}
-                         ).json()["access_token"]
+        env.register(email)
+        token = env.login(email)
         src = os.path.join(env.tmp, "big.png")
         h = hashlib.sha256()
         with open(src, "wb") as f:

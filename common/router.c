@@ -417,6 +417,15 @@ typedef struct router_ac_check {
     void *done_ud;
 } router_ac_check;
 
+static router_ac_check *router_ac_check_new(http_req *req, router_authed_fn done, void *done_ud)
+{
+    router_ac_check *chk = xcalloc(1, sizeof *chk);
+    chk->req = req;
+    chk->done = done;
+    chk->done_ud = done_ud;
+    return chk;
+}
+
 static void router_ac_finish(router_ac_check *chk, int status, const auth_identity *id, int ok)
 {
     http_req *req = chk->req;
@@ -444,11 +453,7 @@ static void router_ac_svc_checked(int status, const auth_identity *id, void *ud)
 
 static void router_ac_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud)
 {
-    router_ac_check *chk = xcalloc(1, sizeof *chk);
-    chk->req = req;
-    chk->done = done;
-    chk->done_ud = done_ud;
-    auth_client_check(ctx, req, router_ac_checked, chk);
+    auth_client_check(ctx, req, router_ac_checked, router_ac_check_new(req, done, done_ud));
 }
 
 void router_use_auth_client(router *r, auth_client *c)
@@ -458,11 +463,8 @@ void router_use_auth_client(router *r, auth_client *c)
 
 static void router_ac_svc_authn(void *ctx, http_req *req, router_authed_fn done, void *done_ud)
 {
-    router_ac_check *chk = xcalloc(1, sizeof *chk);
-    chk->req = req;
-    chk->done = done;
-    chk->done_ud = done_ud;
-    auth_client_check_service(ctx, req, router_ac_svc_checked, chk);
+    auth_client_check_service(ctx, req, router_ac_svc_checked,
+                              router_ac_check_new(req, done, done_ud));
 }
 
 void router_use_service_auth(router *r, auth_client *c)

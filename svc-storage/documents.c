@@ -97,11 +97,30 @@ static void docs_not_found(http_req *req)
     http_reply_error(req, 404, "not_found", "No such document.");
 }
 
-/* The {id} parameter when it is a uuid, else NULL (the caller answers 404). */
-static const char *docs_id(http_req *req)
+/* 1 when the query of one document found it; else 0 with the answer given (the database's
+ * error, or 404). */
+static int docs_found(http_req *req, pg_status st, const PGresult *res)
+{
+    if (st != PG_OK)
+        service_reply_pg_error(req, st, res);
+    else if (PQntuples(res) == 0)
+        docs_not_found(req);
+    else
+        return 1;
+    return 0;
+}
+
+/* Runs sql on the document of the {id} parameter ($1) in the caller's organization ($2), cb
+ * getting req; an {id} that is not a uuid is answered 404 at once. */
+static void docs_query_id(http_req *req, const auth_identity *who, const char *sql, pg_query_fn cb)
 {
     const char *id = http_req_param(req, "id");
-    return id && storage_is_uuid(id) ? id : NULL;
+    if (!id || !storage_is_uuid(id)) {
+        docs_not_found(req);
+        return;
+    }
+    const char *params[] = {id, who->org};
+    pg_query(storage.svc.pg, sql, 2, params, cb, req);
 }
 
 /* ---- GET /documents ---- */
@@ -227,22 +246,14 @@ static void docs_list(http_req *req, const auth_identity *who)
 static void docs_got(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
-    if (st != PG_OK)
-        service_reply_pg_error(req, st, res);
-    else if (PQntuples(res) == 0)
-        docs_not_found(req);
-    else
+    if (docs_found(req, st, res))
         http_reply_json(req, 200, doc_json(res, 0, 1));
 }
 
 static void docs_get(http_req *req, const auth_identity *who)
 {
-    const char *id = docs_id(req);
-    if (!id)
-        return docs_not_found(req);
-    const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg, "SELECT " DOC_COLS " FROM documents WHERE id = $1 AND org_id = $2", 2,
-             params, docs_got, req);
+    docs_query_id(req, who, "SELECT " DOC_COLS " FROM documents WHERE id = $1 AND org_id = $2",
+                  docs_got);
 }
 
 /* ---- GET /documents/{id}/content ---- */
@@ -439,14 +450,8 @@ static int docs_etag_match(const char *inm, const char *etag)
 static void docs_content_row(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(req, st, res);
+    if (!docs_found(req, st, res))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        docs_not_found(req);
-        return;
-    }
     docs_send *s = xcalloc(1, sizeof *s);
     s->req = req;
     s->loop = http_req_loop(req);
@@ -469,14 +474,10 @@ static void docs_content_row(pg_status st, PGresult *res, void *ud)
 
 static void docs_content(http_req *req, const auth_identity *who)
 {
-    const char *id = docs_id(req);
-    if (!id)
-        return docs_not_found(req);
-    const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg,
-             "SELECT id, org_id, filename, content_type, size, sha256 FROM documents "
-             "WHERE id = $1 AND org_id = $2",
-             2, params, docs_content_row, req);
+    docs_query_id(req, who,
+                  "SELECT id, org_id, filename, content_type, size, sha256 FROM documents "
+                  "WHERE id = $1 AND org_id = $2",
+                  docs_content_row);
 }
 
 /* ---- DELETE /documents/{id} ---- */
@@ -499,14 +500,8 @@ static void docs_unlinked(uv_fs_t *fs)
 static void docs_deleted(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(req, st, res);
+    if (!docs_found(req, st, res))
         return;
-    }
-    if (PQntuples(res) == 0) {
-        docs_not_found(req);
-        return;
-    }
     docs_del *d = xcalloc(1, sizeof *d);
     snprintf(d->id, sizeof d->id, "%s", pg_get(res, 0, "id"));
     snprintf(d->org, sizeof d->org, "%s", pg_get(res, 0, "org_id"));
@@ -520,14 +515,10 @@ static void docs_deleted(pg_status st, PGresult *res, void *ud)
 
 static void docs_delete(http_req *req, const auth_identity *who)
 {
-    const char *id = docs_id(req);
-    if (!id)
-        return docs_not_found(req);
-    const char *params[] = {id, who->org};
-    pg_query(storage.svc.pg,
-             "DELETE FROM documents WHERE id = $1 AND org_id = $2 "
-             "RETURNING id, org_id, archive_location",
-             2, params, docs_deleted, req);
+    docs_query_id(req, who,
+                  "DELETE FROM documents WHERE id = $1 AND org_id = $2 "
+                  "RETURNING id, org_id, archive_location",
+                  docs_deleted);
 }
 
 void documents_routes(router *r)

@@ -105,6 +105,16 @@ static void upload_free(upload *u)
     free(u);
 }
 
+/* The result of the operation that ran on the upload's one uv_fs_t, which is free again. */
+static ssize_t upload_fs_result(uv_fs_t *fs)
+{
+    upload *u = fs->data;
+    ssize_t rc = fs->result;
+    uv_fs_req_cleanup(fs);
+    u->fs_busy = 0;
+    return rc;
+}
+
 static void upload_cleanup_done(uv_fs_t *fs)
 {
     upload *u = fs->data;
@@ -114,8 +124,7 @@ static void upload_cleanup_done(uv_fs_t *fs)
         u->tmp_exists = 0;
     else if (fs->fs_type == UV_FS_UNLINK)
         u->final_exists = 0;
-    uv_fs_req_cleanup(fs);
-    u->fs_busy = 0;
+    upload_fs_result(fs);
     upload_cleanup(u);
 }
 
@@ -141,6 +150,15 @@ static void upload_cleanup(upload *u)
     }
 }
 
+/* 1 when the upload was aborted while its file operation ran: it is cleaned up then. */
+static int upload_aborted(upload *u)
+{
+    if (!u->aborted)
+        return 0;
+    upload_cleanup(u);
+    return 1;
+}
+
 static void upload_closed(http_req *req)
 {
     upload *u = http_req_data(req);
@@ -156,13 +174,9 @@ static void upload_write_next(upload *u);
 static void upload_written(uv_fs_t *fs)
 {
     upload *u = fs->data;
-    ssize_t n = fs->result;
-    uv_fs_req_cleanup(fs);
-    u->fs_busy = 0;
-    if (u->aborted) {
-        upload_cleanup(u);
+    ssize_t n = upload_fs_result(fs);
+    if (upload_aborted(u))
         return;
-    }
     if (n < 0) {
         log_error(u->rid, "upload: write %s: %s", u->tmp_path, uv_strerror((int)n));
         upload_abort(u, 500, "storage_error", "The file could not be written.");
@@ -377,17 +391,13 @@ static void upload_body_end(http_req *req)
 static void upload_opened(uv_fs_t *fs)
 {
     upload *u = fs->data;
-    ssize_t fd = fs->result;
-    uv_fs_req_cleanup(fs);
-    u->fs_busy = 0;
+    ssize_t fd = upload_fs_result(fs);
     if (fd >= 0) {
         u->fd = (uv_file)fd;
         u->tmp_exists = 1;
     }
-    if (u->aborted) {
-        upload_cleanup(u);
+    if (upload_aborted(u))
         return;
-    }
     if (fd < 0) {
         log_error(u->rid, "upload: open %s: %s", u->tmp_path, uv_strerror((int)fd));
         upload_abort(u, 500, "storage_error", "The file could not be stored.");
@@ -484,33 +494,27 @@ static void upload_insert(upload *u)
 static void upload_renamed(uv_fs_t *fs)
 {
     upload *u = fs->data;
-    ssize_t rc = fs->result;
-    uv_fs_req_cleanup(fs);
-    u->fs_busy = 0;
+    ssize_t rc = upload_fs_result(fs);
     if (rc == 0) {
         u->tmp_exists = 0;
         u->final_exists = 1;
     }
-    if (u->aborted) {
-        upload_cleanup(u);
-    } else if (rc < 0) {
+    if (upload_aborted(u))
+        return;
+    if (rc < 0) {
         log_error(u->rid, "upload: rename to %s: %s", u->final_path, uv_strerror((int)rc));
         upload_abort(u, 500, "storage_error", "The file could not be stored.");
-    } else {
-        upload_insert(u);
+        return;
     }
+    upload_insert(u);
 }
 
 static void upload_dir_made(uv_fs_t *fs)
 {
     upload *u = fs->data;
-    ssize_t rc = fs->result;
-    uv_fs_req_cleanup(fs);
-    u->fs_busy = 0;
-    if (u->aborted) {
-        upload_cleanup(u);
+    ssize_t rc = upload_fs_result(fs);
+    if (upload_aborted(u))
         return;
-    }
     if (rc < 0 && rc != UV_EEXIST) {
         log_error(u->rid, "upload: mkdir for %s: %s", u->final_path, uv_strerror((int)rc));
         upload_abort(u, 500, "storage_error", "The file could not be stored.");
@@ -523,14 +527,10 @@ static void upload_dir_made(uv_fs_t *fs)
 static void upload_file_closed(uv_fs_t *fs)
 {
     upload *u = fs->data;
-    ssize_t rc = fs->result;
-    uv_fs_req_cleanup(fs);
-    u->fs_busy = 0;
+    ssize_t rc = upload_fs_result(fs);
     u->fd = -1;
-    if (u->aborted) {
-        upload_cleanup(u);
+    if (upload_aborted(u))
         return;
-    }
     if (rc < 0) {
         upload_abort(u, 500, "storage_error", "The file could not be stored.");
         return;

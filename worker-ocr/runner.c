@@ -149,13 +149,15 @@ static void runner_storage_answered(runner *r, int status)
 
 static void runner_group_lost(runner *r);
 
-/* A reply may say the group is gone (a restarted Redis): create it again. */
-static int runner_nogroup(runner *r, const redisReply *rep)
+/* A command on the group failed: a reply saying the group is gone (a restarted Redis) has it
+ * created again; another failure is logged (what: the command). */
+static void runner_group_cmd_failed(runner *r, const char *what, redis_status st,
+                                    const redisReply *rep)
 {
-    if (!reply_is_error(rep, "NOGROUP"))
-        return 0;
-    runner_group_lost(r);
-    return 1;
+    if (reply_is_error(rep, "NOGROUP"))
+        runner_group_lost(r);
+    else
+        runner_log_redis(what, st, rep);
 }
 
 /* ---- job records ---- */
@@ -572,8 +574,7 @@ static void runner_read_cb(redis_status st, redisReply *rep, void *ud)
     if (r->stopping)
         return;
     if (st != REDIS_ST_OK || !rep || rep->type == REDIS_REPLY_ERROR) {
-        if (!runner_nogroup(r, rep))
-            runner_log_redis("XREADGROUP", st, rep);
+        runner_group_cmd_failed(r, "XREADGROUP", st, rep);
         r->read_again_at = uv_now(r->svc.loop) + RUNNER_READ_PAUSE;
         return;
     }
@@ -623,8 +624,7 @@ static void runner_claimed(redis_status st, redisReply *rep, void *ud)
             log_emit(LOG_INFO, NULL, json_pack("{s:i}", "deliveries", (int)c->deliveries),
                      "job claimed again");
     } else if (st != REDIS_ST_OK || (rep && rep->type == REDIS_REPLY_ERROR)) {
-        if (!runner_nogroup(r, rep))
-            runner_log_redis("XCLAIM", st, rep);
+        runner_group_cmd_failed(r, "XCLAIM", st, rep);
     }
     free(c);
     runner_pump(r);
@@ -649,8 +649,7 @@ static void runner_pending_cb(redis_status st, redisReply *rep, void *ud)
     runner *r = ud;
     if (st != REDIS_ST_OK || !rep || rep->type != REDIS_REPLY_ARRAY) {
         r->scanning = 0;
-        if (!runner_nogroup(r, rep))
-            runner_log_redis("XPENDING", st, rep);
+        runner_group_cmd_failed(r, "XPENDING", st, rep);
         return;
     }
     for (size_t i = 0; i < rep->elements && !r->stopping; i++) {
@@ -711,8 +710,7 @@ static void runner_autoclaim_cb(redis_status st, redisReply *rep, void *ud)
     runner *r = ud;
     r->scanning = 0;
     if (st != REDIS_ST_OK || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
-        if (!runner_nogroup(r, rep))
-            runner_log_redis("XAUTOCLAIM", st, rep);
+        runner_group_cmd_failed(r, "XAUTOCLAIM", st, rep);
         return;
     }
     if (rep->element[0]->type == REDIS_REPLY_STRING)
@@ -854,8 +852,7 @@ static void runner_trim_info(redis_status st, redisReply *rep, void *ud)
     runner *r = ud;
     if (st != REDIS_ST_OK || !rep || rep->type != REDIS_REPLY_ARRAY) {
         r->trimming = 0;
-        if (!runner_nogroup(r, rep))
-            runner_log_redis("XINFO GROUPS", st, rep);
+        runner_group_cmd_failed(r, "XINFO GROUPS", st, rep);
         return;
     }
     /* The last-delivered id, read before the pending summary: an entry delivered in between

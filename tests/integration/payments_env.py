@@ -6,26 +6,16 @@ AUTH_ADMIN_PASSWORD_FILE. Standard library only."""
 import hashlib
 import hmac
 import itertools
-import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import procs  # noqa: E402
-
-os.environ.setdefault("PGHOST", "127.0.0.1")
-os.environ.setdefault("PGPORT", "54320")
-os.environ.setdefault("PGUSER", "postgres")
-os.environ.setdefault("REDIS_HOST", "127.0.0.1")
-os.environ.setdefault("REDIS_PORT", "63790")
+from suite_env import SuiteEnv  # noqa: E402
 
 WEBHOOK_SECRETS = ["whsec_current_0123456789", "whsec_previous_9876543210"]
 LOCK_TIMEOUT_S = 3
-PASSWORD = "correct horse battery"
 ADMIN_PASSWORD = "platform admin password"
 
 
@@ -34,49 +24,29 @@ def base_port():
     return 26000 + (os.getpid() % 240) * 4
 
 
-class Env:
+class Env(SuiteEnv):
     def __init__(self, tag="paytest", log_level="warn"):
-        self.tag = f"{tag}_{os.getpid()}"
-        self.auth_db = self.tag + "_auth"
-        self.pay_db = self.tag + "_payments"
-        self.procs = []
-        self.tmp = tempfile.mkdtemp(prefix="suite-payments-")
-        self.log_level = log_level
         port = base_port()
-        self.auth_ports = [port, port + 1]
         self.pay_ports = [port + 2, port + 3]
         self.payments = {}
         self._rr = itertools.cycle(range(2))
-        try:
-            self._start()
-        except Exception:
-            self.close()
-            raise
+        super().__init__(tag, ["payments"], log_level,
+                         auth_extra={"AUTH_SERVICE_SECRETS": "payments=" + "s" * 32})
 
     # ---- processes ----
     def _start(self):
-        for db in (self.auth_db, self.pay_db):
-            procs.psql(f"DROP DATABASE IF EXISTS {db}")
-            procs.psql(f"CREATE DATABASE {db}")
-        self.key = os.path.join(self.tmp, "jwt.pem")
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", self.key], check=True)
+        self.pay_db = self.dbs[1]
+        self.create_databases()
         self.admin_email = f"admin-{self.tag}@example.com"
         self.admin_password_file = os.path.join(self.tmp, "admin-password")
         with open(self.admin_password_file, "w") as f:
             f.write(ADMIN_PASSWORD + "\n")
-        for port in self.auth_ports:
-            self.procs.append(procs.Proc([procs.binary("svc-auth/svc-auth")], port=port,
-                                         env=self.auth_env(port)))
+        self.auth_extra.update(AUTH_ADMIN_EMAIL=self.admin_email,
+                               AUTH_ADMIN_PASSWORD_FILE=self.admin_password_file)
+        port = base_port()
+        self.start_auth([port, port + 1])
         for i in range(2):
             self.start_payments(i)
-
-    def auth_env(self, port):
-        return {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.auth_db,
-                "AUTH_SIGNING_KEYS": self.key, "AUTH_ADMIN_EMAIL": self.admin_email,
-                "AUTH_ADMIN_PASSWORD_FILE": self.admin_password_file,
-                "AUTH_SERVICE_SECRETS": "payments=" + "s" * 32,
-                "LOG_LEVEL": self.log_level}
 
     def payments_env(self, port):
         return {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.pay_db,
@@ -95,24 +65,7 @@ class Env:
         self.procs.append(p)
         return p
 
-    def close(self):
-        for p in reversed(self.procs):
-            try:
-                p.stop(signal.SIGKILL if p.p.poll() is None else signal.SIGTERM, timeout=5)
-            except Exception:  # noqa: BLE001 - keep cleaning up
-                pass
-        for db in (self.auth_db, self.pay_db):
-            try:
-                procs.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-            except Exception:  # noqa: BLE001
-                pass
-        subprocess.run(["rm", "-rf", self.tmp])
-
     # ---- HTTP ----
-    def auth(self, method, path, body=None, token=None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return procs.request(self.auth_ports[0], method, path, body, headers)
-
     def call(self, method, path, body=None, token=None, headers=None, inst=None, timeout=10):
         """A request to a payments instance (round-robin unless inst is given)."""
         h = dict(headers or {})
@@ -127,26 +80,6 @@ class Env:
         return procs.psql(query, db=self.pay_db)
 
     # ---- users ----
-    def register(self, email, **extra):
-        body = {"email": email, "password": PASSWORD}
-        body.update(extra)
-        r = self.auth("POST", "/auth/register", body)
-        if r.status != 201:
-            raise RuntimeError(f"register {email}: {r.status} {r.body[:300]!r}")
-        return r.json()
-
-    def login(self, email, password=PASSWORD):
-        r = self.auth("POST", "/auth/login", {"email": email, "password": password})
-        if r.status != 200:
-            raise RuntimeError(f"login {email}: {r.status} {r.body[:300]!r}")
-        return r.json()["access_token"]
-
-    def invite(self, token):
-        r = self.auth("POST", "/auth/organizations/invites", {}, token=token)
-        if r.status != 201:
-            raise RuntimeError(f"invite: {r.status} {r.body[:300]!r}")
-        return r.json()["code"]
-
     def make_users(self):
         """Returns {name: token}: orgadmin (creator of Acme), alice and carol (users of Acme),
         bob (another organization), admin (platform admin)."""
@@ -177,6 +110,3 @@ def webhook_body(event_id, typ, reference):
     return (f'{{\n  "data" :{{ "reference":"{reference}"  }},\t"type":  "{typ}" ,'
             f'"id":"{event_id}"\r\n}}').encode()
 
-
-def dumps(o):
-    return json.dumps(o)

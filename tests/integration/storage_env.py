@@ -4,25 +4,15 @@ tokens), two svc-storage instances sharing one STORAGE_DIR, and users registered
 (alice and carol of one organization, bob of another). Clients: Python's http.client and curl.
 Standard library only."""
 import itertools
-import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import procs  # noqa: E402
+from suite_env import SuiteEnv  # noqa: E402
 
-os.environ.setdefault("PGHOST", "127.0.0.1")
-os.environ.setdefault("PGPORT", "54320")
-os.environ.setdefault("PGUSER", "postgres")
-os.environ.setdefault("REDIS_HOST", "127.0.0.1")
-os.environ.setdefault("REDIS_PORT", "63790")
-
-PASSWORD = "correct horse battery"
 WORKERS_SECRET = "w" * 40
 MAX_UPLOAD = 2 * 1024 * 1024  # a small STORAGE_MAX_UPLOAD so 413 is cheap to reach
 SWEEP = "500ms"
@@ -38,46 +28,25 @@ def base_port():
     return 30000 + (os.getpid() % 120) * 8
 
 
-class Env:
+class Env(SuiteEnv):
     def __init__(self, tag="sttest", log_level="warn"):
-        self.tag = f"{tag}_{os.getpid()}"
-        self.auth_db = self.tag + "_auth"
-        self.db = self.tag + "_storage"
-        self.procs = []
-        self.tmp = tempfile.mkdtemp(prefix="suite-storage-")
-        self.dir = os.path.join(self.tmp, "volume")
-        self.log_level = log_level
         port = base_port()
-        self.auth_ports = [port, port + 1]
         self.ports = [port + 2, port + 3]
         self.storage = {}
         self._rr = itertools.cycle(range(2))
-        try:
-            self._start()
-        except Exception:
-            self.close()
-            raise
+        super().__init__(tag, ["storage"], log_level,
+                         auth_extra={"AUTH_SERVICE_SECRETS": "workers=" + WORKERS_SECRET})
 
     # ---- processes ----
     def _start(self):
-        for db in (self.auth_db, self.db):
-            procs.psql(f"DROP DATABASE IF EXISTS {db}")
-            procs.psql(f"CREATE DATABASE {db}")
-        self.key = os.path.join(self.tmp, "jwt.pem")
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", self.key], check=True)
-        for port in self.auth_ports:
-            self.procs.append(procs.Proc([procs.binary("svc-auth/svc-auth")], port=port,
-                                         env=self.auth_env(port)))
+        self.db = self.dbs[1]
+        self.dir = os.path.join(self.tmp, "volume")
+        self.create_databases()
+        port = base_port()
+        self.start_auth([port, port + 1])
         for i in range(2):
             self.start_storage(i)
         self.redis_cli("DEL", "jobs:ocr", "jobs:archive")
-
-    def auth_env(self, port):
-        return {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.auth_db,
-                "AUTH_SIGNING_KEYS": self.key,
-                "AUTH_SERVICE_SECRETS": "workers=" + WORKERS_SECRET,
-                "LOG_LEVEL": self.log_level}
 
     def storage_env(self, port, **extra):
         env = {"PORT": str(port), "HOST": "127.0.0.1", "PGDATABASE": self.db,
@@ -96,24 +65,7 @@ class Env:
         self.procs.append(p)
         return p
 
-    def close(self):
-        for p in reversed(self.procs):
-            try:
-                p.stop(signal.SIGKILL if p.p.poll() is None else signal.SIGTERM, timeout=5)
-            except Exception:  # noqa: BLE001 - keep cleaning up
-                pass
-        for db in (self.auth_db, self.db):
-            try:
-                procs.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-            except Exception:  # noqa: BLE001
-                pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
     # ---- clients ----
-    def auth(self, method, path, body=None, token=None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return procs.request(self.auth_ports[0], method, path, body, headers)
-
     def call(self, method, path, body=None, token=None, headers=None, inst=None, timeout=15,
              apikey=None):
         """A request to a storage instance (round-robin unless inst is given)."""
@@ -159,27 +111,12 @@ class Env:
         return r.json()["access_token"]
 
     # ---- users ----
-    def register(self, email, **extra):
-        body = {"email": email, "password": PASSWORD}
-        body.update(extra)
-        r = self.auth("POST", "/auth/register", body)
-        if r.status != 201:
-            raise RuntimeError(f"register {email}: {r.status} {r.body[:300]!r}")
-        return r.json()
-
-    def login(self, email):
-        r = self.auth("POST", "/auth/login", {"email": email, "password": PASSWORD})
-        if r.status != 200:
-            raise RuntimeError(f"login {email}: {r.status} {r.body[:300]!r}")
-        return r.json()["access_token"]
-
     def make_users(self):
         """{name: token}: alice (creator of Acme), carol (invited to Acme), bob (elsewhere)."""
         t = self.tag
         self.register(f"alice-{t}@example.com", organization=f"Acme {t}")
         alice = self.login(f"alice-{t}@example.com")
-        r = self.auth("POST", "/auth/organizations/invites", {}, token=alice)
-        self.register(f"carol-{t}@example.com", invite=r.json()["code"])
+        self.register(f"carol-{t}@example.com", invite=self.invite(alice))
         self.register(f"bob-{t}@example.com")
         return {"alice": alice, "carol": self.login(f"carol-{t}@example.com"),
                 "bob": self.login(f"bob-{t}@example.com")}
@@ -210,10 +147,6 @@ def multipart(fields, boundary="----suiteBoundary7MA4YWxkTrZu0gW"):
         out.append(b"\r\n" + value + b"\r\n")
     out.append(f"--{boundary}--\r\n".encode())
     return f"multipart/form-data; boundary={boundary}", b"".join(out)
-
-
-def dumps(o):
-    return json.dumps(o)
 
 
 def wait_for(fn, timeout=15.0, step=0.1):

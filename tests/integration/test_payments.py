@@ -20,19 +20,9 @@ import payments_env as pe  # noqa: E402
 import procs  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
 from pg_tls import PASSWORD as TLS_DB_PASSWORD, TlsCluster  # noqa: E402
+from suite_env import TIMESTAMP as TS  # noqa: E402
 
 REF = re.compile(r"^pay_[0-9A-Za-z]{24}$")
-TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-
-def setup():
-    env = pe.Env()
-    env.users = env.make_users()
-    return env
-
-
-def teardown(env):
-    env.close()
 
 
 def create(env, who, body=None, key=None, inst=None):
@@ -735,9 +725,7 @@ def auth_down_answers_503_then_recovers(env):
     finally:
         for p in auth:
             env.procs.remove(p)
-        for port in env.auth_ports:
-            env.procs.append(procs.Proc([procs.binary("svc-auth/svc-auth")], port=port,
-                                        env=env.auth_env(port)))
+        env.start_auth(env.auth_ports)
     deadline = time.time() + 20
     while True:
         statuses = [env.call("GET", "/payments", token=token, inst=i).status for i in (0, 1)]
@@ -761,4 +749,4 @@ def sigterm_drains_and_exits_zero(env):
 
 
 if __name__ == "__main__":
-    main("payments", setup, teardown)
+    main("payments", pe.Env.with_users, pe.Env.close)

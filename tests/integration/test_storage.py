@@ -26,19 +26,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import procs  # noqa: E402
 import storage_env as se  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
+from suite_env import TIMESTAMP as TS  # noqa: E402
 
-TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def setup():
-    env = se.Env()
-    env.users = env.make_users()
-    return env
-
-
-def teardown(env):
-    env.close()
 
 
 def upload_mp(env, who, data, filename="scan.png", title=None, tags=None, inst=None):
@@ -789,4 +779,4 @@ def no_sanitizer_report_and_instances_alive(env):
 
 
 if __name__ == "__main__":
-    main("storage", setup, teardown)
+    main("storage", se.Env.with_users, se.Env.close)

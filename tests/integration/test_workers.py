@@ -22,6 +22,16 @@ def fresh(ctx):
     ctx.reset_streams()
 
 
+def job_in_hand(ctx, seconds, what="started", **env):
+    """A fresh world and a job of seconds that a new worker (env: its settings) has started:
+    returns (worker, doc)."""
+    fresh(ctx)
+    d = ctx.driver(JOB_DRIVER_PROCESSING=1, **env)
+    doc, _ = ctx.enqueue(f"sleep:{seconds}")
+    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, what)
+    return d, doc
+
+
 def http_get(d, path):
     return procs.request(d.http_port, "GET", path)
 
@@ -152,10 +162,7 @@ def permanent_failure_is_dead_at_once(ctx):
 
 @test
 def killed_worker_job_is_taken_over_once(ctx):
-    fresh(ctx)
-    a = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_CLAIM_IDLE="1500ms")
-    doc, _ = ctx.enqueue("sleep:2")
-    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "A started the job")
+    a, doc = job_in_hand(ctx, 2, "A started the job", WORKER_CLAIM_IDLE="1500ms")
     a.stop(signal.SIGKILL)
     t0 = time.time()
     b = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_CLAIM_IDLE="1500ms")
@@ -215,10 +222,7 @@ def redis_restart_workers_reconnect(ctx):
 
 @test
 def redis_restart_with_data_kept_job_in_hand_completes(ctx):
-    fresh(ctx)
-    d = ctx.driver(JOB_DRIVER_PROCESSING=1)
-    doc, _ = ctx.enqueue("sleep:4")
-    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "started")
+    d, doc = job_in_hand(ctx, 4)
     eq(ctx.r("SAVE"), "OK")  # the fixture loads dump.rdb at start: stream and group kept
     ctx.redis_server.stop()
     ctx.r.close()
@@ -289,10 +293,7 @@ def autoclaim_deleted_entry_is_reported_lost(ctx):
 
 @test
 def sigterm_finishes_the_job_in_hand(ctx):
-    fresh(ctx)
-    d = ctx.driver(JOB_DRIVER_PROCESSING=1)
-    doc, _ = ctx.enqueue("sleep:2")
-    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "started")
+    d, doc = job_in_hand(ctx, 2)
     d.p.send_signal(signal.SIGTERM)
     eq(d.p.wait(15), 0, "exit status")
     eq(len(ctx.storage.done(doc)), 1, "finished and reported before exiting")
@@ -301,10 +302,7 @@ def sigterm_finishes_the_job_in_hand(ctx):
 
 @test
 def sigterm_past_drain_timeout_hands_the_job_back(ctx):
-    fresh(ctx)
-    d = ctx.driver(JOB_DRIVER_PROCESSING=1, WORKER_DRAIN_TIMEOUT="1s", WORKER_CLAIM_IDLE="1s")
-    doc, _ = ctx.enqueue("sleep:4")
-    wait_for(lambda: ctx.storage.of(doc, "processing"), 10, "started")
+    d, doc = job_in_hand(ctx, 4, WORKER_DRAIN_TIMEOUT="1s", WORKER_CLAIM_IDLE="1s")
     t0 = time.time()
     d.p.send_signal(signal.SIGTERM)
     eq(d.p.wait(15), 0, "exit status")
@@ -389,4 +387,4 @@ def no_sanitizer_reports(ctx):
 
 
 if __name__ == "__main__":
-    main("workers", setup=Env, teardown=lambda env: env.close())
+    main("workers", Env, Env.close)

@@ -10,19 +10,14 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import procs  # noqa: E402
-
-os.environ.setdefault("PGHOST", "127.0.0.1")
-os.environ.setdefault("PGPORT", "54320")
-os.environ.setdefault("PGUSER", "postgres")
+from suite_env import SuiteEnv  # noqa: E402
 
 SECRET = "workers-secret-0123456789abcdef"
 STREAM = "jobs:test"
@@ -216,38 +211,22 @@ class Storage:
         return [r for r in self.of(doc, "done") if r["status"] == 204]
 
 
-class Env:
+class Env(SuiteEnv):
     def __init__(self, tag="wktest"):
-        self.tag = f"{tag}_{os.getpid()}"
-        self.db = self.tag + "_auth"
-        self.tmp = tempfile.mkdtemp(prefix="suite-workers-")
-        self.procs = []
         self.drivers = []
         self.logs = []
         self.redis_server = None
         self.storage = None
-        try:
-            self._start()
-        except Exception:
-            self.close()
-            raise
+        super().__init__(tag, auth_extra={"AUTH_SERVICE_SECRETS": f"workers={SECRET}",
+                                          "AUTH_SERVICE_TOKEN_TTL": f"{TOKEN_TTL_S}s"})
 
     def _start(self):
         self.redis_port = port()
         self.redis_server = procs.RedisServer(self.redis_port)
         self.r = Redis(self.redis_port)
-        procs.psql(f"DROP DATABASE IF EXISTS {self.db}")
-        procs.psql(f"CREATE DATABASE {self.db}")
-        key = os.path.join(self.tmp, "jwt.pem")
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", key], check=True)
+        self.create_databases()
         self.auth_port = port()
-        self.procs.append(procs.Proc(
-            [procs.binary("svc-auth/svc-auth")], port=self.auth_port,
-            env={"PORT": str(self.auth_port), "HOST": "127.0.0.1", "PGDATABASE": self.db,
-                 "AUTH_SIGNING_KEYS": key, "AUTH_SERVICE_SECRETS": f"workers={SECRET}",
-                 "AUTH_SERVICE_TOKEN_TTL": f"{TOKEN_TTL_S}s",
-                 "LOG_LEVEL": "warn"}))
+        self.start_auth([self.auth_port])
         self.storage = Storage()
 
     def driver(self, wait=True, binary="tests/job_driver", **env):
@@ -321,17 +300,8 @@ class Env:
 
     def close(self):
         self.stop_drivers()
-        for p in reversed(self.procs):
-            try:
-                p.stop(signal.SIGKILL if p.p.poll() is None else signal.SIGTERM, timeout=5)
-            except Exception:  # noqa: BLE001 - keep cleaning up
-                pass
+        super().close()
         if self.storage:
             self.storage.close()
         if self.redis_server:
             self.redis_server.remove()
-        try:
-            procs.psql(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
-        except Exception:  # noqa: BLE001
-            pass
-        subprocess.run(["rm", "-rf", self.tmp])
