@@ -613,9 +613,14 @@ def lost_reports_to_both_instances_at_once_enqueue_each_document_once(env):
 
 @test
 def redis_down_during_upload_still_201_and_enqueued_later(env):
+    """The instance whose Redis was down enqueues the job once Redis is back: the two shared
+    instances are stopped meanwhile, or their sweepers (on the same database, with a Redis
+    that never went down) could enqueue it first and the test would see nothing here."""
     port = env.ports[1] + 1  # base + 4, a Redis of this test's own
     rds = procs.RedisServer(port)
     p = None
+    for i in (0, 1):
+        env.storage[i].stop()
     try:
         sport = port + 1
         p = procs.Proc([procs.binary("svc-storage/svc-storage")], port=sport,
@@ -645,6 +650,8 @@ def redis_down_during_upload_still_201_and_enqueued_later(env):
         if p:
             p.stop()
         rds.remove()
+        for i in (0, 1):
+            env.start_storage(i)
 
 
 @test
