@@ -85,7 +85,9 @@ class Proc:
         return self.p.pid
 
     def output(self):
-        self.log.flush()
+        """Everything it wrote so far (also after stop(), which closes our end of the log)."""
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
