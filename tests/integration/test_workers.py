@@ -321,7 +321,9 @@ def two_workers_race_every_job_done_once(ctx):
     ctx.r("XGROUP", "CREATE", STREAM, "workers", "0", "MKSTREAM")
     a = ctx.driver(WORKER_CONCURRENCY=2)
     b = ctx.driver(WORKER_CONCURRENCY=2)
-    docs = [ctx.enqueue("ok")[0] for _ in range(300)]
+    # jobs that take a moment (300 x 20 ms: 3 s for one worker alone): instant ones could all
+    # be drained by the first worker up before the second one asks (seen under load)
+    docs = [ctx.enqueue("sleep:0.02")[0] for _ in range(300)]
     wait_for(lambda: all(ctx.storage.done(x) for x in docs), 60, "every job done")
     wait_for(lambda: ctx.pending() == 0, 10, "all acknowledged")
     time.sleep(1)
