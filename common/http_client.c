@@ -988,6 +988,35 @@ const char *http_response_header(const http_response *r, const char *name)
     return NULL;
 }
 
+int http_client_has_peer(const http_client *c, const struct sockaddr *addr)
+{
+    for (const hc_conn *k = c->conns; k; k = k->next)
+        if (net_addr_eq((const struct sockaddr *)&k->addr, addr))
+            return 1;
+    return 0;
+}
+
+unsigned http_client_drop_peer(http_client *c, const struct sockaddr *addr)
+{
+    unsigned ended = 0;
+    hc_conn *k;
+    /* From the head again after each one: an exchange's on_done may start another (a retry
+     * elsewhere), which changes the list. Every step closes a connection to addr. */
+    for (;;) {
+        for (k = c->conns; k; k = k->next)
+            if (net_addr_eq((const struct sockaddr *)&k->addr, addr))
+                break;
+        if (!k)
+            return ended;
+        if (!k->x || k->x->finished) {
+            hc_conn_close(k);
+            continue;
+        }
+        ended++;
+        hc_exchange_finish(k->x, k->state == HC_CONNECTING ? HC_ECONNECT : HC_ERESET);
+    }
+}
+
 void http_client_free(http_client *c)
 {
     if (!c)

@@ -46,6 +46,11 @@ typedef struct http_client_opts {
 void http_client_opts_default(http_client_opts *o);
 http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts);
 void http_client_free(http_client *c); /* closes pooled connections; in-flight: ECANCELED */
+/* Whether any connection (idle or in use) goes to addr. */
+int http_client_has_peer(const http_client *c, const struct sockaddr *addr);
+/* For a peer known to be gone: closes its idle connections and ends each exchange on it, from
+ * here, with HC_ECONNECT (still connecting) or HC_ERESET. Returns how many exchanges ended. */
+unsigned http_client_drop_peer(http_client *c, const struct sockaddr *addr);
 
 /* ---- buffered ---- */
 typedef struct http_response {

@@ -235,6 +235,82 @@ static upstream_peer *us_find_peer(const upstream *u, const struct sockaddr_stor
     return NULL;
 }
 
+/* ---- removed instances that no longer answer ---- */
+
+/* A removed instance may be draining (a graceful stop: its address still answers, with a
+ * SYN-ACK or a refusal) or gone with its host (a killed container's network goes with it: no
+ * packet to it is ever answered, and requests in flight there would wait for the read
+ * timeout). One connection attempt within health_timeout tells which; for a gone one, every
+ * exchange on it ends as if reset, so that the retry policy sends the idempotent ones (and those
+ * not sent yet) to another instance. */
+static void us_unpend(upstream *u);
+
+typedef struct us_gone {
+    upstream *u;
+    struct sockaddr_storage addr;
+    char text[64];
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    int decided, nclosing;
+} us_gone;
+
+static void us_gone_close_cb(uv_handle_t *h)
+{
+    us_gone *g = h->data;
+    upstream *u = g->u;
+    if (--g->nclosing == 0) {
+        free(g);
+        us_unpend(u);
+    }
+}
+
+static void us_gone_decide(us_gone *g, int answered)
+{
+    upstream *u = g->u;
+    if (g->decided)
+        return;
+    g->decided = 1;
+    if (!answered && !u->freeing && !us_find_peer(u, &g->addr)) {
+        unsigned n = http_client_drop_peer(u->client, (const struct sockaddr *)&g->addr);
+        log_warn(NULL, "upstream %s: instance %s is gone (no answer within %u ms): %u request(s) "
+                       "on it end as reset", u->name, g->text, u->opts.health_timeout_ms, n);
+    }
+    g->nclosing = 2;
+    uv_close((uv_handle_t *)&g->tcp, us_gone_close_cb);
+    uv_close((uv_handle_t *)&g->timer, us_gone_close_cb);
+}
+
+static void us_gone_connect_cb(uv_connect_t *req, int status)
+{
+    us_gone *g = req->data;
+    if (status == UV_ECANCELED)
+        return; /* closed after the timer decided */
+    us_gone_decide(g, status == 0 || status == UV_ECONNREFUSED);
+}
+
+static void us_gone_timer_cb(uv_timer_t *t)
+{
+    us_gone_decide(t->data, 0);
+}
+
+static void us_gone_check(upstream *u, const upstream_peer *p)
+{
+    if (u->freeing || !http_client_has_peer(u->client, (const struct sockaddr *)&p->addr))
+        return;
+    us_gone *g = xcalloc(1, sizeof *g);
+    g->u = u;
+    g->addr = p->addr;
+    memcpy(g->text, p->text, sizeof g->text);
+    uv_tcp_init(u->loop, &g->tcp);
+    uv_timer_init(u->loop, &g->timer);
+    g->tcp.data = g->timer.data = g->creq.data = g;
+    u->pending++;
+    uv_timer_start(&g->timer, us_gone_timer_cb, u->opts.health_timeout_ms, 0);
+    /* a connect that cannot even start is left to the timer: it decides from the loop */
+    uv_tcp_connect(&g->creq, &g->tcp, (const struct sockaddr *)&g->addr, us_gone_connect_cb);
+}
+
 /* Makes the peer set the union of every item's addresses. */
 static void us_sync_peers(upstream *u)
 {
@@ -249,6 +325,7 @@ static void us_sync_peers(upstream *u)
         memmove(&u->peers[i], &u->peers[i + 1], (u->npeers - i - 1) * sizeof *u->peers);
         u->npeers--;
         p->in_set = 0;
+        us_gone_check(u, p);
         upstream_peer_release(p);
     }
     for (size_t h = 0; h < u->nhosts; h++) {

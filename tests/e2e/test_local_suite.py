@@ -16,6 +16,8 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import procs  # noqa: E402
 import samples  # noqa: E402
+import suite_client  # noqa: E402
+from suite_client import wait_for  # noqa: E402
 from check import eq, main, test, true  # noqa: E402
 
 VAR = os.path.join(procs.ROOT, "var", "test", "e2e-" + os.path.basename(procs.BUILD))
@@ -45,48 +47,8 @@ ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD_FILE = os.path.join(VAR, "secrets", "AUTH_ADMIN_PASSWORD")
 
 
-def curl(*args, data=None, headers=(), method=None):
-    """curl with the suite's dev certificate as the only trusted CA; returns (status,
-    headers dict (lowercased), body bytes)."""
-    cmd = ["curl", "-sS", "--cacert", os.path.join(VAR, "certs", "server.crt"),
-           "-D", "-", "-o", "-", "--max-time", "20"]
-    for h in headers:
-        cmd += ["-H", h]
-    if method:
-        cmd += ["-X", method]
-    if data is not None:
-        if not isinstance(data, (bytes, str)):
-            data = json.dumps(data)
-            cmd += ["-H", "Content-Type: application/json"]
-        cmd += ["--data-binary", "@-"]
-    cmd += list(args)
-    r = subprocess.run(cmd, input=data.encode() if isinstance(data, str) else data,
-                       capture_output=True)
-    if r.returncode != 0:
-        raise AssertionError(f"curl failed ({r.returncode}): {r.stderr.decode()}")
-    out = r.stdout
-    # the last header block (after any 100 Continue), then the body
-    head, _, body = out.partition(b"\r\n\r\n")
-    while head.startswith(b"HTTP/1.1 100"):
-        head, _, body = body.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    hdrs = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return status, hdrs, body
-
-
-def pcurl(*args, **kw):
-    """curl as a patient client: a 429 (the gateway's rate limit: these tests all come from one
-    address) is waited out for its Retry-After, for up to a minute."""
-    deadline = time.time() + 60
-    while True:
-        s, h, body = curl(*args, **kw)
-        if s != 429 or time.time() > deadline:
-            return s, h, body
-        time.sleep(float(h.get("retry-after", "1")))
+CLIENT = suite_client.Client(BASE, os.path.join(VAR, "certs", "server.crt"))
+curl, pcurl = CLIENT.curl, CLIENT.pcurl
 
 
 def status():
@@ -102,25 +64,8 @@ def status():
     return rows
 
 
-def wait_for(what, probe, timeout, every=0.1):
-    """probe() until it returns something true; its last value in the error otherwise."""
-    deadline = time.time() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"{what}: not after {timeout} s (last: {value!r})")
-        time.sleep(every)
-
-
-def upstreams():
-    s, _, body = curl(BASE + "/health")
-    return json.loads(body)["upstreams"] if s in (200, 503) else {}
-
-
 def all_healthy():
-    u = upstreams()
+    u = CLIENT.upstreams()
     return all(u.get(n) == {"healthy": 2, "total": 2} for n in UPSTREAMS) or u
 
 

@@ -7,7 +7,8 @@ import subprocess
 
 def image(path, text, size=None, pointsize=64):
     """A white page with text in black; the format follows path's extension."""
-    cmd = ["convert", "-background", "white", "-fill", "black", "-pointsize", str(pointsize)]
+    cmd = ["convert", "-background", "white", "-fill", "black", "-font", "DejaVu-Sans",
+           "-pointsize", str(pointsize)]
     if size:
         cmd += ["-size", size]
     cmd += ["label:" + text, "-bordercolor", "white", "-border", "40", path]
