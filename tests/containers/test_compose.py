@@ -248,6 +248,40 @@ def backup_wipe_restore_and_the_user_still_logs_in(ctx):
     wait_for("login after the restore", logs_in, 60, every=1)
 
 
+def served_subject():
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{HTTPS}", "-servername", "localhost"],
+                       input="", capture_output=True, text=True, timeout=20)
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=r.stdout, capture_output=True,
+                       text=True, timeout=20)
+    return r.stdout.strip()
+
+
+@test
+def a_renewed_certificate_is_served_without_a_restart(ctx):
+    # what the certbot profile's deploy hook does (deploy/compose/certbot.sh install), with a
+    # certificate made here in place of Let's Encrypt's
+    make = ("set -e; d=/etc/letsencrypt/live/renewed.test; mkdir -p $d; "
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+            "-subj /CN=renewed.test -addext subjectAltName=DNS:localhost "
+            "-keyout $d/privkey.pem -out $d/fullchain.pem 2>/dev/null; "
+            "SERVER_NAME=renewed.test sh /usr/local/bin/suite-certbot install; cat $d/fullchain.pem")
+    started = inspect(containers("gateway")[0], "{{.State.StartedAt}}")
+    true("renewed.test" not in served_subject(), "the init step's certificate before")
+    pem = run("docker", "run", "--rm", "--network", "none", "--entrypoint", "sh",
+              "-v", f"{PROJECT}_letsencrypt:/etc/letsencrypt", "-v", f"{PROJECT}_certs:/etc/suite/certs",
+              "-v", os.path.join(DEPLOY, "compose", "certbot.sh") + ":/usr/local/bin/suite-certbot:ro",
+              "suite-init:latest", "-c", make)
+    t0 = time.time()
+    wait_for("the new certificate served", lambda: "renewed.test" in served_subject(), 30, every=0.5)
+    print(f"# the renewed certificate was served {time.time() - t0:.1f} s after it was installed",
+          flush=True)
+    CLIENT.cacert = os.path.join(VAR, "renewed.crt")
+    with open(CLIENT.cacert, "w") as f:
+        f.write(pem[pem.index("-----BEGIN"):])
+    eq(curl("/health")[0], 200, "clients that trust the new certificate")
+    eq(inspect(containers("gateway")[0], "{{.State.StartedAt}}"), started, "the gateway was not restarted")
+
+
 @test
 def the_same_suite_on_a_one_node_swarm(ctx):
     state = run("docker", "info", "-f", "{{.Swarm.LocalNodeState}}").strip()

@@ -2,7 +2,9 @@
 manifests against the API schemas (kubernetes-validate --strict, from var/venv), the compose
 file as docker-compose reads it with deploy/.env.example as its .env, and the gateway
 configurations of compose and Kubernetes as the gateway itself checks them (`gateway --check`,
-with a certificate at their paths); every upstream they name is a service of that file."""
+with a certificate at their paths); every upstream they name is a service of that file. The
+Swarm stack runs what compose runs, with the same settings, and mounts every file they name."""
+import json
 import os
 import re
 import shutil
@@ -78,6 +80,48 @@ def compose_file_and_its_gateway_config_are_valid():
         true(host in services, f"upstream {host} is a compose service")
     r = gateway_check(ini, "/etc/suite/certs")
     eq(r.returncode, 0, r.stdout + r.stderr)
+
+
+def yaml_file(path):
+    """A YAML file as Python data, read by PyYAML from var/venv."""
+    r = subprocess.run([os.path.join(procs.ROOT, "var", "venv", "bin", "python"), "-c",
+                        "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                        path], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(r.stdout)
+
+
+@test
+def swarm_stack_runs_what_compose_runs_with_the_same_settings():
+    compose = yaml_file(os.path.join(DEPLOY, "docker-compose.yml"))["services"]
+    stack = yaml_file(os.path.join(DEPLOY, "stack.yml"))
+    services = stack["services"]
+    eq(sorted(services), sorted(set(compose) - {"init", "certbot"}),
+       "every compose service but the init step and certbot")
+    for name, svc in services.items():
+        eq(svc["image"], compose[name]["image"], f"{name} image")
+        env = dict(svc.get("environment") or {})
+        if "TRUSTED_PROXIES" in env:
+            # the internal subnet differs in its default only (overlay vs bridge)
+            env["TRUSTED_PROXIES"] = compose[name]["environment"]["TRUSTED_PROXIES"]
+        eq(env, compose[name].get("environment") or {}, f"{name} environment")
+        mounted = {m["target"] for m in svc.get("secrets", [])} | \
+                  {m["target"] for m in svc.get("configs", [])}
+        for key, value in env.items():
+            if key == "PGPASSWORD_FILE" and name.startswith("worker-"):
+                continue  # the shared settings name it; the workers use no database
+            if key.endswith("_FILE") or key == "AUTH_SIGNING_KEYS":
+                true(value in mounted, f"{name}: {key}={value} is mounted ({sorted(mounted)})")
+        for m in svc.get("secrets", []):
+            true(m["source"] in stack["secrets"], f"{name}: secret {m['source']} declared")
+        if name not in ("gateway", "backup"):
+            eq(svc["deploy"].get("endpoint_mode"), "dnsrr", f"{name}: DNS names every task")
+    gw = services["gateway"]
+    true({c["target"] for c in gw["configs"]} == {"/etc/suite/gateway.ini"}, "the gateway's config")
+    true({"/etc/suite/certs/server.crt", "/etc/suite/certs/server.key"} <=
+         {m["target"] for m in gw["secrets"]}, "the certificate where gateway.ini says")
+    with open(os.path.join(DEPLOY, "swarm-secrets")) as f:
+        made = set(re.search(r"names=\(([^)]*)\)", f.read()).group(1).split())
+    eq(made, set(stack["secrets"]), "deploy/swarm-secrets makes every secret the stack names")
 
 
 @test
