@@ -162,6 +162,29 @@ void crypto_sha256_free(crypto_sha256_ctx *c)
     free(c);
 }
 
+int crypto_sha256_file(FILE *f, char hex[65], uint64_t *size)
+{
+    enum { CHUNK = 65536 };
+    crypto_sha256_ctx *h = crypto_sha256_new();
+    char *buf = xmalloc(CHUNK);
+    uint64_t total = 0;
+    size_t n;
+    while ((n = fread(buf, 1, CHUNK, f)) > 0) {
+        crypto_sha256_update(h, buf, n);
+        total += n;
+    }
+    free(buf);
+    if (ferror(f)) {
+        crypto_sha256_free(h);
+        return -1;
+    }
+    uint8_t digest[32];
+    crypto_sha256_finish(h, digest);
+    crypto_hex(digest, sizeof digest, hex);
+    *size = total;
+    return 0;
+}
+
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
                         uint8_t out[32])
 {

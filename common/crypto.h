@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Seeds this process's CTR-DRBG from the OS entropy source. Call once at start and again in
  * every child after fork(). Returns 0 on success. Thread-safe afterwards. */
@@ -21,6 +22,9 @@ crypto_sha256_ctx *crypto_sha256_new(void);
 void crypto_sha256_update(crypto_sha256_ctx *c, const void *data, size_t len);
 void crypto_sha256_finish(crypto_sha256_ctx *c, uint8_t out[32]);
 void crypto_sha256_free(crypto_sha256_ctx *c);
+/* The SHA-256 of an open file read to its end, as hex, and the bytes read into *size: 0, or
+ * -1 on a read error (errno says which). */
+int crypto_sha256_file(FILE *f, char hex[65], uint64_t *size);
 
 /* Constant-time comparison of two buffers of the same length: 1 if equal. */
 int crypto_ct_equal(const void *a, const void *b, size_t len);

@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "curl_opts.h"
 #include "xalloc.h"
 
 #include <curl/curl.h>
@@ -465,15 +466,6 @@ typedef struct objstore_req {
     size_t body_len;
 } objstore_req;
 
-static size_t objstore_read_cb(char *buf, size_t size, size_t nitems, void *ud)
-{
-    objstore_req *r = ud;
-    size_t n = fread(buf, 1, size * nitems, r->in);
-    if (n == 0 && ferror(r->in))
-        return CURL_READFUNC_ABORT;
-    return n;
-}
-
 static size_t objstore_write_cb(char *data, size_t size, size_t nmemb, void *ud)
 {
     objstore_req *r = ud;
@@ -532,13 +524,7 @@ static int objstore_s3_perform(objstore *s, objstore_req *r, char *err, size_t e
     struct curl_slist *headers = curl_slist_append(NULL, hdr);
     char cerr[CURL_ERROR_SIZE] = "";
 
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_opts_base(c, url, 5000L, 1024L, 30L, cerr);
     curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
     curl_easy_setopt(c, CURLOPT_USERNAME, s->access_key);
     curl_easy_setopt(c, CURLOPT_PASSWORD, s->secret_key);
@@ -547,8 +533,7 @@ static int objstore_s3_perform(objstore *s, objstore_req *r, char *err, size_t e
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     if (strcmp(r->method, "PUT") == 0) {
         curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, objstore_read_cb);
-        curl_easy_setopt(c, CURLOPT_READDATA, r);
+        curl_opts_body_from(c, r->in);
         curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, r->in_size);
     } else if (strcmp(r->method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -605,23 +590,10 @@ static void objstore_req_init(objstore_req *r, const char *method, const char *k
 /* The SHA-256 (hex) and size of the open file, read to its end. 0 or -1 (errno). */
 static int objstore_hash_file(FILE *f, char hex[65], curl_off_t *size)
 {
-    crypto_sha256_ctx *h = crypto_sha256_new();
-    char *buf = xmalloc(OBJSTORE_IO_CHUNK);
-    curl_off_t total = 0;
-    size_t n;
-    while ((n = fread(buf, 1, OBJSTORE_IO_CHUNK, f)) > 0) {
-        crypto_sha256_update(h, buf, n);
-        total += (curl_off_t)n;
-    }
-    free(buf);
-    if (ferror(f)) {
-        crypto_sha256_free(h);
+    uint64_t n;
+    if (crypto_sha256_file(f, hex, &n) != 0)
         return -1;
-    }
-    uint8_t digest[32];
-    crypto_sha256_finish(h, digest);
-    crypto_hex(digest, sizeof digest, hex);
-    *size = total;
+    *size = (curl_off_t)n;
     return 0;
 }
 

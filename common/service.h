@@ -14,6 +14,7 @@
 #include "pg_pool.h"
 #include "redis.h"
 #include "router.h"
+#include "upstream.h"
 
 typedef struct service {
     const char *name;
@@ -33,6 +34,8 @@ typedef struct service {
         void *ud;
     } checks[4];
     int nchecks;
+    upstream *auth_upstream; /* service_use_auth's, else NULL */
+    auth_client *auth;
 } service;
 
 /* Logging, crypto, loop, router with /livez /health /metrics. Returns 0 or -1. */
@@ -44,6 +47,12 @@ int service_use_pg(service *s, const char *migrations_dir);
  * (meson's DATADIR/suite/svc-NAME/migrations). Call once at start-up (one static buffer). */
 const char *service_migrations(const char *env, const char *installed);
 int service_use_redis(service *s);
+/* svc-auth at auth_url as the service's authority (service_auth.c): an upstream "auth", an
+ * auth_client named after the service on it, the router's authentication of callers through it
+ * (with service_calls, of other services' tokens too) and a dependency "auth" on /health.
+ * Returns 0 or -1. service_auth_teardown undoes it (the router then answers 503). */
+int service_use_auth(service *s, const char *auth_url, int service_calls);
+void service_auth_teardown(service *s);
 /* Adds a dependency to /health (at most 4). */
 void service_add_check(service *s, const char *name, int (*up)(void *ud), void *ud);
 /* Listens on HOST:PORT and runs until SIGTERM/SIGINT, then drains and frees everything.

@@ -53,6 +53,10 @@ void auth_pg(const char *sql, int nparams, const char *const *params, pg_query_f
  * service_reply_pg_error; else done(res) (forgetting it in caches) and 204. */
 void auth_pg_own_row(http_req *req, const auth_identity *id, const char *param, const char *missing,
                      const char *sql, void (*done)(const PGresult *res));
+/* A query made for req failed (st is not PG_OK): the error answered as
+ * service_reply_pg_error, ctx freed with ctx_free, and 1. 0 when it succeeded. */
+int auth_pg_failed(http_req *req, pg_status st, const PGresult *res, void (*ctx_free)(void *),
+                   void *ctx);
 
 /* ---- request helpers (request.c) ---- */
 typedef struct auth_field {

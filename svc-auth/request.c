@@ -45,6 +45,16 @@ static void own_row_on_update(pg_status st, PGresult *res, void *ud)
     free(o);
 }
 
+int auth_pg_failed(http_req *req, pg_status st, const PGresult *res, void (*ctx_free)(void *),
+                   void *ctx)
+{
+    if (st == PG_OK)
+        return 0;
+    service_reply_pg_error(req, st, res);
+    ctx_free(ctx);
+    return 1;
+}
+
 void auth_pg_own_row(http_req *req, const auth_identity *id, const char *param, const char *missing,
                      const char *sql, void (*done)(const PGresult *res))
 {

@@ -38,8 +38,9 @@ typedef struct login_ctx {
     throttle_ticket *ticket; /* this attempt, counted by the throttle */
 } login_ctx;
 
-static void login_free(login_ctx *c)
+static void login_free(void *ud)
 {
+    login_ctx *c = ud;
     if (c->reserved)
         es256_release();
     throttle_done(c->ticket, 0); /* not a failure: right password, or never checked */
@@ -101,11 +102,8 @@ static void login_on_verify(int result, const char *hash, void *ud)
 static void login_on_user(pg_status st, PGresult *res, void *ud)
 {
     login_ctx *c = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(c->req, st, res);
-        login_free(c);
+    if (auth_pg_failed(c->req, st, res, login_free, c))
         return;
-    }
     const char *phc = NULL;
     if (PQntuples(res) == 1) {
         snprintf(c->sub, sizeof(c->sub), "%s", pg_get(res, 0, "id"));
@@ -203,11 +201,8 @@ typedef struct list_ctx {
 static void sessions_on_list(pg_status st, PGresult *res, void *ud)
 {
     list_ctx *c = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(c->req, st, res);
-        free(c);
+    if (auth_pg_failed(c->req, st, res, free, c))
         return;
-    }
     int n = PQntuples(res);
     json_t *data = json_array();
     for (int i = 0; i < n && i < c->limit; i++) {

@@ -84,8 +84,9 @@ typedef struct refresh_ctx {
     int reserved; /* a place in the ES256 lane for the new access token */
 } refresh_ctx;
 
-static void refresh_free(refresh_ctx *c)
+static void refresh_free(void *ud)
 {
+    refresh_ctx *c = ud;
     if (c->reserved)
         es256_release();
     explicit_bzero(c->new_token, sizeof(c->new_token));
@@ -115,11 +116,8 @@ static void refresh_on_reuse(pg_status st, PGresult *res, void *ud)
 static void refresh_on_rotate(pg_status st, PGresult *res, void *ud)
 {
     refresh_ctx *c = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(c->req, st, res);
-        refresh_free(c);
+    if (auth_pg_failed(c->req, st, res, refresh_free, c))
         return;
-    }
     if (PQntuples(res) == 1) {
         const char *email = pg_get(res, 0, "email");
         json_t *roles = auth_roles(pg_get(res, 0, "roles"));

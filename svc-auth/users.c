@@ -220,8 +220,9 @@ typedef struct pw_ctx {
     char sub[64], sid[64];
 } pw_ctx;
 
-static void pw_free(pw_ctx *c)
+static void pw_free(void *ud)
 {
+    pw_ctx *c = ud;
     json_decref(c->body);
     free(c);
 }
@@ -277,11 +278,8 @@ static void pw_on_verify(int result, const char *hash, void *ud)
 static void pw_on_user(pg_status st, PGresult *res, void *ud)
 {
     pw_ctx *c = ud;
-    if (st != PG_OK) {
-        service_reply_pg_error(c->req, st, res);
-        pw_free(c);
+    if (auth_pg_failed(c->req, st, res, pw_free, c))
         return;
-    }
     const char *phc = PQntuples(res) == 1 ? pg_get(res, 0, "password_hash") : NULL;
     if (passwords_verify(phc, c->old_pw, strlen(c->old_pw), pw_on_verify, c) != 0) {
         reply_hash_queue_full(c->req);

@@ -1,6 +1,6 @@
 /* caller: who is making a request to svc-payments, as svc-auth says through common/
- * auth_client (POST /auth/me, cached at most 1 s) in the router (router_add_auth), and what
- * they may see. */
+ * auth_client (POST /auth/me, cached at most 1 s; main sets it up with service_use_auth) in
+ * the router (router_add_auth), and what they may see. */
 #ifndef PAYMENTS_CALLER_H
 #define PAYMENTS_CALLER_H
 
@@ -9,11 +9,6 @@
 #include "auth_client.h"
 #include "http_client.h"
 #include "http_server.h"
-
-/* Sets up the auth client for auth_url ("host:port[,host:port...]") as the authenticator of
- * the service's router. Returns 0 or -1. */
-int caller_setup(uv_loop_t *loop, http_client *client, const char *auth_url);
-void caller_teardown(void);
 
 /* The visibility scope: "all" (role admin: sees and moves every payment), "org" (org_admin:
  * the organization's payments) or "own", and the org or user id it is about. */

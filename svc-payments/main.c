@@ -45,7 +45,7 @@ static void payments_stop(service *s)
 {
     (void)s;
     uv_timer_stop(&payments_purge_timer);
-    caller_teardown();
+    service_auth_teardown(&payments.svc);
 }
 
 int main(int argc, char **argv)
@@ -72,14 +72,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *auth_url = config_str("AUTH_URL", NULL);
-    if (!auth_url || caller_setup(payments.svc.loop, payments.svc.client, auth_url) != 0) {
+    if (!auth_url || service_use_auth(&payments.svc, auth_url, 0) != 0) {
         log_error(NULL, "AUTH_URL must list the svc-auth instances as host:port[,host:port]");
         payments_free_config();
         return 2;
     }
     if (service_use_pg(&payments.svc,
                        service_migrations("PAYMENTS_MIGRATIONS", PAYMENTS_MIGRATIONS_DIR)) != 0) {
-        caller_teardown();
+        service_auth_teardown(&payments.svc);
         payments_free_config();
         return 1;
     }

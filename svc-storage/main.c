@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "auth_client.h"
 #include "config.h"
 #include "healthcheck.h"
 #include "documents.h"
@@ -29,55 +28,14 @@
 #include "log.h"
 #include "storage.h"
 #include "upload.h"
-#include "upstream.h"
 
 #ifndef STORAGE_MIGRATIONS_DIR
 #define STORAGE_MIGRATIONS_DIR "svc-storage/migrations"
 #endif
 
-static upstream *storage_auth_upstream;
-static auth_client *storage_auth;
-
-static int storage_auth_up(void *ud)
-{
-    unsigned healthy, total;
-    (void)ud;
-    upstream_counts(storage_auth_upstream, &healthy, &total);
-    return healthy > 0;
-}
-
-static int storage_auth_setup(const char *auth_url)
-{
-    upstream_opts uo;
-    upstream_opts_default(&uo);
-    storage_auth_upstream =
-        upstream_new(storage.svc.loop, storage.svc.client, "auth", auth_url, &uo);
-    if (!storage_auth_upstream)
-        return -1;
-    auth_client_opts ao;
-    auth_client_opts_default(&ao);
-    ao.service = "storage";
-    storage_auth = auth_client_new(storage.svc.loop, storage_auth_upstream, &ao);
-    if (!storage_auth)
-        return -1;
-    router_use_auth_client(storage.svc.router, storage_auth);
-    router_use_service_auth(storage.svc.router, storage_auth);
-    service_add_check(&storage.svc, "auth", storage_auth_up, NULL);
-    return 0;
-}
-
 static void storage_teardown(void)
 {
-    if (storage_auth) {
-        router_use_auth_client(storage.svc.router, NULL);
-        router_use_service_auth(storage.svc.router, NULL);
-        auth_client_free(storage_auth);
-        storage_auth = NULL;
-    }
-    if (storage_auth_upstream) {
-        upstream_free(storage_auth_upstream);
-        storage_auth_upstream = NULL;
-    }
+    service_auth_teardown(&storage.svc);
     evict_teardown();
 }
 
@@ -142,7 +100,7 @@ int main(int argc, char **argv)
     if (storage_make_dirs() != 0)
         return 1;
     const char *auth_url = config_str("AUTH_URL", NULL);
-    if (!auth_url || storage_auth_setup(auth_url) != 0) {
+    if (!auth_url || service_use_auth(&storage.svc, auth_url, 1) != 0) {
         log_error(NULL, "AUTH_URL must list the svc-auth instances as host:port[,host:port]");
         storage_teardown();
         return 2;

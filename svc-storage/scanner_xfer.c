@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "crypto.h"
+#include "curl_opts.h"
 #include "xalloc.h"
 
 #include <curl/curl.h>
@@ -23,7 +24,6 @@
 #define XFER_BACKOFF_MS  1000
 #define XFER_MAX_WAIT_MS 60000
 #define XFER_BODY_MAX    65536
-#define XFER_HASH_CHUNK  65536
 #define XFER_TICK_TTY_MS 200
 #define XFER_TICK_MS     1000
 
@@ -70,27 +70,15 @@ static int xfer_hash_file(scanner_file *f, char *why, size_t whylen)
         snprintf(why, whylen, "cannot read: %s", strerror(errno));
         return -1;
     }
-    crypto_sha256_ctx *h = crypto_sha256_new();
-    char *chunk = xmalloc(XFER_HASH_CHUNK);
-    uint64_t total = 0;
-    size_t n;
-    while ((n = fread(chunk, 1, XFER_HASH_CHUNK, in)) > 0) {
-        crypto_sha256_update(h, chunk, n);
-        total += n;
-    }
-    int bad = ferror(in);
+    uint64_t size;
+    int rc = crypto_sha256_file(in, f->sha256, &size);
     int e = errno;
     fclose(in);
-    free(chunk);
-    if (bad) {
-        crypto_sha256_free(h);
+    if (rc != 0) {
         snprintf(why, whylen, "cannot read: %s", strerror(e));
         return -1;
     }
-    uint8_t d[32];
-    crypto_sha256_finish(h, d);
-    crypto_hex(d, sizeof d, f->sha256);
-    f->size = total;
+    f->size = size;
     return 0;
 }
 
@@ -146,15 +134,6 @@ static size_t xfer_write_cb(char *data, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (x->body.len + n <= XFER_BODY_MAX)
         buf_append(&x->body, data, n);
-    return n;
-}
-
-static size_t xfer_read_cb(char *dst, size_t size, size_t nitems, void *ud)
-{
-    xfer *x = ud;
-    size_t n = fread(dst, 1, size * nitems, x->in);
-    if (n == 0 && ferror(x->in))
-        return CURL_READFUNC_ABORT;
     return n;
 }
 
@@ -230,14 +209,8 @@ static int xfer_start(xfer_run *r, xfer *x)
     x->cerr[0] = '\0';
     x->hdrs = curl_slist_append(x->hdrs, r->auth);
     x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, buf_str(&url));
+    curl_opts_base(c, buf_str(&url), 10000L, 1L, 60L, x->cerr);
     curl_easy_setopt(c, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->cerr);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, xfer_write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
     if (o->cacert)
@@ -249,8 +222,7 @@ static int xfer_start(xfer_run *r, xfer *x)
     if (x->phase == XFER_UPLOAD) {
         x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/octet-stream");
         curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, xfer_read_cb);
-        curl_easy_setopt(c, CURLOPT_READDATA, x);
+        curl_opts_body_from(c, x->in);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->size);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_progress_cb);
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);

@@ -27,6 +27,7 @@
 
 #include "crypto.h"
 #include "http_server.h"
+#include "test_routes.h"
 #include "http_syntax.h"
 #include "router.h"
 
@@ -215,16 +216,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     crypto_init();
     loop = uv_default_loop();
     routes = router_new();
+    test_echo_handlers echo = {h_echo, 8, h_json, h_slow, h_big, h_refuse, h_hello};
+    test_echo_routes(routes, &echo);
     router_add(routes, "GET", "/a", h_hello, 0);
-    router_add(routes, "POST", "/echo", h_echo, 0);
-    router_add(routes, "POST", "/small", h_echo, 8);
-    router_add(routes, "POST", "/json", h_json, 0);
-    router_add(routes, "GET", "/slow", h_slow, 0);
-    router_add(routes, "GET", "/big", h_big, 0);
     router_add(routes, "GET", "/huge", h_huge, 0);
-    router_add(routes, "GET", "/items/{id}", h_hello, 0);
     router_add_stream(routes, "POST", "/stream", h_stream);
-    router_add_stream(routes, "POST", "/refuse", h_refuse);
 
     http_server_opts o = {0};
     http_limits_default(&o.limits);

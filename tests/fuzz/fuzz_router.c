@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "router.h"
+#include "test_routes.h"
 
 static router *routes;
 
@@ -20,16 +21,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     routes = router_new();
-    router_add(routes, "GET", "/", h, 0);
-    router_add(routes, "GET", "/payments", h, 0);
-    router_add(routes, "POST", "/payments", h, 0);
-    router_add(routes, "GET", "/payments/{reference}", h, 0);
-    router_add(routes, "PATCH", "/payments/{reference}/status", h, 0);
-    router_add(routes, "POST", "/payments/webhook", h, 0);
+    test_api_routes(routes, h, h);
+    /* deep patterns: many parameters to decode */
     router_add(routes, "GET", "/a/{b}/c/{d}/e/{f}/g/{h}", h, 0);
-    router_add(routes, "DELETE", "/documents/{id}", h, 0);
-    router_add(routes, "HEAD", "/documents/{id}", h, 0);
-    router_add_stream(routes, "POST", "/documents", h);
     router_add(routes, "GET", "/x/{p1}/{p2}/{p3}/{p4}/{p5}/{p6}/{p7}/{p8}", h, 0);
     return 0;
 }

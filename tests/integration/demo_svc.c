@@ -29,25 +29,28 @@ static void demo_sleep(http_req *req)
     pg_query(svc.pg, "SELECT pg_sleep($1::float8)", 1, params, demo_sleep_done, req);
 }
 
-static void demo_now_done(pg_status st, PGresult *res, void *ud)
+/* How a query's first value is answered: {field: value} with this status. */
+typedef struct demo_answer {
+    int status;
+    const char *field;
+} demo_answer;
+
+static demo_answer demo_now_answer = {200, "now"}, demo_echo_answer = {201, "text"};
+
+/* The query's first value as the request's demo_answer (its http_req_data) says. */
+static void demo_value_done(pg_status st, PGresult *res, void *ud)
 {
     http_req *req = ud;
+    const demo_answer *a = http_req_data(req);
     if (st != PG_OK)
         return service_reply_pg_error(req, st, res);
-    http_reply_json(req, 200, json_pack("{s:s}", "now", PQgetvalue(res, 0, 0)));
+    http_reply_json(req, a->status, json_pack("{s:s}", a->field, PQgetvalue(res, 0, 0)));
 }
 
 static void demo_now(http_req *req)
 {
-    pg_query(svc.pg, "SELECT now()::text", 0, NULL, demo_now_done, req);
-}
-
-static void demo_echo_done(pg_status st, PGresult *res, void *ud)
-{
-    http_req *req = ud;
-    if (st != PG_OK)
-        return service_reply_pg_error(req, st, res);
-    http_reply_json(req, 201, json_pack("{s:s}", "text", PQgetvalue(res, 0, 0)));
+    http_req_set_data(req, &demo_now_answer);
+    pg_query(svc.pg, "SELECT now()::text", 0, NULL, demo_value_done, req);
 }
 
 static void demo_echo(http_req *req)
@@ -63,10 +66,11 @@ static void demo_echo(http_req *req)
         return;
     }
     const char *params[1] = {text};
+    http_req_set_data(req, &demo_echo_answer);
     pg_query(
         svc.pg,
         "WITH t AS (INSERT INTO demo_echo(text) VALUES ($1) RETURNING text) SELECT text FROM t", 1,
-        params, demo_echo_done, req);
+        params, demo_value_done, req);
     json_decref(body); /* the pool copied the parameters */
 }
 

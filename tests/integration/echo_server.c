@@ -27,6 +27,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "router.h"
+#include "test_routes.h"
 
 static uv_loop_t *loop;
 static http_server *server;
@@ -314,17 +315,12 @@ int main(int argc, char **argv)
 
     loop = uv_default_loop();
     router *r = router_new();
+    test_echo_handlers echo = {on_echo, 16, on_json, on_slow, on_big, on_refuse, on_item};
+    test_echo_routes(r, &echo);
     router_add(r, "GET", "/hello", on_hello, 0);
-    router_add(r, "POST", "/echo", on_echo, 0);
     router_add(r, "PUT", "/echo", on_echo, 0);
-    router_add(r, "POST", "/small", on_echo, 16);
-    router_add(r, "POST", "/json", on_json, 0);
-    router_add(r, "GET", "/slow", on_slow, 0);
     router_add_stream(r, "POST", "/stream-sink", on_stream_sink);
-    router_add_stream(r, "POST", "/refuse", on_refuse);
-    router_add(r, "GET", "/big", on_big, 0);
     router_add(r, "GET", "/chunked", on_chunked, 0);
-    router_add(r, "GET", "/items/{id}", on_item, 0);
     router_add(r, "GET", "/headers", on_headers, 0);
     router_add(r, "GET", "/metrics", on_metrics, 0);
 

@@ -5,7 +5,6 @@ organization) and the platform admin svc-auth bootstraps from AUTH_ADMIN_EMAIL a
 AUTH_ADMIN_PASSWORD_FILE. Standard library only."""
 import hashlib
 import hmac
-import itertools
 import os
 import sys
 import time
@@ -27,9 +26,7 @@ def base_port():
 class Env(SuiteEnv):
     def __init__(self, tag="paytest", log_level="warn"):
         port = base_port()
-        self.pay_ports = [port + 2, port + 3]
-        self.payments = {}
-        self._rr = itertools.cycle(range(2))
+        self.pay_ports, self.payments = self.service_instances(port + 2)
         super().__init__(tag, ["payments"], log_level,
                          auth_extra={"AUTH_SERVICE_SECRETS": "payments=" + "s" * 32})
 
@@ -58,12 +55,8 @@ class Env(SuiteEnv):
                 "LOG_LEVEL": self.log_level}
 
     def start_payments(self, i):
-        port = self.pay_ports[i]
-        p = procs.Proc([procs.binary("svc-payments/svc-payments")], port=port,
-                       env=self.payments_env(port))
-        self.payments[i] = p
-        self.procs.append(p)
-        return p
+        return self.start_service(i, "svc-payments/svc-payments",
+                                  self.payments_env(self.pay_ports[i]))
 
     # ---- HTTP ----
     def call(self, method, path, body=None, token=None, headers=None, inst=None, timeout=10):
@@ -73,8 +66,7 @@ class Env(SuiteEnv):
             h["Authorization"] = f"Bearer {token}"
         if isinstance(body, bytes) and "Content-Type" not in h:
             h["Content-Type"] = "application/json"
-        i = next(self._rr) if inst is None else inst
-        return procs.request(self.pay_ports[i], method, path, body, h, timeout=timeout)
+        return self.call_service(method, path, body, h, inst, timeout)
 
     def sql(self, query):
         return procs.psql(query, db=self.pay_db)

@@ -68,13 +68,20 @@ typedef struct {
     int order;    /* completion rank, with counter */
 } qres;
 
+/* A callback came: counted in *done, its status kept in *kept; one that comes while a pg_*
+ * call runs breaks the contract. */
+static void called_back(int *done, pg_status *kept, pg_status st)
+{
+    if (in_call)
+        sync_breach = 1;
+    ++*done;
+    *kept = st;
+}
+
 static void on_q(pg_status st, PGresult *res, void *ud)
 {
     qres *r = ud;
-    if (in_call)
-        sync_breach = 1;
-    r->done++;
-    r->st = st;
+    called_back(&r->done, &r->st, st);
     r->t1 = now_ms();
     snprintf(r->sqlstate, sizeof r->sqlstate, "%s", pg_sqlstate(res));
     if (st == PG_OK) {
@@ -119,10 +126,7 @@ typedef struct {
 static void on_tx(pg_status st, pg_tx *tx, void *ud)
 {
     txres *r = ud;
-    if (in_call)
-        sync_breach = 1;
-    r->done++;
-    r->st = st;
+    called_back(&r->done, &r->st, st);
     r->tx = tx;
 }
 
@@ -196,6 +200,16 @@ static void pool_close(pg_pool *p)
     CHECK(now_ms() < end);
 }
 
+/* A statement the pool refuses: PG_BUSY within wait_ms, after lo to hi ms (printed as what). */
+static void expect_busy(qres *q, unsigned wait_ms, const char *what, uint64_t lo, uint64_t hi)
+{
+    wait_count(&q->done, 1, wait_ms);
+    CHECK_INT(q->st, PG_BUSY);
+    uint64_t waited = q->t1 - q->t0;
+    printf("  %s: PG_BUSY after %llu ms\n", what, (unsigned long long)waited);
+    CHECK(waited >= lo && waited < hi);
+}
+
 static void exec_ok(pg_pool *p, const char *sql)
 {
     qres r = {0};
@@ -204,6 +218,84 @@ static void exec_ok(pg_pool *p, const char *sql)
         printf("  statement failed: %s (%d %s)\n", sql, r.st, r.sqlstate);
     CHECK_INT(r.st, PG_OK);
     qres_clear(&r);
+}
+
+/* The end of a case: the table it made dropped (when it names one), its n results cleared, no
+ * callback broke the contract, the pool closed. */
+static void pool_done(pg_pool *p, qres *q, int n, const char *table)
+{
+    if (table) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "DROP TABLE %s", table);
+        exec_ok(p, sql);
+    }
+    for (int i = 0; i < n; i++)
+        qres_clear(&q[i]);
+    CHECK(!sync_breach);
+    pool_close(p);
+}
+
+/* Sends n statements without waiting for them, all counted in *done: the first two are
+ * sleep_sql, the others SELECT 1. */
+static void query_busy(pg_pool *p, qres *q, int n, const char *sleep_sql, int *done)
+{
+    for (int i = 0; i < n; i++) {
+        query_async(p, &q[i], i < 2 ? sleep_sql : "SELECT 1", 0, NULL);
+        q[i].counter = done;
+    }
+}
+
+/* The port named on the command line (the cases given a server of their own). */
+static int arg_port(void)
+{
+    int port = nargs > 0 ? atoi(args[0]) : 0;
+    CHECK(port > 0);
+    return port;
+}
+
+/* One statement on a pool of two of its own (port and host as pool_open takes them, connected
+ * first): its status is st and, when v0 is given, its first value v0. */
+static void query_once(int port, const char *host, const char *sql, pg_status st, const char *v0)
+{
+    pg_pool *p = pool_open(2, 256, 2000, 5000, port, host, 1);
+    qres r = {0};
+    query(p, &r, sql, 0, NULL);
+    CHECK_INT(r.st, st);
+    if (v0)
+        CHECK_STR(r.v[0], v0);
+    pool_done(p, &r, 1, NULL);
+}
+
+/* pg_pool_opts_default into o, with PGHOST PGPORT PGDATABASE PGUSER set and the variable
+ * file_var naming a temporary file that holds text; -1 (a failed check) without the file. */
+static int opts_with_file(const char *file_var, const char *text, pg_pool_opts *o)
+{
+    char path[] = "/tmp/pg_driver_opts_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return -1;
+    CHECK_INT(write(fd, text, strlen(text)), (long)strlen(text));
+    close(fd);
+    setenv("PGHOST", "db.internal", 1);
+    setenv("PGPORT", "6543", 1);
+    setenv("PGDATABASE", "appdb", 1);
+    setenv("PGUSER", "app", 1);
+    setenv(file_var, path, 1);
+    pg_pool_opts_default(o);
+    unlink(path);
+    return 0;
+}
+
+/* The server and account o names. */
+static void check_server(const pg_pool_opts *o, const char *host, int port, const char *dbname,
+                         const char *user, const char *password)
+{
+    CHECK_STR(o->host, host);
+    CHECK_INT(o->port, port);
+    CHECK_STR(o->dbname, dbname);
+    CHECK_STR(o->user, user);
+    CHECK_STR(o->password, password);
 }
 
 /* ---- cases ---- */
@@ -263,10 +355,7 @@ static void basic(void)
     const char *nul[1] = {NULL};
     query(p, &r, "SELECT $1::text IS NULL", 1, nul);
     CHECK_STR(r.v[0], "t");
-    exec_ok(p, "DROP TABLE basic_t");
-    CHECK(!sync_breach);
-    qres_clear(&r);
-    pool_close(p);
+    pool_done(p, &r, 1, "basic_t");
 }
 
 static void sql_error(void)
@@ -274,31 +363,32 @@ static void sql_error(void)
     pg_pool *p = pool_open(4, 256, 2000, 5000, 0, NULL, 1);
     qres r = {0};
     exec_ok(p, "CREATE TABLE err_t (k text UNIQUE NOT NULL)");
-    const char *a[1] = {"a"};
-    query(p, &r, "INSERT INTO err_t VALUES ($1)", 1, a);
-    CHECK_INT(r.st, PG_OK);
-    query(p, &r, "INSERT INTO err_t VALUES ($1)", 1, a);
-    CHECK_INT(r.st, PG_ERR_SQL);
-    CHECK_STR(r.sqlstate, "23505");
-    const char *nul[1] = {NULL};
-    query(p, &r, "INSERT INTO err_t VALUES ($1)", 1, nul);
-    CHECK_STR(r.sqlstate, "23502");
-    query(p, &r, "SELEC 1", 0, NULL);
-    CHECK_INT(r.st, PG_ERR_SQL);
-    CHECK_STR(r.sqlstate, "42601");
-    const char *bad[1] = {"abc"};
-    query(p, &r, "SELECT $1::int", 1, bad);
-    CHECK_STR(r.sqlstate, "22P02");
-    query(p, &r, "", 0, NULL); /* an empty statement is the caller's error, not an outage */
-    CHECK_INT(r.st, PG_ERR_SQL);
-    /* errors leave the connections in service */
-    query(p, &r, "SELECT 1", 0, NULL);
-    CHECK_INT(r.st, PG_OK);
+    /* statements in order, each with its parameter (NULL: SQL NULL), status and SQLSTATE */
+    static const struct {
+        const char *sql;
+        int nparams;
+        const char *param;
+        pg_status st;
+        const char *sqlstate; /* NULL: not checked */
+    } steps[] = {
+        {"INSERT INTO err_t VALUES ($1)", 1, "a", PG_OK, NULL},
+        {"INSERT INTO err_t VALUES ($1)", 1, "a", PG_ERR_SQL, "23505"},
+        {"INSERT INTO err_t VALUES ($1)", 1, NULL, PG_ERR_SQL, "23502"},
+        {"SELEC 1", 0, NULL, PG_ERR_SQL, "42601"},
+        {"SELECT $1::int", 1, "abc", PG_ERR_SQL, "22P02"},
+        /* an empty statement is the caller's error, not an outage */
+        {"", 0, NULL, PG_ERR_SQL, NULL},
+        /* errors leave the connections in service */
+        {"SELECT 1", 0, NULL, PG_OK, NULL},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        query(p, &r, steps[i].sql, steps[i].nparams, &steps[i].param);
+        CHECK_INT(r.st, steps[i].st);
+        if (steps[i].sqlstate)
+            CHECK_STR(r.sqlstate, steps[i].sqlstate);
+    }
     CHECK_INT(pg_pool_connected(p), 4);
-    exec_ok(p, "DROP TABLE err_t");
-    CHECK(!sync_breach);
-    qres_clear(&r);
-    pool_close(p);
+    pool_done(p, &r, 1, "err_t");
 }
 
 static void tx(void)
@@ -366,10 +456,7 @@ static void tx(void)
             qres_clear(&q[i]);
     }
     CHECK_INT(pg_pool_connected(p), 4);
-    exec_ok(p, "DROP TABLE tx_t");
-    CHECK(!sync_breach);
-    qres_clear(&r);
-    pool_close(p);
+    pool_done(p, &r, 1, "tx_t");
 }
 
 static void timeout(void)
@@ -384,8 +471,7 @@ static void timeout(void)
     query(p, &r, "SELECT 1", 0, NULL);
     CHECK_INT(r.st, PG_OK);
     CHECK_INT(pg_pool_connected(p), 2);
-    qres_clear(&r);
-    pool_close(p);
+    pool_done(p, &r, 1, NULL);
 }
 
 static void concurrency(void)
@@ -417,8 +503,7 @@ static void concurrency(void)
     printf("  50 queries of 50 ms on 4 connections: %llu ms\n", (unsigned long long)ms);
     CHECK(ms >= 600 && ms < 5000);
     CHECK_INT(pg_pool_waiting(p), 0);
-    CHECK(!sync_breach);
-    pool_close(p);
+    pool_done(p, NULL, 0, NULL);
 }
 
 static void queue_full(void)
@@ -426,23 +511,14 @@ static void queue_full(void)
     pg_pool *p = pool_open(2, 3, 5000, 5000, 0, NULL, 1);
     qres q[6] = {{0}};
     int done = 0;
-    for (int i = 0; i < 6; i++) {
-        query_async(p, &q[i], i < 2 ? "SELECT pg_sleep(0.5)" : "SELECT 1", 0, NULL);
-        q[i].counter = &done;
-    }
+    query_busy(p, q, 6, "SELECT pg_sleep(0.5)", &done);
     CHECK_INT(pg_pool_waiting(p), 3);
-    wait_count(&q[5].done, 1, 2000);
-    CHECK_INT(q[5].st, PG_BUSY);
-    printf("  queue full: PG_BUSY after %llu ms\n", (unsigned long long)(q[5].t1 - q[5].t0));
-    CHECK(q[5].t1 - q[5].t0 < 50);
+    expect_busy(&q[5], 2000, "queue full", 0, 50);
     CHECK_INT(q[0].done, 0); /* the others are still running or waiting */
     wait_count(&done, 6, 5000);
     for (int i = 0; i < 5; i++)
         CHECK_INT(q[i].st, PG_OK);
-    for (int i = 0; i < 6; i++)
-        qres_clear(&q[i]);
-    CHECK(!sync_breach);
-    pool_close(p);
+    pool_done(p, q, 6, NULL);
 }
 
 static void queue_timeout(void)
@@ -450,23 +526,14 @@ static void queue_timeout(void)
     pg_pool *p = pool_open(2, 10, 300, 5000, 0, NULL, 1);
     qres q[3] = {{0}};
     int done = 0;
-    for (int i = 0; i < 3; i++) {
-        query_async(p, &q[i], i < 2 ? "SELECT pg_sleep(1.5)" : "SELECT 1", 0, NULL);
-        q[i].counter = &done;
-    }
-    wait_count(&q[2].done, 1, 3000);
-    CHECK_INT(q[2].st, PG_BUSY);
-    uint64_t waited = q[2].t1 - q[2].t0;
-    printf("  queue_timeout 300 ms: PG_BUSY after %llu ms\n", (unsigned long long)waited);
-    CHECK(waited >= 290 && waited < 700);
+    query_busy(p, q, 3, "SELECT pg_sleep(1.5)", &done);
+    expect_busy(&q[2], 3000, "queue_timeout 300 ms", 290, 700);
     wait_count(&done, 3, 5000);
     CHECK_INT(q[0].st, PG_OK);
     CHECK_INT(q[1].st, PG_OK);
     query(p, &q[2], "SELECT 1", 0, NULL); /* once free, the pool serves again */
     CHECK_INT(q[2].st, PG_OK);
-    for (int i = 0; i < 3; i++)
-        qres_clear(&q[i]);
-    pool_close(p);
+    pool_done(p, q, 3, NULL);
 }
 
 /* responsive: a 10 ms timer keeps its pace while a query sleeps 2 s on the server */
@@ -508,19 +575,13 @@ static void responsive(void)
     CHECK(tick_max_late_ns < 50000000);
     CHECK(fast.t1 - fast.t0 < 100);
     qres_clear(&slow);
-    qres_clear(&fast);
-    pool_close(p);
+    pool_done(p, &fast, 1, NULL);
 }
 
 static void resolve(void)
 {
     /* a host name goes through uv_getaddrinfo, then hostaddr */
-    pg_pool *p = pool_open(2, 256, 2000, 5000, 0, "localhost", 1);
-    qres r = {0};
-    query(p, &r, "SELECT 1", 0, NULL);
-    CHECK_INT(r.st, PG_OK);
-    qres_clear(&r);
-    pool_close(p);
+    query_once(0, "localhost", "SELECT 1", PG_OK, NULL);
 }
 
 /* ssl_fallback: the server accepts SSL but its pg_hba rejects SSL connections; libpq
@@ -528,22 +589,13 @@ static void resolve(void)
  * pool must watch instead of the old one (often with the same descriptor number). */
 static void ssl_fallback(void)
 {
-    int port = nargs > 0 ? atoi(args[0]) : 0;
-    CHECK(port > 0);
-    pg_pool *p = pool_open(2, 256, 2000, 5000, port, "127.0.0.1", 1);
-    qres r = {0};
-    query(p, &r, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", 0, NULL);
-    CHECK_INT(r.st, PG_OK);
-    CHECK_STR(r.v[0], "f");
-    qres_clear(&r);
-    pool_close(p);
+    query_once(arg_port(), "127.0.0.1", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+               PG_OK, "f");
 }
 
 static void down_at_start(void)
 {
-    int port = nargs > 0 ? atoi(args[0]) : 0;
-    CHECK(port > 0);
-    pg_pool *p = pool_open(2, 256, 2000, 5000, port, "127.0.0.1", 0);
+    pg_pool *p = pool_open(2, 256, 2000, 5000, arg_port(), "127.0.0.1", 0);
     qres r = {0};
     query(p, &r, "SELECT 1", 0, NULL);
     CHECK_INT(r.st, PG_DOWN);
@@ -558,9 +610,7 @@ static void down_at_start(void)
     wait_count(&t.done, 1, 1000);
     CHECK_INT(t.st, PG_DOWN);
     CHECK(t.tx == NULL);
-    CHECK(!sync_breach);
-    qres_clear(&r);
-    pool_close(p);
+    pool_done(p, &r, 1, NULL);
 }
 
 static void free_pending(void)
@@ -568,10 +618,7 @@ static void free_pending(void)
     pg_pool *p = pool_open(2, 256, 5000, 5000, 0, NULL, 1);
     qres q[5] = {{0}};
     int done = 0;
-    for (int i = 0; i < 5; i++) {
-        query_async(p, &q[i], i < 2 ? "SELECT pg_sleep(5)" : "SELECT 1", 0, NULL);
-        q[i].counter = &done;
-    }
+    query_busy(p, q, 5, "SELECT pg_sleep(5)", &done);
     in_call = 1;
     pg_pool_free(p); /* running and waiting queries all end with PG_DOWN, later */
     in_call = 0;
@@ -611,10 +658,8 @@ static void tx_guard(void)
         tx_end(t, &r, 0);
         CHECK_INT(r.done, 1);
     }
-    exec_ok(p, "DROP TABLE guard_t");
-    qres_clear(&r);
     qres_clear(&w);
-    pool_close(p);
+    pool_done(p, &r, 1, "guard_t");
 }
 
 /* outage: stop our own cluster for 10 s, then start it again */
@@ -720,35 +765,18 @@ static void outage(void)
     while (pg_pool_connected(p) < 4 && now_ms() < end)
         uv_run(loop, UV_RUN_ONCE);
     CHECK_INT(pg_pool_connected(p), 4);
-    qres_clear(&r);
     qres_clear(&mid);
-    pool_close(p);
+    pool_done(p, &r, 1, NULL);
 }
 
 /* opts: pg_pool_opts_default reads the libpq variables, the password from PGPASSWORD_FILE */
 static void opts(void)
 {
-    char path[] = "/tmp/pg_driver_pw_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    if (fd < 0)
-        return;
-    CHECK_INT(write(fd, "s3cret\n", 7), 7);
-    close(fd);
-    setenv("PGHOST", "db.internal", 1);
-    setenv("PGPORT", "6543", 1);
-    setenv("PGDATABASE", "appdb", 1);
-    setenv("PGUSER", "app", 1);
-    unsetenv("PGPASSWORD");
-    setenv("PGPASSWORD_FILE", path, 1);
     pg_pool_opts o;
-    pg_pool_opts_default(&o);
-    unlink(path);
-    CHECK_STR(o.host, "db.internal");
-    CHECK_INT(o.port, 6543);
-    CHECK_STR(o.dbname, "appdb");
-    CHECK_STR(o.user, "app");
-    CHECK_STR(o.password, "s3cret");
+    unsetenv("PGPASSWORD");
+    if (opts_with_file("PGPASSWORD_FILE", "s3cret\n", &o) != 0)
+        return;
+    check_server(&o, "db.internal", 6543, "appdb", "app", "s3cret");
     CHECK_INT(o.size, 4);
     CHECK_INT(o.max_queue, 256);
     CHECK_INT(o.queue_timeout_ms, 2000);
@@ -781,38 +809,22 @@ static void url(void)
         CHECK_INT(r.st, PG_DOWN);
         CHECK_INT(pg_pool_connected(p), 0);
     }
-    qres_clear(&r);
-    pool_close(p);
+    pool_done(p, &r, 1, NULL);
 }
 
 /* url_opts: DATABASE_URL (here from DATABASE_URL_FILE) wins over PGHOST PGPORT PGDATABASE
  * PGUSER; PGPASSWORD fills what the URL leaves out; its other parameters go to conninfo */
 static void url_opts(void)
 {
-    char path[] = "/tmp/pg_driver_url_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    if (fd < 0)
-        return;
-    const char *u = "postgres://urluser@db.example.com:7654/urldb"
-                    "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem\n";
-    CHECK_INT(write(fd, u, strlen(u)), (long)strlen(u));
-    close(fd);
-    setenv("PGHOST", "db.internal", 1);
-    setenv("PGPORT", "6543", 1);
-    setenv("PGDATABASE", "appdb", 1);
-    setenv("PGUSER", "app", 1);
+    pg_pool_opts o;
     setenv("PGPASSWORD", "frompg", 1);
     unsetenv("DATABASE_URL");
-    setenv("DATABASE_URL_FILE", path, 1);
-    pg_pool_opts o;
-    pg_pool_opts_default(&o);
-    unlink(path);
-    CHECK_STR(o.host, "db.example.com");
-    CHECK_INT(o.port, 7654);
-    CHECK_STR(o.dbname, "urldb");
-    CHECK_STR(o.user, "urluser");
-    CHECK_STR(o.password, "frompg");
+    if (opts_with_file("DATABASE_URL_FILE",
+                       "postgres://urluser@db.example.com:7654/urldb"
+                       "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem\n",
+                       &o) != 0)
+        return;
+    check_server(&o, "db.example.com", 7654, "urldb", "urluser", "frompg");
     int n = 0, mode = 0, ca = 0;
     for (; o.conninfo && o.conninfo[n]; n += 2) {
         mode +=

@@ -3,7 +3,6 @@ PostgreSQL, two real svc-auth instances (with the service "workers" allowed to g
 tokens), two svc-storage instances sharing one STORAGE_DIR, and users registered through auth
 (alice and carol of one organization, bob of another). Clients: Python's http.client and curl.
 Standard library only."""
-import itertools
 import os
 import subprocess
 import sys
@@ -31,9 +30,7 @@ def base_port():
 class Env(SuiteEnv):
     def __init__(self, tag="sttest", log_level="warn"):
         port = base_port()
-        self.ports = [port + 2, port + 3]
-        self.storage = {}
-        self._rr = itertools.cycle(range(2))
+        self.ports, self.storage = self.service_instances(port + 2)
         super().__init__(tag, ["storage"], log_level,
                          auth_extra={"AUTH_SERVICE_SECRETS": "workers=" + WORKERS_SECRET})
 
@@ -58,12 +55,8 @@ class Env(SuiteEnv):
         return env
 
     def start_storage(self, i, **extra):
-        port = self.ports[i]
-        p = procs.Proc([procs.binary("svc-storage/svc-storage")], port=port,
-                       env=self.storage_env(port, **extra))
-        self.storage[i] = p
-        self.procs.append(p)
-        return p
+        return self.start_service(i, "svc-storage/svc-storage",
+                                  self.storage_env(self.ports[i], **extra))
 
     # ---- clients ----
     def call(self, method, path, body=None, token=None, headers=None, inst=None, timeout=15,
@@ -74,8 +67,7 @@ class Env(SuiteEnv):
             h["Authorization"] = f"Bearer {token}"
         if apikey:
             h["Authorization"] = f"ApiKey {apikey}"
-        i = next(self._rr) if inst is None else inst
-        return procs.request(self.ports[i], method, path, body, h, timeout=timeout)
+        return self.call_service(method, path, body, h, inst, timeout)
 
     def curl(self, *args, inst=0, token=None):
         """curl against a storage instance: returns (status, headers text, body bytes)."""

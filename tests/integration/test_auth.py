@@ -3,6 +3,7 @@ table, organizations/invites/roles, tokens checked with the openssl CLI both way
 refresh reuse detection, logout seen by the other instance, Redis flushed, API keys,
 throttling, bad input on every endpoint and a full hash queue."""
 import concurrent.futures
+import contextlib
 import json
 import os
 import sys
@@ -129,6 +130,19 @@ def wait_status(fn, status, seconds):
 
 
 # ---- register / organizations / roles ----
+
+@contextlib.contextmanager
+def extra_instance(ctx, env, log):
+    """A third instance (BASE_PORT + 2) with env, logging to log in the run's folder, for a
+    with block: on leaving it, it must stop with status 0."""
+    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], log))
+    ctx["procs"].append(inst)
+    try:
+        yield inst
+    finally:
+        eq(inst.stop(), 0)
+        ctx["procs"].remove(inst)
+
 @test
 def register_personal_organization(ctx):
     em = email()
@@ -570,9 +584,7 @@ def refresh_race_has_one_winner_and_revokes_the_session(ctx):
 @test
 def refresh_grace_period_when_configured(ctx):
     env = dict(ctx["env"], AUTH_REFRESH_GRACE="10s")
-    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], "grace.log"))
-    ctx["procs"].append(inst)
-    try:
+    with extra_instance(ctx, env, "grace.log") as inst:
         em = email()
         eq(register(inst.port, em).status, 201)
         t = login(inst.port, em).json()
@@ -589,14 +601,9 @@ def refresh_grace_period_when_configured(ctx):
         eq([r.status for r in rs], [200, 200], "concurrent within the grace period")
         eq(me(inst.port, rs[0].json()["access_token"]).status, 200)
         # the default instances (grace off) revoke at once: see refresh_rotates_and_detects_reuse
-    finally:
-        eq(inst.stop(), 0)
-        ctx["procs"].remove(inst)
     # after the grace period, a reuse is detected (the grace counts from the first use)
     env = dict(ctx["env"], AUTH_REFRESH_GRACE="1s")
-    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], "grace1.log"))
-    ctx["procs"].append(inst)
-    try:
+    with extra_instance(ctx, env, "grace1.log") as inst:
         em = email()
         eq(register(inst.port, em).status, 201)
         t = login(inst.port, em).json()
@@ -609,9 +616,6 @@ def refresh_grace_period_when_configured(ctx):
         eq(r2.json()["error"]["code"], "refresh_token_reused")
         eq(U.request(inst.port, "POST", "/auth/refresh",
                      {"refresh_token": r1.json()["refresh_token"]}).status, 401, "session revoked")
-    finally:
-        eq(inst.stop(), 0)
-        ctx["procs"].remove(inst)
 
 
 @test
@@ -643,9 +647,7 @@ def session_cache_ttl_ignores_wall_clock_jumps(ctx):
         f.write("0")
     env = dict(ctx["env"], LD_PRELOAD=lib, CLOCKSHIFT_FILE=shift,
                ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
-    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], "clockshift.log"))
-    ctx["procs"].append(inst)
-    try:
+    with extra_instance(ctx, env, "clockshift.log") as inst:
         _, t = new_user(ctx)
         tok = t["access_token"]
         eq(me(inst.port, tok).status, 200, "alive (now cached)")
@@ -654,9 +656,6 @@ def session_cache_ttl_ignores_wall_clock_jumps(ctx):
         eq(U.request(A(ctx), "POST", "/auth/logout", None, U.bearer(tok)).status, 204)
         took = wait_status(lambda: me(inst.port, tok), 401, 3.0)
         true(took is not None and took < 1.0, f"revoked within 1 s after the clock was set back ({took})")
-    finally:
-        eq(inst.stop(), 0)
-        ctx["procs"].remove(inst)
 
 
 @test
@@ -1022,9 +1021,7 @@ def x_real_ip_believed_only_from_trusted_proxies(ctx):
 
     # loopback not trusted: X-Real-IP is anyone's word, the peer is the client
     env = dict(ctx["env"], TRUSTED_PROXIES="10.0.0.0/8, fd00::/8")
-    inst = U.AuthInstance(U.BASE_PORT + 2, env, os.path.join(ctx["tmp"], "untrusted.log"))
-    ctx["procs"].append(inst)
-    try:
+    with extra_instance(ctx, env, "untrusted.log") as inst:
         eq(session_ip("127.0.0.1", inst.port, em, "203.0.113.5"), "127.0.0.1", "untrusted peer")
         # throttling counts the peer, whatever address each attempt claims
         em2 = email()
@@ -1033,9 +1030,6 @@ def x_real_ip_believed_only_from_trusted_proxies(ctx):
             eq(login(inst.port, em2, "wrong password", ip=f"198.51.100.{i + 1}").status, 401)
         r = login(inst.port, em2, ip="198.51.100.99")
         eq(r.status, 429, f"a new X-Real-IP does not reset the count: {r.body}")
-    finally:
-        eq(inst.stop(), 0)
-        ctx["procs"].remove(inst)
 
     # IPv6: a gateway on ::1 is trusted by default, and not when only IPv4 is listed
     for trusted, want in (("127.0.0.0/8,::1/128", "192.0.2.44"), ("127.0.0.0/8", "::1")):

@@ -9,6 +9,7 @@ DNS re-resolution through /etc/hosts; the shared rate limit over >= 20 connectio
 both workers; gzip; /health aggregated and identical across workers; 502/504 and the retry
 rules; reload under load; slow-client timeouts; oversized headers and bodies; request
 smuggling; a 1 GiB streamed upload with bounded memory; /docs."""
+import contextlib
 import gzip
 import http.client
 import json
@@ -539,24 +540,31 @@ def load(stop, results, path="/api/whoami", keepalive=False):
         c.close()
 
 
-@test
-def killed_instance_no_failed_get_then_taken_back(_):
+@contextlib.contextmanager
+def api_load(keep_alive, what, join_s):
+    """GET /api/whoami in a loop, one thread per keep_alive flag, for a with block; on leaving
+    it the load stops: it must have run (over 50 requests), every answer a 200 (what)."""
     stop, results = threading.Event(), []
     threads = [threading.Thread(target=load, args=(stop, results, "/api/whoami", k))
-               for k in (False, True, True)]
+               for k in keep_alive]
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
-        S["ups"][API_PORTS[1]].stop(signal.SIGKILL)
-        time.sleep(1.5)
+        yield
     finally:
         stop.set()
         for t in threads:
-            t.join(15)
-    bad = [r for r in results if r != 200]
+            t.join(join_s)
     true(len(results) > 50, f"load ran: {len(results)}")
-    eq(bad, [], "failed GETs while an instance died")
+    eq([r for r in results if r != 200], [], what)
+
+
+@test
+def killed_instance_no_failed_get_then_taken_back(_):
+    with api_load((False, True, True), "failed GETs while an instance died", 15):
+        time.sleep(0.5)
+        S["ups"][API_PORTS[1]].stop(signal.SIGKILL)
+        time.sleep(1.5)
     wait_for(lambda: req("GET", "/health").json()["upstreams"]["api"]["healthy"] == 2, 5,
              "health sees the dead instance")
     S["ups"][API_PORTS[1]] = start_upstream(API_PORTS[1], "u2")
@@ -996,30 +1004,18 @@ def renewed_certificate_files_are_reloaded_without_a_signal(_):
 def reload_under_load_no_failed_request(_):
     old = workers()
     eq(len(old), 2)
-    stop, results = threading.Event(), []
-    threads = [threading.Thread(target=load, args=(stop, results, "/api/whoami", k))
-               for k in (False, False, True, True)]
-    for t in threads:
-        t.start()
-    tmp = S["tmp"]
-    # The reload also takes a renewed certificate (another subject), as after certbot.
-    subprocess.run(
-        f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-        f"-subj /CN=renewed.example -keyout {tmp}/new.key -out {tmp}/new.crt && "
-        f"mv {tmp}/new.key {tmp}/server.key && mv {tmp}/new.crt {tmp}/server.crt",
-        shell=True, check=True, capture_output=True)
-    try:
+    with api_load((False, False, True, True), "failed requests during reload", 20):
+        tmp = S["tmp"]
+        # The reload also takes a renewed certificate (another subject), as after certbot.
+        subprocess.run(
+            f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+            f"-subj /CN=renewed.example -keyout {tmp}/new.key -out {tmp}/new.crt && "
+            f"mv {tmp}/new.key {tmp}/server.key && mv {tmp}/new.crt {tmp}/server.crt",
+            shell=True, check=True, capture_output=True)
         time.sleep(0.5)
         for _ in range(2):
             os.kill(S["gw"].pid, signal.SIGHUP)
             time.sleep(1.5)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(20)
-    bad = [r for r in results if r != 200]
-    true(len(results) > 50, f"load ran: {len(results)}")
-    eq(bad, [], "failed requests during reload")
     new = wait_for(lambda: (lambda w: w if len(w) == 2 and not set(w) & set(old) else None)(
         workers()), 12, "old workers gone, 2 new ones")
     eq(len(new), 2)

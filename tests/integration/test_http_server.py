@@ -2,6 +2,7 @@
 tests/integration/echo_server, with raw sockets and http.client: keep-alive, pipelining,
 bodies both ways, limits, timeouts, 100-continue, strict framing, drain, max_connections and
 the 1 GiB upload that must stay under 32 MiB resident."""
+import contextlib
 import http.client
 import os
 import select
@@ -71,6 +72,31 @@ def close(sock, f):
     sock.close()
 
 
+@contextlib.contextmanager
+def connected(port, timeout=5.0):
+    """A raw connection (socket, buffered reader) for a with block, closed on leaving it."""
+    s, f = connect(port, timeout)
+    try:
+        yield s, f
+    finally:
+        close(s, f)
+
+
+@contextlib.contextmanager
+def running(*opts):
+    """An echo_server of its own started with opts for a with block, stopped on leaving it."""
+    p = start(*opts)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def client(port, timeout):
+    """An http.client connection for a with block, closed on leaving it."""
+    return contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
+
+
 def is_closed(sock, f, wait=3.0):
     """True when the server closed the connection (EOF) within wait seconds."""
     sock.settimeout(wait)
@@ -82,24 +108,30 @@ def is_closed(sock, f, wait=3.0):
         return True
 
 
-def expect_rejected(port, raw, status=400, pieces=None):
-    """Sends raw (or pieces with a pause between them): the answer is status and a close."""
-    s, f = connect(port)
-    try:
-        if pieces:
-            for p in pieces:
-                s.sendall(p)
+def expect_rejected(port, raw, status=400):
+    """Sends raw (bytes, or a list of pieces sent with a pause between them): the answer is
+    status and a close."""
+    pieces = raw if isinstance(raw, list) else [raw]
+    with connected(port) as (s, f):
+        for p in pieces:
+            s.sendall(p)
+            if len(pieces) > 1:
                 time.sleep(0.15)
-        else:
-            s.sendall(raw)
         r = read_response(f)
-        eq(r.status, status, f"status for {(raw or pieces[0])[:60]!r}")
+        eq(r.status, status, f"status for {pieces[0][:60]!r}")
         eq(r.header("connection"), "close", "Connection header")
         true((r.header("content-type") or "").startswith("application/json"), "a JSON error")
         true(is_closed(s, f), "the connection is closed after the error")
         return r
-    finally:
-        close(s, f)
+
+
+def expect_ok(port, raw, body=b"hello\n"):
+    """Sends raw: a 200 whose body is body."""
+    with connected(port) as (s, f):
+        s.sendall(raw)
+        r = read_response(f)
+        eq(r.status, 200, f"status for {raw[:60]!r}")
+        eq(r.body, body)
 
 
 def setup():
@@ -114,8 +146,7 @@ def teardown(p):
 
 @test
 def keep_alive_reuses_connection(p):
-    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
-    try:
+    with client(p.port, 5) as c:
         c.request("GET", "/hello")
         r = c.getresponse()
         eq(r.read(), b"hello\n")
@@ -128,14 +159,11 @@ def keep_alive_reuses_connection(p):
             eq(c.sock.getsockname(), first, "same connection")
         true(r.getheader("Date", "").endswith("GMT"), "Date header")
         true(r.getheader("Connection") is None, "no Connection: close")
-    finally:
-        c.close()
 
 
 @test
 def http10_close_and_keep_alive(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         r = read_response(f)
         eq(r.status, 200)
@@ -145,14 +173,11 @@ def http10_close_and_keep_alive(p):
         eq(r.body, b"hello\n")
         eq(r.header("connection"), "close")
         true(is_closed(s, f), "HTTP/1.0 without keep-alive closes")
-    finally:
-        close(s, f)
 
 
 @test
 def request_id_kept_or_generated(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Request-ID: abc-123\r\n\r\n")
         r = read_response(f)
         eq(r.header("x-request-id"), "abc-123")
@@ -165,14 +190,11 @@ def request_id_kept_or_generated(p):
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         r2 = read_response(f)
         true(r2.header("x-request-id") not in (None, rid), "a new id per request")
-    finally:
-        close(s, f)
 
 
 @test
 def head_has_no_body(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"HEAD /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         r = read_response(f, head=True)
         eq(r.status, 200)
@@ -185,23 +207,14 @@ def head_has_no_body(p):
         r = read_response(f)
         eq(r.status, 200)
         eq(r.body, b"hello\n")
-    finally:
-        close(s, f)
 
 
 @test
 def chunked_both_ways(p):
-    s, f = connect(p.port)
-    try:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n")
-        r = read_response(f)
-        eq(r.status, 200)
-        eq(r.body, b"hello world")
-    finally:
-        close(s, f)
-    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=10)
-    try:
+    expect_ok(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n",
+              b"hello world")
+    with client(p.port, 10) as c:
         c.request("GET", "/chunked")
         r = c.getresponse()
         eq(r.getheader("Transfer-Encoding"), "chunked")
@@ -213,14 +226,11 @@ def chunked_both_ways(p):
         r = c.getresponse()
         eq(r.getheader("Content-Length"), "3000000")
         eq(len(r.read()), 3000000)
-    finally:
-        c.close()
 
 
 @test
 def json_body_checks(p):
-    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
-    try:
+    with client(p.port, 5) as c:
         def post(body, ctype):
             hdrs = {"Content-Type": ctype} if ctype else {}
             c.request("POST", "/json", body=body, headers=hdrs)
@@ -236,14 +246,11 @@ def json_body_checks(p):
         st, body = post(b'{"a":1}', "text/plain")
         eq(st, 415)
         true(b'"unsupported_media_type"' in body, body)
-    finally:
-        c.close()
 
 
 @test
 def router_params_404_405_head(p):
-    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
-    try:
+    with client(p.port, 5) as c:
         def req(method, path):
             c.request(method, path)
             r = c.getresponse()
@@ -269,16 +276,13 @@ def router_params_404_405_head(p):
              "requests counted per route")
         true(b'http_request_duration_seconds_bucket{method="DELETE",route="unmatched"' in body,
              "latency histogram")
-    finally:
-        c.close()
 
 
 # ---------------------------------------------------------------- pipelining
 
 @test
 def pipelining_in_order_with_out_of_order_completion(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         t0 = time.time()
         s.sendall(b"GET /slow?ms=600&id=one HTTP/1.1\r\nHost: a\r\n\r\n"
                   b"GET /slow?ms=300&id=two HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -288,41 +292,31 @@ def pipelining_in_order_with_out_of_order_completion(p):
         elapsed = time.time() - t0
         eq(bodies, [b"one", b"two", b"three", b"hello\n"])
         true(elapsed < 0.85, f"handlers ran concurrently ({elapsed:.2f}s, serial would be 0.9s)")
-    finally:
-        close(s, f)
 
 
 @test
 def pipelined_streamed_response_waits_its_turn(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"GET /slow?ms=300&id=first HTTP/1.1\r\nHost: a\r\n\r\n"
                   b"GET /big?size=5000000&chunked=1 HTTP/1.1\r\nHost: a\r\n\r\n"
                   b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         eq(read_response(f).body, b"first")
         eq(len(read_response(f).body), 5000000)
         eq(read_response(f).body, b"hello\n")
-    finally:
-        close(s, f)
 
 
 @test
 def many_pipelined_requests(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         n = 200
         s.sendall(b"".join(b"GET /items/%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(n)))
         for i in range(n):
             eq(read_response(f).body, b'{"id":"%d"}' % i)
-    finally:
-        close(s, f)
 
 
 @test
 def pipeline_limit_stops_reading(_main):
-    p = start("--max-pipeline=2")
-    s, f = connect(p.port)
-    try:
+    with running("--max-pipeline=2") as p, connected(p.port) as (s, f):
         t0 = time.time()
         s.sendall(b"".join(b"GET /slow?ms=300&id=%d HTTP/1.1\r\nHost: a\r\n\r\n" % i
                            for i in range(4)))
@@ -330,9 +324,6 @@ def pipeline_limit_stops_reading(_main):
         elapsed = time.time() - t0
         eq(bodies, [b"0", b"1", b"2", b"3"])
         true(elapsed >= 0.55, f"at most 2 in flight: two rounds of 300 ms, took {elapsed:.2f}s")
-    finally:
-        close(s, f)
-        p.stop()
 
 
 # ---------------------------------------------------------------- strict framing
@@ -343,10 +334,10 @@ SMUGGLED = b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n"
 
 @test
 def reject_obs_fold(p):
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n")
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A:\r\n\tfolded\r\n\r\n")
-    expect_rejected(p.port, None, pieces=[b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n",
-                                          b" folded\r\n\r\n"])
+    for raw in (b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n",
+                b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A:\r\n\tfolded\r\n\r\n",
+                [b"GET /hello HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n", b" folded\r\n\r\n"]):
+        expect_rejected(p.port, raw)
 
 
 @test
@@ -357,20 +348,21 @@ def reject_transfer_encoding_on_http10(p):
 
 @test
 def reject_duplicate_or_missing_host(p):
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\n\r\n")
-    expect_rejected(p.port, b"GET /hello HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n")
+    for raw in (b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                b"GET /hello HTTP/1.1\r\n\r\n",
+                b"GET /hello HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n"):
+        expect_rejected(p.port, raw)
 
 
 @test
 def reject_space_before_colon(p):
     # llhttp 8.1 refuses it for Content-Length and Transfer-Encoding only
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost : a\r\n\r\n")
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Forwarded-For : 1.2.3.4\r\n\r\n")
-    expect_rejected(p.port, None, pieces=[b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Real-IP",
-                                          b" : 1.2.3.4\r\n\r\n"])
-    expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello")
-    expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\n: empty-name\r\n\r\n")
+    for raw in (b"GET /hello HTTP/1.1\r\nHost : a\r\n\r\n",
+                b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Forwarded-For : 1.2.3.4\r\n\r\n",
+                b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello",
+                b"GET /hello HTTP/1.1\r\nHost: a\r\n: empty-name\r\n\r\n",
+                [b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Real-IP", b" : 1.2.3.4\r\n\r\n"]):
+        expect_rejected(p.port, raw)
 
 
 @test
@@ -379,17 +371,14 @@ def reject_chunk_without_crlf(p):
     expect_rejected(p.port, head + b"5\r\nhelloXX0\r\n\r\n")
     expect_rejected(p.port, head + b"5\r\nhello\rX0\r\n\r\n")
     # the bytes after the data arrive in another read
-    expect_rejected(p.port, None, pieces=[head + b"5\r\nhello", b"XX0\r\n\r\n"])
-    expect_rejected(p.port, None, pieces=[head + b"5\r\nhello\r", b"X0\r\n\r\n"])
+    expect_rejected(p.port, [head + b"5\r\nhello", b"XX0\r\n\r\n"])
+    expect_rejected(p.port, [head + b"5\r\nhello\r", b"X0\r\n\r\n"])
     # and a correct body split at the same places is fine
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         for piece in (head + b"5\r\nhello", b"\r", b"\n0\r\n\r\n"):
             s.sendall(piece)
             time.sleep(0.1)
         eq(read_response(f).body, b"hello")
-    finally:
-        close(s, f)
 
 
 @test
@@ -424,18 +413,6 @@ def reject_malformed_request_lines(p):
     expect_rejected(p.port, b"G@T /hello HTTP/1.1\r\nHost: a\r\n\r\n")
     expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n")
     expect_rejected(p.port, b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n")
-
-
-def expect_ok(port, raw, body=b"hello\n"):
-    """Sends raw: a 200 whose body is body."""
-    s, f = connect(port)
-    try:
-        s.sendall(raw)
-        r = read_response(f)
-        eq(r.status, 200, f"status for {raw[:60]!r}")
-        eq(r.body, body)
-    finally:
-        close(s, f)
 
 
 @test
@@ -484,8 +461,7 @@ def chunk_extensions_are_bounded(p):
     expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
                     b"2;a=" + b"v" * 17000 + b"\r\nhi\r\n0\r\n\r\n")
     # 64 MiB of extension never ends: the server answers and closes long before
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED + b"2;")
         sent = 0
         try:
@@ -498,8 +474,6 @@ def chunk_extensions_are_bounded(p):
         r = read_response(f)
         eq(r.status, 400)
         true(is_closed(s, f), "closed")
-    finally:
-        close(s, f)
     # they count against the body limit: 2 data bytes + 101 extension bytes > 16
     expect_rejected(p.port, b"POST /small HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
                     b"2;" + b"e" * 100 + b"\r\nhi\r\n0\r\n\r\n", 413)
@@ -508,27 +482,21 @@ def chunk_extensions_are_bounded(p):
     expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED + many +
                     b"0\r\n\r\n", 413)
     # streamed to the handler: the server's limit
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /stream-sink HTTP/1.1\r\nHost: a\r\n" + CHUNKED)
         try:
             s.sendall(many + b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
         eq(read_response(f).status, 413)
-    finally:
-        close(s, f)
     # small extensions are fine
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /small HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
                   b"5;a=b\r\nhello\r\n0;z\r\n\r\n")
         eq(read_response(f).body, b"hello")
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\n" + CHUNKED +
                   b"5;" + b"n" * 16000 + b"\r\nhello\r\n0\r\n\r\n")
         eq(read_response(f).body, b"hello")
-    finally:
-        close(s, f)
 
 
 # ---------------------------------------------------------------- limits
@@ -550,12 +518,9 @@ def limit_431_headers(p):
     expect_rejected(p.port, b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Ws:" + b" " * 50000 +
                     b"v\r\n\r\n", 431)
     # within the limits: fine
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\nX-Ok: " + b"o" * 8000 + b"\r\n\r\n")
         eq(read_response(f).status, 200)
-    finally:
-        close(s, f)
 
 
 @test
@@ -571,62 +536,41 @@ def limit_413_body(p):
     expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n",
                     413)
     # at the limit: fine
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\n\r\n" + b"s" * 16)
         eq(read_response(f).body, b"s" * 16)
-    finally:
-        close(s, f)
 
 
 @test
 def unread_small_body_is_discarded_large_closes(p):
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"z" * 1000)
         r = read_response(f)
         eq(r.status, 403)
         true(r.header("connection") is None, "kept alive")
         s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         eq(read_response(f).body, b"hello\n")
-    finally:
-        close(s, f)
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n" +
                   b"z" * 100000)
         r = read_response(f)
         eq(r.status, 403)
         eq(r.header("connection"), "close")
         true(is_closed(s, f), "closed instead of reading 10 MB")
-    finally:
-        close(s, f)
 
 
 @test
 def expect_100_continue(p):
     # refused before upload: no 100, the final answer at once, the body never sent
-    s, f = connect(p.port)
-    try:
-        s.sendall(b"POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n"
-                  b"Expect: 100-continue\r\n\r\n")
-        r = read_response(f)
-        eq(r.status, 403)
-        eq(r.header("connection"), "close")
-        true(is_closed(s, f), "closed")
-    finally:
-        close(s, f)
+    expect_rejected(p.port, b"POST /refuse HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n"
+                    b"Expect: 100-continue\r\n\r\n", 403)
     # over the limit: 413 without 100
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n"
                   b"Expect: 100-continue\r\n\r\n")
         eq(read_response(f).status, 413)
-    finally:
-        close(s, f)
     # accepted: 100 Continue, then the body, then the answer
-    s, f = connect(p.port)
-    try:
+    with connected(p.port) as (s, f):
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                   b"Expect: 100-continue\r\n\r\n")
         eq(read_response(f).status, 100)
@@ -634,8 +578,6 @@ def expect_100_continue(p):
         r = read_response(f)
         eq(r.status, 200)
         eq(r.body, b"hello")
-    finally:
-        close(s, f)
     # unknown expectation
     expect_rejected(p.port, b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                     b"Expect: teapot\r\n\r\nhello", 417)
@@ -645,83 +587,68 @@ def expect_100_continue(p):
 
 @test
 def timeouts_header_body_idle(_main):
-    p = start("--header-timeout=600", "--body-timeout=600", "--idle-timeout=600")
-    try:
+    with running("--header-timeout=600", "--body-timeout=600", "--idle-timeout=600") as p:
         # slow head: 408 then close
-        s, f = connect(p.port)
-        t0 = time.time()
-        s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n")
-        r = read_response(f)
-        eq(r.status, 408)
-        true(0.4 < time.time() - t0 < 2.0, "after the header timeout")
-        true(is_closed(s, f), "closed")
-        close(s, f)
+        with connected(p.port) as (s, f):
+            t0 = time.time()
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n")
+            r = read_response(f)
+            eq(r.status, 408)
+            true(0.4 < time.time() - t0 < 2.0, "after the header timeout")
+            true(is_closed(s, f), "closed")
         # a slow-loris trickle does not extend the head's deadline
-        s, f = connect(p.port)
-        t0 = time.time()
-        for piece in (b"GET /hello HTTP/1.1\r\n", b"Host: a\r\n", b"X-A: 1\r\n", b"X-B: 2\r\n",
-                      b"X-C: 3\r\n"):
-            try:
-                s.sendall(piece)
-            except OSError:
-                break
-            time.sleep(0.25)
-        r = read_response(f)
-        eq(r.status, 408)
-        true(time.time() - t0 < 2.0, "the head's whole deadline counts")
-        close(s, f)
+        with connected(p.port) as (s, f):
+            t0 = time.time()
+            for piece in (b"GET /hello HTTP/1.1\r\n", b"Host: a\r\n", b"X-A: 1\r\n",
+                          b"X-B: 2\r\n", b"X-C: 3\r\n"):
+                try:
+                    s.sendall(piece)
+                except OSError:
+                    break
+                time.sleep(0.25)
+            eq(read_response(f).status, 408)
+            true(time.time() - t0 < 2.0, "the head's whole deadline counts")
         # nothing sent at all: closed silently
-        s, f = connect(p.port)
-        true(is_closed(s, f), "a silent connection is closed")
-        close(s, f)
+        with connected(p.port) as (s, f):
+            true(is_closed(s, f), "a silent connection is closed")
         # slow body: 408 then close
-        s, f = connect(p.port)
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
-        r = read_response(f)
-        eq(r.status, 408)
-        true(is_closed(s, f), "closed")
-        close(s, f)
+        with connected(p.port) as (s, f):
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            eq(read_response(f).status, 408)
+            true(is_closed(s, f), "closed")
         # idle keep-alive: closed silently after the idle timeout
-        s, f = connect(p.port)
-        s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
-        eq(read_response(f).status, 200)
-        t0 = time.time()
-        true(is_closed(s, f, wait=3.0), "idle connection closed")
-        true(0.4 < time.time() - t0 < 2.0, "after the idle timeout")
-        close(s, f)
-    finally:
-        p.stop()
+        with connected(p.port) as (s, f):
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+            eq(read_response(f).status, 200)
+            t0 = time.time()
+            true(is_closed(s, f, wait=3.0), "idle connection closed")
+            true(0.4 < time.time() - t0 < 2.0, "after the idle timeout")
 
 
 @test
 def send_timeout_closes_a_client_that_does_not_read(_main):
-    p = start("--send-timeout=500")
-    try:
-        s, f = connect(p.port)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        s.sendall(b"GET /big?size=500000000 HTTP/1.1\r\nHost: a\r\n\r\n")
-        time.sleep(2.0)  # not reading: the server's writes stall, then it gives up
-        got = 0
-        s.settimeout(5)
-        try:
-            while True:
-                b = s.recv(1 << 20)
-                if not b:
-                    break
-                got += len(b)
-        except (ConnectionResetError, socket.timeout):
-            pass
-        true(got < 500000000, f"the server gave up ({got} bytes of 500 MB)")
-        close(s, f)
+    with running("--send-timeout=500") as p:
+        with connected(p.port) as (s, f):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(b"GET /big?size=500000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            time.sleep(2.0)  # not reading: the server's writes stall, then it gives up
+            got = 0
+            s.settimeout(5)
+            try:
+                while True:
+                    b = s.recv(1 << 20)
+                    if not b:
+                        break
+                    got += len(b)
+            except (ConnectionResetError, socket.timeout):
+                pass
+            true(got < 500000000, f"the server gave up ({got} bytes of 500 MB)")
         eq(p.p.poll(), None, "still running")
-    finally:
-        p.stop()
 
 
 @test
 def streamed_upload_with_pauses(p):
-    s, f = connect(p.port, timeout=20)
-    try:
+    with connected(p.port, timeout=20) as (s, f):
         size = 3 << 20
         t0 = time.time()
         s.sendall(b"POST /stream-sink?rate=4194304 HTTP/1.1\r\nHost: a\r\n"
@@ -733,56 +660,42 @@ def streamed_upload_with_pauses(p):
         eq(r.status, 200)
         eq(__import__("json").loads(r.body)["bytes"], size)
         true(time.time() - t0 >= 0.6, "consumed at the handler's rate (3 MiB at 4 MiB/s)")
-    finally:
-        close(s, f)
     # a client that leaves in the middle: the handler is told, the server goes on
-    s, f = connect(p.port)
-    s.sendall(b"POST /stream-sink?rate=65536 HTTP/1.1\r\nHost: a\r\n"
-              b"Transfer-Encoding: chunked\r\n\r\n" + b"10000\r\n" + b"v" * 65536 + b"\r\n")
+    with connected(p.port) as (s, f):
+        s.sendall(b"POST /stream-sink?rate=65536 HTTP/1.1\r\nHost: a\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + b"10000\r\n" + b"v" * 65536 + b"\r\n")
+        time.sleep(0.3)
     time.sleep(0.3)
-    close(s, f)
-    time.sleep(0.3)
-    c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=5)
-    c.request("GET", "/hello")
-    eq(c.getresponse().read(), b"hello\n")
-    c.close()
+    with client(p.port, 5) as c:
+        c.request("GET", "/hello")
+        eq(c.getresponse().read(), b"hello\n")
 
 
 # ---------------------------------------------------------------- connections and drain
 
 @test
 def max_connections_accepts_then_closes(_main):
-    p = start("--max-connections=2")
-    socks = []
-    try:
+    with running("--max-connections=2") as p, contextlib.ExitStack() as held:
         for _ in range(2):
-            s, f = connect(p.port)
+            s, f = held.enter_context(connected(p.port))
             s.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
             eq(read_response(f).status, 200)
-            socks.append((s, f))
-        s3, f3 = connect(p.port)
-        try:
-            s3.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
-        except OSError:
-            pass
-        true(is_closed(s3, f3), "the third connection is closed without an answer")
-        close(s3, f3)
-        close(*socks.pop())
+        with connected(p.port) as (s3, f3):
+            try:
+                s3.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+            except OSError:
+                pass
+            true(is_closed(s3, f3), "the third connection is closed without an answer")
+        close(s, f)  # the second one: a place frees up
         time.sleep(0.2)
-        s4, f4 = connect(p.port)
-        s4.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
-        eq(read_response(f4).status, 200)
-        close(s4, f4)
-    finally:
-        for s, f in socks:
-            close(s, f)
-        p.stop()
+        with connected(p.port) as (s4, f4):
+            s4.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+            eq(read_response(f4).status, 200)
 
 
 @test
 def drain_on_sigterm(_main):
-    p = start("--drain-timeout=5000")
-    try:
+    with running("--drain-timeout=5000") as p:
         idle, idle_f = connect(p.port)
         idle.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
         eq(read_response(idle_f).status, 200)
@@ -805,8 +718,6 @@ def drain_on_sigterm(_main):
         eq(p.p.wait(timeout=5), 0, "exit status")
         close(idle, idle_f)
         close(busy, busy_f)
-    finally:
-        p.stop()
 
 
 # ---------------------------------------------------------------- memory under a slow reader

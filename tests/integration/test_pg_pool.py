@@ -6,6 +6,7 @@ checks its PASS line; the driver's own output is shown indented. The dev server 
 PGUSER) holds a database created for this run; the outage test starts a cluster of its own on
 a port in 21000-21099 with tests/fixtures/pg, which the driver stops and restarts. Everything
 started here is stopped and removed at the end, also on failure."""
+import contextlib
 import json
 import os
 import shutil
@@ -146,18 +147,26 @@ def abandoned_transaction_rolled_back_after_30s(_ctx):
     run_case("tx_guard", timeout=90)
 
 
-@test
-def outage_fails_fast_then_recovers(_ctx):
-    tmp = tempfile.mkdtemp(prefix="pgpool-cluster-")
+@contextlib.contextmanager
+def own_cluster(prefix):
+    """A cluster of its own (tests/fixtures/pg) for a with block: (its directory, its port);
+    killed and removed on leaving the block."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     os.chmod(tmp, 0o755)
     data = os.path.join(tmp, "pg")
     port = free_port()
     try:
         subprocess.run([FIXTURE, "start", data, str(port)], check=True, timeout=120)
-        run_case("outage", FIXTURE, data, port, timeout=120, db="postgres", port=port)
+        yield data, port
     finally:
         subprocess.run([FIXTURE, "kill", data], timeout=60, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def outage_fails_fast_then_recovers(_ctx):
+    with own_cluster("pgpool-cluster-") as (data, port):
+        run_case("outage", FIXTURE, data, port, timeout=120, db="postgres", port=port)
 
 
 def as_postgres(path):
@@ -168,12 +177,7 @@ def as_postgres(path):
 
 @test
 def ssl_refused_reconnects_on_new_socket(_ctx):
-    tmp = tempfile.mkdtemp(prefix="pgpool-ssl-")
-    os.chmod(tmp, 0o755)
-    data = os.path.join(tmp, "pg")
-    port = free_port()
-    try:
-        subprocess.run([FIXTURE, "start", data, str(port)], check=True, timeout=120)
+    with own_cluster("pgpool-ssl-") as (data, port):
         pgdata = os.path.join(data, "data")
         crt, key = os.path.join(pgdata, "test.crt"), os.path.join(pgdata, "test.key")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -193,9 +197,6 @@ def ssl_refused_reconnects_on_new_socket(_ctx):
         subprocess.run([FIXTURE, "start", data, str(port)], check=True, timeout=120)
         eq(psql("SHOW ssl", port=port), "on", "server ssl")
         run_case("ssl_fallback", port, db="postgres", port=port)
-    finally:
-        subprocess.run([FIXTURE, "kill", data], timeout=60, capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @test

@@ -172,6 +172,12 @@ class Driver:
         eq(self.p.wait(10), 0, f"driver exit status ({bye})")
         eq(bye["dups"], 0, "double answers")
 
+    def quit_clean(self, what, *keys):
+        """Client a still answers PING (what); the keys are deleted; then quit."""
+        eq(self.ok("a", "PING"), "PONG", what)
+        self.ok("a", "DEL", *keys)
+        self.quit()
+
     def close(self):
         if self.p.poll() is None:
             self.p.kill()
@@ -256,9 +262,7 @@ def error_reply_is_ok_with_an_error_reply(ctx):
         d.ok("a", "SET", k, "abc")
         err = d.ok("a", "INCR", k)
         true(isinstance(err, tuple) and "not an integer" in err[1], f"{err}")
-        eq(d.ok("a", "PING"), "PONG", "the connection still works")
-        d.ok("a", "DEL", k)
-        d.quit()
+        d.quit_clean("the connection still works", k)
     run_driver(body)
 
 
@@ -388,9 +392,7 @@ def blocking_xreadgroup_on_a_second_client(ctx):
         r = d.call("b", *read, "0", "STREAMS", stream, ">", timeout=300)
         eq(r["status"], "timeout", "BLOCK 0 bounded by its own timeout")
         true(r["ms"] < 600, f"timed out after {r['ms']:.0f} ms")
-        eq(d.ok("a", "PING"), "PONG", "a unaffected")
-        d.ok("a", "DEL", stream)
-        d.quit()
+        d.quit_clean("a unaffected", stream)
     run_driver(body)
 
 

@@ -2,6 +2,7 @@
 share: databases of their own on the test PostgreSQL (dropped at close), a temporary folder,
 real svc-auth instances on a fresh ES256 signing key, the processes started (stopped at close),
 and users registered through auth. Standard library only."""
+import itertools
 import os
 import re
 import shutil
@@ -78,6 +79,26 @@ class SuiteEnv:
         for port in self.auth_ports:
             self.procs.append(procs.Proc([procs.binary("svc-auth/svc-auth")], port=port,
                                          env=self.auth_env(port)))
+
+    def service_instances(self, first_port):
+        """The suite's own service runs as two instances, on first_port and the next port:
+        returns their ports and the {instance: Proc} that start_service fills; call_service
+        takes them in turn."""
+        self.svc_ports = [first_port, first_port + 1]
+        self.svc = {}
+        self._rr = itertools.cycle(range(2))
+        return self.svc_ports, self.svc
+
+    def start_service(self, i, binary, env):
+        p = procs.Proc([procs.binary(binary)], port=self.svc_ports[i], env=env)
+        self.svc[i] = p
+        self.procs.append(p)
+        return p
+
+    def call_service(self, method, path, body, headers, inst, timeout):
+        """A request to instance inst of the service (None: the next one in turn)."""
+        i = next(self._rr) if inst is None else inst
+        return procs.request(self.svc_ports[i], method, path, body, headers, timeout=timeout)
 
     def close(self):
         for p in reversed(self.procs):

@@ -382,6 +382,14 @@ static crypto_ec_key *load_pem(const char *path)
     return k;
 }
 
+/* A key file of the fixture that must load (a failed check when it does not). */
+static crypto_ec_key *need_pem(const char *name)
+{
+    crypto_ec_key *k = load_pem(tmp_path(name));
+    CHECK(k != NULL);
+    return k;
+}
+
 static int have_keys;
 
 static void ec_setup(void)
@@ -435,8 +443,7 @@ static void ec_load(void)
 
 static void ec_sign_ours_verify_openssl(void)
 {
-    crypto_ec_key *priv = load_pem(tmp_path("key.pem"));
-    CHECK(priv != NULL);
+    crypto_ec_key *priv = need_pem("key.pem");
     if (!priv)
         return;
     const char *msg = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxMjMifQ";
@@ -458,8 +465,7 @@ static void ec_sign_ours_verify_openssl(void)
 
 static void ec_verify_openssl_signature(void)
 {
-    crypto_ec_key *pub = load_pem(tmp_path("pub.pem"));
-    CHECK(pub != NULL);
+    crypto_ec_key *pub = need_pem("pub.pem");
     if (!pub)
         return;
     const char *msg = "payload signed by openssl";
@@ -526,8 +532,7 @@ static void ec_verify_openssl_signature(void)
 
 static void ec_from_xy_off_curve(void)
 {
-    crypto_ec_key *pub = load_pem(tmp_path("pub.pem"));
-    CHECK(pub != NULL);
+    crypto_ec_key *pub = need_pem("pub.pem");
     if (!pub)
         return;
     uint8_t x[32], y[32];
@@ -555,8 +560,7 @@ static void *ec_thread(void *arg)
 
 static void ec_threads(void)
 {
-    crypto_ec_key *key = load_pem(tmp_path("key.pem"));
-    CHECK(key != NULL);
+    crypto_ec_key *key = need_pem("key.pem");
     if (!key)
         return;
     pthread_t t[3];

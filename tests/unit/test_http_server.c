@@ -122,6 +122,14 @@ static void wait_client(client *c)
     pthread_join(c->thread, NULL);
 }
 
+/* Aims c at port with the request req. */
+static void client_aim(client *c, int port, const char *req)
+{
+    c->port = port;
+    c->req = req;
+    c->len = strlen(req);
+}
+
 static void run_client(client *c)
 {
     start_client(c);
@@ -226,9 +234,9 @@ static void accessors_and_204(void)
     int port;
     http_server *srv = serve(h_accessors, NULL, &port, NULL);
     static client c;
-    c.port = port;
-    c.req = "GET /a/b%20c?x=1&y HTTP/1.1\r\nHost: h\r\nX-Custom:  v  \r\nConnection: close\r\n\r\n";
-    c.len = strlen(c.req);
+    client_aim(
+        &c, port,
+        "GET /a/b%20c?x=1&y HTTP/1.1\r\nHost: h\r\nX-Custom:  v  \r\nConnection: close\r\n\r\n");
     run_client(&c);
     CHECK_STR(seen, "GET|/a/b%20c?x=1&y|/a/b%20c|x=1&y|1|v|-|3|0|127.0.0.1|0|1");
     CHECK(strncmp(c.resp, "HTTP/1.1 204 No Content\r\n", 25) == 0);
@@ -270,10 +278,9 @@ static void body_read_later_with_continue(void)
     int port;
     http_server *srv = serve(h_later, NULL, &port, NULL);
     static client c;
-    c.port = port;
-    c.req = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
-            "Connection: close\r\n\r\n";
-    c.len = strlen(c.req);
+    client_aim(&c, port,
+               "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+               "Connection: close\r\n\r\n");
     c.req2 = "hello"; /* the client gives up waiting for 100 after 50 ms, as curl does */
     c.pause_ms = 50;
     run_client(&c);
@@ -350,9 +357,7 @@ static void observer_and_client_gone(void)
     int port;
     http_server *srv = serve(h_timed, NULL, &port, NULL);
     static client c;
-    c.port = port;
-    c.req = "GET /t HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
-    c.len = strlen(c.req);
+    client_aim(&c, port, "GET /t HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     run_client(&c);
     CHECK_INT(done_status, 201);
     CHECK(done_secs >= 0.1 && done_secs < 2.0);
@@ -362,9 +367,7 @@ static void observer_and_client_gone(void)
     /* the client leaves while the handler still works: on_close, then the late reply */
     srv = serve(h_hold, NULL, &port, NULL);
     static client c2 = {.leave_after_ms = 100};
-    c2.port = port;
-    c2.req = c.req;
-    c2.len = c.len;
+    client_aim(&c2, port, c.req);
     done_status = -1;
     run_client(&c2);
     for (int i = 0; i < 50 && closed_calls == 0; i++)
@@ -401,10 +404,9 @@ static void response_framing(void)
     int port;
     http_server *srv = serve(h_frames, NULL, &port, NULL);
     static client c;
-    c.port = port;
-    c.req = "GET /long HTTP/1.1\r\nHost: h\r\n\r\nHEAD /long HTTP/1.1\r\nHost: h\r\n\r\n"
-            "GET /short HTTP/1.1\r\nHost: h\r\n\r\nGET /never HTTP/1.1\r\nHost: h\r\n\r\n";
-    c.len = strlen(c.req);
+    client_aim(&c, port,
+               "GET /long HTTP/1.1\r\nHost: h\r\n\r\nHEAD /long HTTP/1.1\r\nHost: h\r\n\r\n"
+               "GET /short HTTP/1.1\r\nHost: h\r\n\r\nGET /never HTTP/1.1\r\nHost: h\r\n\r\n");
     run_client(&c);
     const char *first = strstr(c.resp, "\r\n\r\nabcdHTTP/1.1 200 OK");
     CHECK(first != NULL);
@@ -443,9 +445,7 @@ static void drain_and_free(void)
     /* a request in flight when the drain times out: closed, the handler told */
     srv = serve(h_hold, NULL, &port, NULL);
     static client c = {.leave_after_ms = 300};
-    c.port = port;
-    c.req = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
-    c.len = strlen(c.req);
+    client_aim(&c, port, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n");
     closed_calls = 0;
     drained = 0;
     start_client(&c);
@@ -465,9 +465,7 @@ static void drain_and_free(void)
     run_until_closed();
     srv = serve(h_hold, NULL, &port, NULL);
     static client c3 = {.leave_after_ms = 200};
-    c3.port = port;
-    c3.req = c.req;
-    c3.len = c.len;
+    client_aim(&c3, port, c.req);
     start_client(&c3);
     while (held == NULL)
         uv_run(loop, UV_RUN_ONCE);
@@ -570,10 +568,9 @@ static void tls_transport(void)
     CHECK_INT(http_server_listen_fd(srv, fd), 0);
 
     static client c;
-    c.port = port;
-    c.req = "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /big HTTP/1.1\r\nHost: h\r\n\r\n"
-            "GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
-    c.len = strlen(c.req);
+    client_aim(&c, port,
+               "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /big HTTP/1.1\r\nHost: h\r\n\r\n"
+               "GET /chunked HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     pthread_create(&c.thread, NULL, tls_client_main, &c);
     wait_client(&c);
     pthread_join(c.thread, NULL);

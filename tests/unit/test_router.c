@@ -4,6 +4,7 @@
 
 #include "router.h"
 #include "test.h"
+#include "test_routes.h"
 
 static void h_any(http_req *req)
 {
@@ -17,16 +18,7 @@ static void h_other(http_req *req)
 static router *make(void)
 {
     router *r = router_new();
-    router_add(r, "GET", "/", h_any, 0);
-    router_add(r, "GET", "/payments", h_any, 0);
-    router_add(r, "POST", "/payments", h_any, 0);
-    router_add(r, "GET", "/payments/{reference}", h_any, 0);
-    router_add(r, "PATCH", "/payments/{reference}/status", h_any, 0);
-    router_add(r, "POST", "/payments/webhook", h_other, 0);
-    router_add(r, "GET", "/payments/{reference}/events/{event}", h_any, 0);
-    router_add(r, "DELETE", "/documents/{id}", h_any, 0);
-    router_add(r, "HEAD", "/documents/{id}", h_any, 0);
-    router_add_stream(r, "POST", "/documents", h_any);
+    test_api_routes(r, h_any, h_other);
     return r;
 }
 

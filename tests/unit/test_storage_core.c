@@ -241,32 +241,31 @@ static void test_multipart_strict(void)
     CHECK(mp_fails("b", "--b\r\nContent-Disposition: form-data; name=\"a\r\n\r\n\r\n--b--"));
     /* transport padding after a boundary is allowed */
     CHECK(!mp_fails("b", "--b  \r\nContent-Disposition: form-data; name=a\r\n\r\n\r\n--b--"));
-    /* limits: a header line, headers per part, parts */
-    buf big = {0};
-    buf_puts(&big, "--b\r\nContent-Disposition: form-data; name=a\r\nX: ");
-    for (int i = 0; i < MP_MAX_HEADER_LINE; i++)
-        buf_puts(&big, "y");
-    buf_puts(&big, "\r\n\r\n\r\n--b--");
-    CHECK(mp_fails("b", big.p));
-    buf_free(&big);
-    buf_puts(&big, "--b\r\nContent-Disposition: form-data; name=a\r\n");
-    for (int i = 0; i < MP_MAX_HEADERS; i++)
-        buf_puts(&big, "X: 1\r\n");
-    buf_puts(&big, "\r\n\r\n--b--");
-    CHECK(mp_fails("b", big.p));
-    buf_free(&big);
-    buf_puts(&big, "--b");
-    for (int i = 0; i < MP_MAX_PARTS + 1; i++)
-        buf_puts(&big, "\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--b");
-    buf_puts(&big, "--");
-    CHECK(mp_fails("b", big.p));
-    buf_free(&big);
-    buf_puts(&big, "--b");
-    for (int i = 0; i < MP_MAX_PARTS; i++)
-        buf_puts(&big, "\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--b");
-    buf_puts(&big, "--");
-    CHECK(!mp_fails("b", big.p));
-    buf_free(&big);
+    /* limits: a header line, headers per part, parts (a body: head, n times piece, tail) */
+#define MP_PART "\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--b"
+    static const struct {
+        const char *head, *piece;
+        int n;
+        const char *tail;
+        int fails;
+    } limits[] = {
+        {"--b\r\nContent-Disposition: form-data; name=a\r\nX: ", "y", MP_MAX_HEADER_LINE,
+         "\r\n\r\n\r\n--b--", 1},
+        {"--b\r\nContent-Disposition: form-data; name=a\r\n", "X: 1\r\n", MP_MAX_HEADERS,
+         "\r\n\r\n--b--", 1},
+        {"--b", MP_PART, MP_MAX_PARTS + 1, "--", 1},
+        {"--b", MP_PART, MP_MAX_PARTS, "--", 0},
+    };
+#undef MP_PART
+    for (size_t k = 0; k < sizeof limits / sizeof limits[0]; k++) {
+        buf big = {0};
+        buf_puts(&big, limits[k].head);
+        for (int i = 0; i < limits[k].n; i++)
+            buf_puts(&big, limits[k].piece);
+        buf_puts(&big, limits[k].tail);
+        CHECK_INT(mp_fails("b", big.p) != 0, limits[k].fails);
+        buf_free(&big);
+    }
 }
 
 static int stop_part(void *ud, const mp_part *p)
