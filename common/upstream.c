@@ -273,8 +273,10 @@ static void us_gone_decide(us_gone *g, int answered)
     g->decided = 1;
     if (!answered && !u->freeing && !us_find_peer(u, &g->addr)) {
         unsigned n = http_client_drop_peer(u->client, (const struct sockaddr *)&g->addr);
-        log_warn(NULL, "upstream %s: instance %s is gone (no answer within %u ms): %u request(s) "
-                       "on it end as reset", u->name, g->text, u->opts.health_timeout_ms, n);
+        log_warn(NULL,
+                 "upstream %s: instance %s is gone (no answer within %u ms): %u request(s) "
+                 "on it end as reset",
+                 u->name, g->text, u->opts.health_timeout_ms, n);
     }
     g->nclosing = 2;
     uv_close((uv_handle_t *)&g->tcp, us_gone_close_cb);
