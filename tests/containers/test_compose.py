@@ -246,6 +246,10 @@ def backup_wipe_restore_and_the_user_still_logs_in(ctx):
         s, _, body = pcurl("/auth/login", data={"email": email, "password": "correct horse"})
         return s == 200 or (s, body[:200])
     wait_for("login after the restore", logs_in, 60, every=1)
+    t0 = time.time()
+    wait_for("every instance healthy again", lambda: curl("/health")[0] == 200 or curl("/health"), 90, every=1)
+    print(f"# after the restore, /health was 200 again {time.time() - t0:.1f} s after the first login",
+          flush=True)
 
 
 def served_subject():
