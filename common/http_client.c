@@ -221,11 +221,26 @@ void hc_headers_reset(http_exchange *x)
 
 /* ---- connections ---- */
 
+static void hc_write_done(hc_wreq *w, int status);
+
+/* The completions of the writes the socket took at once, in order, as libuv would report
+ * them (from the loop). */
+static void hc_write_completions(hc_conn *k, int status)
+{
+    while (k->wdone) {
+        hc_wreq *w;
+        SQ_POP(k->wdone, k->wdone_tail, w, done_next);
+        hc_write_done(w, status);
+    }
+}
+
 static void hc_close_cb(uv_handle_t *h)
 {
     hc_conn *k = h->data;
-    if (--k->nclosing == 0)
+    if (--k->nclosing == 0) {
+        hc_write_completions(k, UV_ECANCELED); /* as libuv ends its own at the close */
         free(k);
+    }
 }
 
 static void hc_bucket_remove(http_client *c, hc_conn *k)
@@ -413,7 +428,7 @@ static void hc_conn_arm(hc_conn *k)
     uint64_t now, due;
     if (k->state == HC_CLOSING)
         return;
-    if (k->kick || k->pending_err != HC_OK) {
+    if (k->kick || k->wdone || k->pending_err != HC_OK) {
         uv_timer_start(&k->timer, hc_timer_cb, 0, 0);
         return;
     }
@@ -430,22 +445,47 @@ static void hc_conn_arm(hc_conn *k)
 
 static void hc_write_cb(uv_write_t *req, int status);
 
+/* The socket is offered the write at once (uv_try_write: no write request, and no change to
+ * what the event loop watches); what it does not take goes to uv_write. */
 static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w)
 {
     int r;
     w->conn = k;
     w->submitted = 1;
     k->inflight++;
-    r = uv_write(&w->req, (uv_stream_t *)&k->tcp, w->bufs, w->nbufs, hc_write_cb);
+    if (w->kind == HC_W_BODY)
+        x->body_submitted++;
+    size_t total = 0;
+    for (unsigned i = 0; i < w->nbufs; i++)
+        total += w->bufs[i].len;
+    r = uv_try_write((uv_stream_t *)&k->tcp, w->bufs, w->nbufs);
+    if (r >= 0 && (size_t)r == total) {
+        SQ_PUSH(k->wdone, k->wdone_tail, w, done_next);
+        return 0; /* completed from the timer: the callers arm it (hc_conn_arm) */
+    }
+    uv_buf_t *rest = w->bufs;
+    unsigned nrest = w->nbufs;
+    for (size_t skip = r > 0 ? (size_t)r : 0; skip > 0;) {
+        if (skip >= rest->len) {
+            skip -= rest->len;
+            rest++;
+            nrest--;
+        } else {
+            rest->base += skip;
+            rest->len -= skip;
+            skip = 0;
+        }
+    }
+    r = uv_write(&w->req, (uv_stream_t *)&k->tcp, rest, nrest, hc_write_cb);
     if (r < 0) {
         w->submitted = 0;
         w->conn = NULL;
         k->inflight--;
+        if (w->kind == HC_W_BODY)
+            x->body_submitted--;
         k->pending_err = HC_ERESET;
         return -1;
     }
-    if (w->kind == HC_W_BODY)
-        x->body_submitted++;
     return 0;
 }
 
@@ -561,7 +601,11 @@ static void hc_conn_broken(hc_conn *k)
 
 static void hc_write_cb(uv_write_t *req, int status)
 {
-    hc_wreq *w = req->data;
+    hc_write_done(req->data, status);
+}
+
+static void hc_write_done(hc_wreq *w, int status)
+{
     hc_conn *k = w->conn;
     http_exchange *x = w->x;
     void (*cb)(http_exchange *, int, void *) = w->cb;
@@ -679,6 +723,12 @@ static void hc_timer_cb(uv_timer_t *t)
 {
     hc_conn *k = t->data;
     uint64_t due;
+    if (k->wdone) {
+        hc_write_completions(k, 0);
+        if (k->state != HC_CLOSING)
+            hc_conn_arm(k); /* what else is due */
+        return;
+    }
     if (k->pending_err != HC_OK) {
         hc_err e = k->pending_err;
         k->pending_err = HC_OK;

@@ -37,6 +37,7 @@ struct hc_wreq {
     unsigned nbufs;
     char line[24]; /* chunk size line */
     hc_wreq *prev, *next;
+    hc_wreq *done_next; /* written at once, completed from the timer (hc_conn.wdone) */
 };
 
 /* Idle connections to one address. */
@@ -62,6 +63,7 @@ struct hc_conn {
     int nclosing;
     hc_err pending_err; /* report on the next timer tick */
     unsigned inflight;  /* submitted writes not completed */
+    hc_wreq *wdone, *wdone_tail; /* writes the socket took at once: completed from the timer */
     uint64_t connect_deadline, last_progress, idle_since;
     llhttp_t parser;
     http_exchange *x;

@@ -138,10 +138,10 @@ static void conn_send_arm(http_conn *c)
     uv_timer_start(&c->send_timer, conn_send_timer_cb, c->srv->limits.send_timeout_ms, 0);
 }
 
-/* One write carries a batch of outputs of one request, linked by next (see conn_flush). */
-static void conn_on_write(uv_write_t *wr, int status)
+/* A batch of outputs of one request (linked by next) left for the socket (status 0) or
+ * failed: their callbacks, in order. */
+static void conn_write_done(http_out *o, int status)
 {
-    http_out *o = wr->data;
     http_conn *c = o->conn;
     while (o) {
         http_out *next = o->next;
@@ -164,12 +164,32 @@ static void conn_on_write(uv_write_t *wr, int status)
         req_release(r);
         o = next;
     }
+}
+
+/* One uv_write carries a batch (see conn_flush). */
+static void conn_on_write(uv_write_t *wr, int status)
+{
+    http_out *o = wr->data;
+    http_conn *c = o->conn;
+    conn_write_done(o, status);
     if (!c->closing)
         conn_update(c);
 }
 
-/* The one place bytes go to the socket (encrypted first on a TLS connection). 0 or a uv
- * error. */
+/* The completions of the batches the socket took at once, as libuv would report them: from
+ * the loop (the kick), or before the connection is freed. */
+void conn_write_completions(http_conn *c)
+{
+    while (c->wdone) {
+        http_out *first;
+        SQ_POP(c->wdone, c->wdone_tail, first, batch_next);
+        conn_write_done(first, 0);
+    }
+}
+
+/* The one place bytes go to the socket (encrypted first on a TLS connection). The socket is
+ * offered the batch at once (uv_try_write: no write request, and no change to what the
+ * event loop watches); what it does not take is handed to uv_write. 0 or a uv error. */
 static int conn_write_raw(http_conn *c, http_out *first)
 {
     uv_buf_t bufs[HTTP_WRITE_BATCH];
@@ -177,14 +197,43 @@ static int conn_write_raw(http_conn *c, http_out *first)
     int nb = c->tp->encode(c, first, bufs);
     if (nb < 0)
         return nb;
-    first->wr.data = first;
-    int rc = uv_write(&first->wr, (uv_stream_t *)&c->tcp, bufs, (unsigned)nb, conn_on_write);
-    if (rc != 0)
-        return rc;
+    size_t total = 0;
+    for (int i = 0; i < nb; i++)
+        total += bufs[i].len;
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nb);
     for (o = first; o; o = o->next) {
         o->conn = c;
         c->writes_inflight++;
         o->req->writes_inflight++;
+    }
+    if (n >= 0 && (size_t)n == total) {
+        SQ_PUSH(c->wdone, c->wdone_tail, first, batch_next);
+        conn_kick(c);
+        return 0;
+    }
+    /* the rest (all of it after an error: libuv reports that from the loop) */
+    uv_buf_t *rest = bufs;
+    unsigned nrest = (unsigned)nb;
+    for (size_t skip = n > 0 ? (size_t)n : 0; skip > 0;) {
+        if (skip >= rest->len) {
+            skip -= rest->len;
+            rest++;
+            nrest--;
+        } else {
+            rest->base += skip;
+            rest->len -= skip;
+            skip = 0;
+        }
+    }
+    first->wr.data = first;
+    int rc = uv_write(&first->wr, (uv_stream_t *)&c->tcp, rest, nrest, conn_on_write);
+    if (rc != 0) {
+        for (o = first; o; o = o->next) {
+            c->writes_inflight--;
+            o->req->writes_inflight--;
+            o->conn = NULL;
+        }
+        return rc;
     }
     if (!uv_is_active((uv_handle_t *)&c->send_timer))
         conn_send_arm(c);

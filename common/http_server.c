@@ -139,6 +139,7 @@ static void conn_kick_cb(uv_idle_t *h)
         http_conn *next = c->kick_next;
         c->kick_next = NULL;
         c->kicked = 0;
+        conn_write_completions(c);
         if (!c->closing)
             conn_process(c);
         c = next;
@@ -313,8 +314,10 @@ static void conn_free(http_conn *c)
 static void conn_on_handle_closed(uv_handle_t *h)
 {
     http_conn *c = h->data;
-    if (--c->handles_open == 0)
+    if (--c->handles_open == 0) {
+        conn_write_completions(c); /* as libuv ran those of its writes before */
         conn_free(c);
+    }
 }
 
 /* Closes at once. Requests still waiting for their handler are told (on_close) and stay

@@ -31,6 +31,7 @@ typedef struct http_transport http_transport;
 /* A piece of output (a response head, body bytes with their chunk framing) of one request. */
 struct http_out {
     http_out *next;
+    http_out *batch_next; /* the next batch written at once, waiting for its completion */
     uv_write_t wr;
     http_conn *conn;
     http_req *req;
@@ -154,6 +155,7 @@ struct http_conn {
     int reading, closing, shutting, lingering, eof, kicked, in_feed, llhttp_paused;
     int no_more; /* parse no further request */
     unsigned writes_inflight;
+    http_out *wdone, *wdone_tail; /* batches written at once: completed from the loop */
     size_t send_queued; /* bytes queued in libuv when the send timer was armed */
     timer_kind tkind;
     char peer[INET6_ADDRSTRLEN];
@@ -265,6 +267,7 @@ http_out *out_new(http_req *r, size_t len);
 void req_enqueue(http_req *r, http_out *o);
 void req_cancel_out(http_req *r);
 void conn_flush(http_conn *c);
+void conn_write_completions(http_conn *c);
 void req_error_reply(http_req *r, int status, const char *msg);
 
 #endif
