@@ -86,24 +86,26 @@ http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts)
 
 /* ---- the request head ---- */
 
-static int hc_is_token(const char *s)
+/* The length of a token, or 0 when s is not one. */
+static size_t hc_token_len(const char *s)
 {
-    return s && http_syntax_token(s, strlen(s));
+    size_t n = strlen(s);
+    return http_syntax_token(s, n) ? n : 0;
 }
 
-/* Header values and the target: no control characters other than tab (no CR/LF injection). */
-static int hc_is_field_text(const char *s, int allow_space)
+/* The length of header text (the target: no space either), or (size_t)-1 when it holds a
+ * control character other than tab (no CR/LF injection). */
+static size_t hc_field_len(const char *s, int allow_space)
 {
-    if (!s)
-        return 0;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
+    const char *p = s;
+    for (; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
         if (ch == 0x7f || (ch < 0x20 && ch != '\t'))
-            return 0;
+            return (size_t)-1;
         if (!allow_space && (ch == ' ' || ch == '\t'))
-            return 0;
+            return (size_t)-1;
     }
-    return 1;
+    return (size_t)(p - s);
 }
 
 static int hc_method_has_body(const char *m)
@@ -111,55 +113,81 @@ static int hc_method_has_body(const char *m)
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
-/* Frames the head; 0 on success, -1 when a piece is not valid HTTP. */
+static char *hc_put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Frames the head (sized first, written once); 0 on success, -1 when a piece is not valid
+ * HTTP. */
 static int hc_build_head(http_exchange *x, const char *method, const char *target,
                          const http_header *h, size_t n)
 {
-    buf b = {0};
-    int have_host = 0;
-    char line[80];
-
-    if (!hc_is_token(method) || !target || !*target || !hc_is_field_text(target, 0))
+    size_t ml = method ? hc_token_len(method) : 0;
+    size_t tl = target ? hc_field_len(target, 0) : (size_t)-1;
+    if (ml == 0 || tl == 0 || tl == (size_t)-1)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        if (!hc_is_token(h[i].name) || !hc_is_field_text(h[i].value, 1))
-            return -1;
-
-    buf_puts(&b, method);
-    buf_puts(&b, " ");
-    buf_puts(&b, target);
-    buf_puts(&b, " HTTP/1.1\r\n");
+    size_t small[2 * 32], *lens = n <= 32 ? small : xmalloc(2 * n * sizeof *lens);
+    size_t size = ml + 1 + tl + 11 + 2;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        lens[2 * i] = hc_token_len(h[i].name);
+        lens[2 * i + 1] = hc_field_len(h[i].value, 1);
+        if (lens[2 * i] == 0 || lens[2 * i + 1] == (size_t)-1)
+            rc = -1;
+        size += lens[2 * i] + 2 + lens[2 * i + 1] + 2;
+    }
+    if (rc != 0) {
+        if (lens != small)
+            free(lens);
+        return -1;
+    }
+    char host[80] = "";
+    size += 6 + sizeof host + 2 + 28 + 16 + 20 + 2;
+    char *head = xmalloc(size);
+    char *p = head;
+    int have_host = 0;
+    p = hc_put(p, method, ml);
+    *p++ = ' ';
+    p = hc_put(p, target, tl);
+    p = hc_put(p, " HTTP/1.1\r\n", 11);
     for (size_t i = 0; i < n; i++) {
-        if (http_headers_flags(h[i].name) & HTTP_HDR_FRAMING)
+        const char *name = h[i].name;
+        if (http_headers_flags(name) & HTTP_HDR_FRAMING)
             continue; /* we frame the body ourselves */
-        if (strcasecmp(h[i].name, "Host") == 0) {
+        if ((name[0] | 0x20) == 'h' && strcasecmp(name, "Host") == 0) {
             if (have_host)
                 continue;
             have_host = 1;
         }
-        if (strcasecmp(h[i].name, "Connection") == 0 && http_headers_list_has(h[i].value, "close"))
+        if ((name[0] | 0x20) == 'c' && strcasecmp(name, "Connection") == 0 &&
+            http_headers_list_has(h[i].value, "close"))
             x->req_close = 1;
-        buf_puts(&b, h[i].name);
-        buf_puts(&b, ": ");
-        buf_puts(&b, h[i].value);
-        buf_puts(&b, "\r\n");
+        p = hc_put(p, name, lens[2 * i]);
+        p = hc_put(p, ": ", 2);
+        p = hc_put(p, h[i].value, lens[2 * i + 1]);
+        p = hc_put(p, "\r\n", 2);
     }
+    if (lens != small)
+        free(lens);
     if (!have_host) {
-        char host[80];
         net_addr_text((const struct sockaddr *)&x->addr, host, sizeof host);
-        buf_puts(&b, "Host: ");
-        buf_puts(&b, host);
-        buf_puts(&b, "\r\n");
+        p = hc_put(p, "Host: ", 6);
+        p = hc_put(p, host, strlen(host));
+        p = hc_put(p, "\r\n", 2);
     }
     if (x->body_len < 0) {
-        buf_puts(&b, "Transfer-Encoding: chunked\r\n");
+        p = hc_put(p, "Transfer-Encoding: chunked\r\n", 28);
     } else if (x->body_len > 0 || hc_method_has_body(method)) {
-        snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)x->body_len);
-        buf_puts(&b, line);
+        char line[48];
+        int k = snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)x->body_len);
+        p = hc_put(p, line, (size_t)k);
     }
-    buf_puts(&b, "\r\n");
-    x->head = b.p;
-    x->head_len = b.len;
+    p = hc_put(p, "\r\n", 2);
+    *p = '\0';
+    x->head = head;
+    x->head_len = (size_t)(p - head);
     return 0;
 }
 

@@ -38,6 +38,7 @@ struct http_out {
     http_write_fn cb;
     void *ud;
     size_t len;
+    size_t cap;     /* bytes allocated for data: a response head has room for a small body */
     char *tls_data; /* the ciphertext of data on a TLS connection, freed after */
     char data[];
 };
