@@ -141,7 +141,9 @@ struct http_conn {
     int handles_open;
     llhttp_t parser;
 
-    char *rbuf;           /* HTTP_READ_SIZE bytes while needed */
+    char *rbuf;           /* the input: the server's read buffer while it is parsed right after
+                             the read, else rbuf_own (conn_keep_input); NULL when none */
+    char *rbuf_own;       /* a copy of the input left unparsed (the parser is blocked) */
     size_t roff, rlen;    /* unparsed bytes kept in rbuf */
     uint64_t in_total;    /* bytes consumed by the parser so far */
     const char *feed_ptr; /* the slice being parsed, and its absolute offset */
@@ -204,6 +206,7 @@ struct http_server {
     int (*conn_hook)(void *ud, const char *peer_ip, int open);
     const char *const *error_headers;
     char *tls_rbuf; /* ciphertext read buffer, shared (fed to TLS at once) */
+    char *rbuf;     /* input read buffer, shared (see conn_input_buffer) */
 };
 
 /* The socket's side of a connection, chosen at accept (http_transport.c): plain TCP, or TLS
@@ -239,6 +242,7 @@ static inline int is_ows(char ch)
 /* http_server.c: connections, timers (memory: xalloc.h; the read buffer is not zeroed, as only
  * the rlen bytes read into it are ever looked at) */
 void conn_close(http_conn *c);
+char *conn_input_buffer(http_conn *c);
 void conn_update(http_conn *c);
 void conn_kick(http_conn *c);
 void conn_input_end(http_conn *c, ssize_t nread);
