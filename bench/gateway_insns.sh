@@ -4,8 +4,12 @@
 # Runs tests/gw_upstream and the gateway (one worker, access log off unless BENCH_LOG=on) under
 # callgrind; after a warm-up the counters are zeroed, N requests (wrk, 10 keep-alive
 # connections) are made over plain HTTP, then over TLS, each dumped and divided by the
-# requests wrk counted. Prints "plain N", "tls N" (instructions per request) and keeps the
-# profiles (callgrind_annotate them) in bench/out/insns-*/.
+# requests wrk counted. Prints "plain N", "tls N" (instructions per request; TLS with the
+# handshakes of wrk's 10 connections taken out) and "full N" (instructions per full TLS
+# handshake, openssl s_time -new, with the share of mbedTLS's public-key operations: the
+# ECDSA signature and the ECDHE key pair and secret, what bench/p256_cost times; 100% would
+# be the bound it gives) and keeps the profiles (callgrind_annotate them) in
+# bench/out/insns-*/.
 # Usage: bench/gateway_insns.sh [REQUESTS] (default 2000). BENCH_PORT_BASE as bench/gateway.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,17 +69,32 @@ cat > "$tmp/count.lua" <<LUA
 local n = 0
 response = function() n = n + 1; if n >= $n then wrk.thread:stop() end end
 LUA
-for mode in plain tls; do
+# inclusive instructions of the functions named (egrep) in a profile
+incl() { callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null \
+    | awk -v re="$2" '$0 ~ re {gsub(",", "", $1); s += $1} END {print s + 0}'; }
+for mode in plain tls full; do
     url=http://127.0.0.1:$gw_http/hello
-    [ $mode = tls ] && url=https://127.0.0.1:$gw_https/hello
+    [ $mode != plain ] && url=https://127.0.0.1:$gw_https/hello
     wrk -t1 -c10 -d3s "$url" >/dev/null 2>&1 # warm-up
     callgrind_control -z "$worker" >/dev/null 2>&1
-    reqs=$(wrk -t1 -c10 -d120s -s "$tmp/count.lua" "$url" 2>&1 | awk '/requests in/ {print $1}')
+    if [ $mode = full ]; then
+        reqs=$(openssl s_time -connect 127.0.0.1:$gw_https -new -time 5 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 2>&1 \
+            | grep -Eo '[0-9]+ connections in [0-9]+ real' | tail -1 | awk '{print $1}')
+    else
+        reqs=$(wrk -t1 -c10 -d120s -s "$tmp/count.lua" "$url" 2>&1 | awk '/requests in/ {print $1}')
+    fi
     rm -f "$tmp"/cg."$worker".*
     callgrind_control -d "$mode" "$worker" >/dev/null 2>&1
     f=$(ls -t "$tmp"/cg."$worker".* | head -1)
     cp "$f" "$out/$mode.callgrind"
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
-    echo "$mode $(awk -v i="$ir" -v r="$reqs" 'BEGIN {printf "%.0f", i / r}') (requests $reqs, instructions $ir)"
+    hs=$(incl "$f" ':mbedtls_ssl_handshake \\[')
+    case $mode in
+    plain) echo "plain $(awk -v i="$ir" -v r="$reqs" 'BEGIN {printf "%.0f", i / r}') (requests $reqs, instructions $ir)" ;;
+    tls) echo "tls $(awk -v i="$ir" -v h="$hs" -v r="$reqs" 'BEGIN {printf "%.0f", (i - h) / r}') (requests $reqs, instructions $ir, of which handshakes $hs)" ;;
+    full)
+        pk=$(incl "$f" ':(mbedtls_pk_sign|mbedtls_ecdh_make_params|mbedtls_ecdh_calc_secret) \\[')
+        echo "full $(awk -v i="$ir" -v r="$reqs" 'BEGIN {printf "%.0f", i / r}') (handshakes $reqs; public-key operations $(awk -v p="$pk" -v i="$ir" 'BEGIN {printf "%.1f%%", 100 * p / i}') of the instructions)" ;;
+    esac
 done
 echo "profiles: $out (callgrind_annotate --inclusive=yes FILE)"
