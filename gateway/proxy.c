@@ -342,7 +342,7 @@ static void on_try(http_exchange *x, const upstream_peer *p, void *ud)
     gw_px *px = ud;
     px->x = x;
     px->tries++;
-    snprintf(px->peer_text, sizeof px->peer_text, "%s", upstream_peer_text(p));
+    gw_copy_text(px->peer_text, sizeof px->peer_text, upstream_peer_text(p));
     px->t_up = uv_hrtime();
 }
 
@@ -451,7 +451,7 @@ static int px_headers(gw_px *px)
         if (!strcasecmp(name, "X-Forwarded-For"))
             off += (size_t)snprintf(px->xff + off, xlen - off, "%s, ", value);
     }
-    snprintf(px->xff + off, xlen - off, "%s", peer);
+    memcpy(px->xff + off, peer, strlen(peer) + 1);
     px->hdrs[px->nhdrs++] = (http_header){"X-Forwarded-For", px->xff};
     px->hdrs[px->nhdrs++] =
         (http_header){"X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http"};
@@ -475,7 +475,7 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
     px->t0 = a->t0;
     px->upstream_ms = -1;
     px->body_len = http_req_content_length(req);
-    snprintf(px->client_ip, sizeof px->client_ip, "%s", a->client);
+    gw_copy_text(px->client_ip, sizeof px->client_ip, a->client);
     const char *q = http_req_query(req);
     size_t tlen = strlen(a->path) + 1 + strlen(q) + 1;
     px->path = xstrdup(a->path);
@@ -485,7 +485,14 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
         px_maybe_free(px);
         return -1;
     }
-    snprintf(px->target, tlen, "%s%s%s", a->path, *q ? "?" : "", q);
+    size_t pl = strlen(a->path), ql = strlen(q);
+    memcpy(px->target, a->path, pl);
+    if (ql) {
+        px->target[pl] = '?';
+        memcpy(px->target + pl + 1, q, ql + 1);
+    } else {
+        px->target[pl] = '\0';
+    }
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
     px_hold(px);
