@@ -7,8 +7,9 @@
 #     both suffer the same noise: requests/s and p99 over plain HTTP and TLS with keep-alive,
 #     plain HTTP again with the access log on (both sides log each request to a file), system
 #     calls per keep-alive request (strace -c on the worker, 2000 requests over 10
-#     connections), resident memory per worker, resumed (tickets) and full TLS handshakes per
-#     second, the latter next to mbedTLS's own public-key bound (bench_p256_cost);
+#     connections), the worker's CPU time per request (what a busy machine disturbs least),
+#     resident memory per worker, resumed (tickets) and full TLS handshakes per second and per
+#     worker CPU-second, the latter next to mbedTLS's own public-key bound (bench_p256_cost);
 #   - the deployment: two workers each, wrk -t2 -c64, the same measures without alternation.
 # Prints the tables; also saved under bench/out/.
 # Usage: bench/gateway.sh [DURATION_S] (default 10). Environment:
@@ -148,30 +149,46 @@ stop_ng() {
 gw_workers() { pgrep -P "$gw_pid" | tr '\n' ' '; }
 ng_workers() { pgrep -P "$(cat "$tmp/nginx.pid")" | tr '\n' ' '; }
 
-# run_wrk THREADS CONNS URL: "rps p99_ms"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # utime+stime
+
+# run_wrk THREADS CONNS URL [PID]: "rps p99_ms cpu_us" (cpu_us: PID's CPU time per request,
+# what a busy machine disturbs least)
 run_wrk() {
-    local out rps p99
+    local out rps p99 reqs t0=0 t1=0
+    [ -n "${4:-}" ] && t0=$(cpu_ticks "$4")
     out=$(wrk -t"$1" -c"$2" -d"${dur}s" --latency "$3" 2>&1)
+    [ -n "${4:-}" ] && t1=$(cpu_ticks "$4")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; print v}' <<<"$out")
-    echo "${rps:-0} ${p99:-0}"
+    echo "${rps:-0} ${p99:-0} $(awk -v t="$((t1 - t0))" -v r="${reqs:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (r > 0) printf "%.1f", t * 1e6 / hz / r; else print 0 }')"
 }
 
-# openssl s_time over N parallel clients: connections per second.
+# openssl s_time over N parallel clients: connections per second, and with PID, connections
+# per CPU-second of PID.
 run_stime() {
-    local mode=$1 port=$2 n=$3 total=0 sp=() c
+    local mode=$1 port=$2 n=$3 total=0 sp=() c t0=0 t1=0
+    [ -n "${4:-}" ] && t0=$(cpu_ticks "$4")
     for i in $(seq "$n"); do
         openssl s_time -connect 127.0.0.1:$port -$mode -time "$dur" -cipher ECDHE-ECDSA-AES128-GCM-SHA256 \
             >"$tmp/stime.$i" 2>&1 &
         sp+=($!)
     done
     wait "${sp[@]}" || true
+    [ -n "${4:-}" ] && t1=$(cpu_ticks "$4")
+    local count=0
     for i in $(seq "$n"); do
         # "N connections in T real seconds, ..." (the last such line is this mode's)
         c=$(grep -Eo '[0-9]+ connections in [0-9]+ real seconds' "$tmp/stime.$i" | tail -1 | awk '{ if ($4 > 0) print $1/$4; else print 0 }')
         total=$(awk -v t="$total" -v c="${c:-0}" 'BEGIN {print t + c}')
+        c=$(grep -Eo '[0-9]+ connections in [0-9]+ real seconds' "$tmp/stime.$i" | tail -1 | awk '{print $1}')
+        count=$((count + ${c:-0}))
     done
-    echo "$total"
+    if [ -n "${4:-}" ]; then
+        echo "$total $(awk -v c="$count" -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (t > 0) printf "%.1f", c * hz / t; else print 0 }')"
+    else
+        echo "$total"
+    fi
 }
 
 # syscalls_per_req PID URL: system calls the process makes per request (strace -c) for 2000
@@ -221,33 +238,39 @@ if [ "$only" != two ]; then
     run_wrk 1 50 "http://127.0.0.1:$gw_http/hello" >/dev/null # warm-up
     run_wrk 1 50 "http://127.0.0.1:$ng_http/hello" >/dev/null
     declare -A v
-    for k in gw_h_rps gw_h_p99 ng_h_rps ng_h_p99 gw_t_rps gw_t_p99 ng_t_rps ng_t_p99 \
-        gw_l_rps gw_l_p99 ng_l_rps ng_l_p99; do v[$k]=""; done
+    for k in gw_h_rps gw_h_p99 gw_h_cpu ng_h_rps ng_h_p99 ng_h_cpu gw_t_rps gw_t_p99 gw_t_cpu \
+        ng_t_rps ng_t_p99 ng_t_cpu gw_l_rps gw_l_p99 gw_l_cpu ng_l_rps ng_l_p99 ng_l_cpu; do v[$k]=""; done
+    # one measure: wrk against SIDE_KIND's URL, its worker's CPU
+    one() { # KEY URL PID
+        local a b c
+        read -r a b c < <(run_wrk 1 50 "$2" "$3")
+        v[${1}_rps]+=" $a"; v[${1}_p99]+=" $b"; v[${1}_cpu]+=" $c"
+    }
+    gww=$(gw_workers) ngw=$(ng_workers)
     for _ in $(seq "$rounds"); do
-        read -r a b < <(run_wrk 1 50 "http://127.0.0.1:$gw_http/hello"); v[gw_h_rps]+=" $a"; v[gw_h_p99]+=" $b"
-        read -r a b < <(run_wrk 1 50 "http://127.0.0.1:$ng_http/hello"); v[ng_h_rps]+=" $a"; v[ng_h_p99]+=" $b"
-        read -r a b < <(run_wrk 1 50 "https://127.0.0.1:$gw_https/hello"); v[gw_t_rps]+=" $a"; v[gw_t_p99]+=" $b"
-        read -r a b < <(run_wrk 1 50 "https://127.0.0.1:$ng_https/hello"); v[ng_t_rps]+=" $a"; v[ng_t_p99]+=" $b"
+        one gw_h "http://127.0.0.1:$gw_http/hello" $gww
+        one ng_h "http://127.0.0.1:$ng_http/hello" $ngw
+        one gw_t "https://127.0.0.1:$gw_https/hello" $gww
+        one ng_t "https://127.0.0.1:$ng_https/hello" $ngw
     done
     gw_sys_h=$(syscalls_per_req "$(gw_workers)" "http://127.0.0.1:$gw_http/hello")
     ng_sys_h=$(syscalls_per_req "$(ng_workers)" "http://127.0.0.1:$ng_http/hello")
     gw_sys_t=$(syscalls_per_req "$(gw_workers)" "https://127.0.0.1:$gw_https/hello")
     ng_sys_t=$(syscalls_per_req "$(ng_workers)" "https://127.0.0.1:$ng_https/hello")
-    gw_res=$(run_stime reuse $gw_https 2)
-    ng_res=$(run_stime reuse $ng_https 2)
-    gw_full=$(run_stime new $gw_https 2)
-    ng_full=$(run_stime new $ng_https 2)
-    # shellcheck disable=SC2046
-    gw_rss=$(rss_of $(gw_workers))
-    # shellcheck disable=SC2046
-    ng_rss=$(rss_of $(ng_workers))
+    read -r gw_res gw_res_cpu < <(run_stime reuse $gw_https 2 $gww)
+    read -r ng_res ng_res_cpu < <(run_stime reuse $ng_https 2 $ngw)
+    read -r gw_full gw_full_cpu < <(run_stime new $gw_https 4 $gww)
+    read -r ng_full ng_full_cpu < <(run_stime new $ng_https 4 $ngw)
+    gw_rss=$(rss_of $gww)
+    ng_rss=$(rss_of $ngw)
     stop_gw
     stop_ng
     start_gw 1 on
     start_ng 1 on
+    gww=$(gw_workers) ngw=$(ng_workers)
     for _ in $(seq "$rounds"); do
-        read -r a b < <(run_wrk 1 50 "http://127.0.0.1:$gw_http/hello"); v[gw_l_rps]+=" $a"; v[gw_l_p99]+=" $b"
-        read -r a b < <(run_wrk 1 50 "http://127.0.0.1:$ng_http/hello"); v[ng_l_rps]+=" $a"; v[ng_l_p99]+=" $b"
+        one gw_l "http://127.0.0.1:$gw_http/hello" $gww
+        one ng_l "http://127.0.0.1:$ng_http/hello" $ngw
     done
     gw_sys_l=$(syscalls_per_req "$(gw_workers)" "http://127.0.0.1:$gw_http/hello")
     ng_sys_l=$(syscalls_per_req "$(ng_workers)" "http://127.0.0.1:$ng_http/hello")
@@ -260,20 +283,25 @@ if [ "$only" != two ]; then
 | --- | --- | --- | --- |
 $(row "HTTP keep-alive req/s" "${v[gw_h_rps]}" "${v[ng_h_rps]}")
 $(row "HTTP p99 ms" "${v[gw_h_p99]}" "${v[ng_h_p99]}")
+$(row "HTTP worker CPU us per request" "${v[gw_h_cpu]}" "${v[ng_h_cpu]}")
 $(row "TLS keep-alive req/s" "${v[gw_t_rps]}" "${v[ng_t_rps]}")
 $(row "TLS p99 ms" "${v[gw_t_p99]}" "${v[ng_t_p99]}")
+$(row "TLS worker CPU us per request" "${v[gw_t_cpu]}" "${v[ng_t_cpu]}")
 $(row "HTTP keep-alive req/s, access log on" "${v[gw_l_rps]}" "${v[ng_l_rps]}")
 $(row "HTTP p99 ms, access log on" "${v[gw_l_p99]}" "${v[ng_l_p99]}")
+$(row "HTTP worker CPU us per request, access log on" "${v[gw_l_cpu]}" "${v[ng_l_cpu]}")
 $(row "syscalls per HTTP request" "${gw_sys_h%% *}" "${ng_sys_h%% *}")
 $(row "syscalls per TLS request" "${gw_sys_t%% *}" "${ng_sys_t%% *}")
 $(row "syscalls per HTTP request, access log on" "${gw_sys_l%% *}" "${ng_sys_l%% *}")
 $(row "resumed handshakes/s (s_time -reuse, 2 clients)" "$gw_res" "$ng_res")
-$(row "full handshakes/s (s_time -new, 2 clients)" "$gw_full" "$ng_full")
+$(row "resumed handshakes per worker CPU-second" "$gw_res_cpu" "$ng_res_cpu")
+$(row "full handshakes/s (s_time -new, 4 clients)" "$gw_full" "$ng_full")
+$(row "full handshakes per worker CPU-second" "$gw_full_cpu" "$ng_full_cpu")
 $(row "RSS per worker KiB (after the runs)" "$gw_rss" "$ng_rss")
 syscalls per request, the most made: gateway HTTP:${gw_sys_h#* } | nginx HTTP:${ng_sys_h#* }
   gateway TLS:${gw_sys_t#* } | nginx TLS:${ng_sys_t#* }
   gateway HTTP log on:${gw_sys_l#* } | nginx HTTP log on:${ng_sys_l#* }
-full handshakes vs mbedTLS's own bound (1 worker x $per_core_x/s with X25519, $per_core/s with P-256 ECDHE): $(ratio "$gw_full" "$per_core_x")
+full handshakes vs mbedTLS's own bound ($per_core_x/s per core with X25519, $per_core/s with P-256 ECDHE): $(ratio "$gw_full" "$per_core_x") per second, $(ratio "$gw_full_cpu" "$per_core_x") per worker CPU-second
 
 "
 fi
