@@ -7,7 +7,8 @@
  * while we wait on the peer: a write in flight, or the request sent and the response not
  * paused), the fetch deadline, the idle timeout, and a zero delay "kick" used to report an
  * early error or to parse the rest of a buffer after http_exchange_resume without re-entering
- * the caller.
+ * the caller. Reads go to one buffer of the client, shared by its connections, and are parsed
+ * at once; a connection keeps a copy only of what a pause left unparsed.
  *
  * Rules callers can rely on:
  *   - on_done is called exactly once, after every write callback of the exchange has fired
@@ -267,6 +268,7 @@ static void hc_close_cb(uv_handle_t *h)
     hc_conn *k = h->data;
     if (--k->nclosing == 0) {
         hc_write_completions(k, UV_ECANCELED); /* as libuv ends its own at the close */
+        free(k->pend);
         free(k);
     }
 }
@@ -369,6 +371,8 @@ static void hc_conn_to_pool(hc_conn *k)
     k->waiting = 0;
     k->kick = 0;
     k->parked = 0;
+    free(k->pend);
+    k->pend = NULL;
     k->pend_len = 0;
     k->idle_since = uv_now(c->loop);
     k->bucket = b;
@@ -383,8 +387,10 @@ static void hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     hc_conn *k = h->data;
     (void)suggested;
-    buf->base = k->rbuf;
-    buf->len = sizeof k->rbuf;
+    if (!k->c->rbuf)
+        k->c->rbuf = xmalloc(HC_RBUF);
+    buf->base = k->c->rbuf;
+    buf->len = HC_RBUF;
 }
 
 static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -692,8 +698,10 @@ static void hc_conn_parse(hc_conn *k, const char *data, size_t len)
         const char *pos = llhttp_get_error_pos(&k->parser);
         llhttp_resume(&k->parser);
         k->parked = 1;
-        k->pend_off = (size_t)(pos - k->rbuf);
+        /* the rest leaves the shared read buffer (or the copy being parsed) */
         k->pend_len = (size_t)(data + len - pos);
+        k->pend = xmalloc(k->pend_len ? k->pend_len : 1);
+        memcpy(k->pend, pos, k->pend_len);
     } else if (e != HPE_OK) {
         hc_exchange_finish(x, HC_EPROTO);
         return;
@@ -729,7 +737,7 @@ static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     x->got_byte = 1;
     k->last_progress = uv_now(k->c->loop);
-    hc_conn_parse(k, k->rbuf, (size_t)nread);
+    hc_conn_parse(k, k->c->rbuf, (size_t)nread);
 }
 
 static void hc_connect_cb(uv_connect_t *req, int status)
@@ -772,10 +780,13 @@ static void hc_timer_cb(uv_timer_t *t)
         k->kick = 0;
         if (k->state == HC_ACTIVE && k->x && k->parked) {
             /* Even with no byte left the parser must run: the message may end right here. */
-            size_t off = k->pend_off, len = k->pend_len;
+            char *pend = k->pend;
+            size_t len = k->pend_len;
             k->parked = 0;
+            k->pend = NULL;
             k->pend_len = 0;
-            hc_conn_parse(k, k->rbuf + off, len);
+            hc_conn_parse(k, pend, len);
+            free(pend);
         } else {
             hc_conn_update(k);
         }
@@ -1078,5 +1089,6 @@ void http_client_free(http_client *c)
         else
             hc_conn_close(k);
     }
+    free(c->rbuf);
     free(c);
 }
