@@ -313,10 +313,10 @@ if [ "$only" != one ]; then
     start_gw $workers off
     start_ng $workers off
     run_wrk 2 $conns "http://127.0.0.1:$gw_http/hello" >/dev/null # warm-up
-    read -r gw_http_rps gw_http_p99 < <(run_wrk 2 $conns "http://127.0.0.1:$gw_http/hello")
-    read -r ng_http_rps ng_http_p99 < <(run_wrk 2 $conns "http://127.0.0.1:$ng_http/hello")
-    read -r gw_tls_rps gw_tls_p99 < <(run_wrk 2 $conns "https://127.0.0.1:$gw_https/hello")
-    read -r ng_tls_rps ng_tls_p99 < <(run_wrk 2 $conns "https://127.0.0.1:$ng_https/hello")
+    read -r gw_http_rps gw_http_p99 _ < <(run_wrk 2 $conns "http://127.0.0.1:$gw_http/hello")
+    read -r ng_http_rps ng_http_p99 _ < <(run_wrk 2 $conns "http://127.0.0.1:$ng_http/hello")
+    read -r gw_tls_rps gw_tls_p99 _ < <(run_wrk 2 $conns "https://127.0.0.1:$gw_https/hello")
+    read -r ng_tls_rps ng_tls_p99 _ < <(run_wrk 2 $conns "https://127.0.0.1:$ng_https/hello")
     gw_full=$(run_stime new $gw_https 2)
     ng_full=$(run_stime new $ng_https 2)
     gw_res=$(run_stime reuse $gw_https 2)
