@@ -26,7 +26,8 @@ static pthread_mutex_t crypto_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
 static mbedtls_entropy_context crypto_entropy;
 static mbedtls_ctr_drbg_context crypto_drbg;
-static pid_t crypto_pid; /* the process that seeded the DRBG; 0 when not seeded */
+static int crypto_seeded; /* by this process: a child of fork() starts unseeded */
+static int crypto_inited; /* the DRBG and entropy hold a state (maybe the parent's) */
 
 /* fork() while another thread holds crypto_lock would leave it locked in the child: hold it
  * across fork so that it is free on both sides. */
@@ -40,21 +41,30 @@ static void crypto_atfork_release(void)
     pthread_mutex_unlock(&crypto_lock);
 }
 
+/* The child never shares its parent's stream: it seeds its own on its first draw. (Told by
+ * fork() itself rather than by comparing getpid() on every draw, a system call each.) */
+static void crypto_atfork_child(void)
+{
+    crypto_seeded = 0;
+    pthread_mutex_unlock(&crypto_lock);
+}
+
 static void crypto_register_atfork(void)
 {
-    pthread_atfork(crypto_atfork_prepare, crypto_atfork_release, crypto_atfork_release);
+    pthread_atfork(crypto_atfork_prepare, crypto_atfork_release, crypto_atfork_child);
 }
 
 /* (Re-)creates the DRBG with fresh entropy and the pid as personalization. Lock held. */
 static int crypto_seed_locked(void)
 {
-    if (crypto_pid != 0) {
+    if (crypto_inited) {
         mbedtls_ctr_drbg_free(&crypto_drbg);
         mbedtls_entropy_free(&crypto_entropy);
-        crypto_pid = 0;
+        crypto_seeded = 0;
     }
     mbedtls_entropy_init(&crypto_entropy);
     mbedtls_ctr_drbg_init(&crypto_drbg);
+    crypto_inited = 1;
 
     struct {
         char tag[8];
@@ -69,9 +79,10 @@ static int crypto_seed_locked(void)
                               (const unsigned char *)&pers, sizeof pers) != 0) {
         mbedtls_ctr_drbg_free(&crypto_drbg);
         mbedtls_entropy_free(&crypto_entropy);
+        crypto_inited = 0;
         return -1;
     }
-    crypto_pid = pers.pid;
+    crypto_seeded = 1;
     return 0;
 }
 
@@ -90,7 +101,7 @@ int crypto_random(void *buf, size_t len)
     pthread_mutex_lock(&crypto_lock);
     int rc = 0;
     /* Not seeded yet, or seeded by a parent process: seed now, never share its stream. */
-    if (crypto_pid != getpid())
+    if (!crypto_seeded)
         rc = crypto_seed_locked();
     unsigned char *p = buf;
     while (rc == 0 && len > 0) {

@@ -7,7 +7,8 @@
  * while we wait on the peer: a write in flight, or the request sent and the response not
  * paused), the fetch deadline, the idle timeout, and a zero delay "kick" used to report an
  * early error or to parse the rest of a buffer after http_exchange_resume without re-entering
- * the caller.
+ * the caller. Reads go to one buffer of the client, shared by its connections, and are parsed
+ * at once; a connection keeps a copy only of what a pause left unparsed.
  *
  * Rules callers can rely on:
  *   - on_done is called exactly once, after every write callback of the exchange has fired
@@ -86,24 +87,26 @@ http_client *http_client_new(uv_loop_t *loop, const http_client_opts *opts)
 
 /* ---- the request head ---- */
 
-static int hc_is_token(const char *s)
+/* The length of a token, or 0 when s is not one. */
+static size_t hc_token_len(const char *s)
 {
-    return s && http_syntax_token(s, strlen(s));
+    size_t n = strlen(s);
+    return http_syntax_token(s, n) ? n : 0;
 }
 
-/* Header values and the target: no control characters other than tab (no CR/LF injection). */
-static int hc_is_field_text(const char *s, int allow_space)
+/* The length of header text (the target: no space either), or (size_t)-1 when it holds a
+ * control character other than tab (no CR/LF injection). */
+static size_t hc_field_len(const char *s, int allow_space)
 {
-    if (!s)
-        return 0;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
+    const char *p = s;
+    for (; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
         if (ch == 0x7f || (ch < 0x20 && ch != '\t'))
-            return 0;
+            return (size_t)-1;
         if (!allow_space && (ch == ' ' || ch == '\t'))
-            return 0;
+            return (size_t)-1;
     }
-    return 1;
+    return (size_t)(p - s);
 }
 
 static int hc_method_has_body(const char *m)
@@ -111,55 +114,81 @@ static int hc_method_has_body(const char *m)
     return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
 }
 
-/* Frames the head; 0 on success, -1 when a piece is not valid HTTP. */
+static char *hc_put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Frames the head (sized first, written once); 0 on success, -1 when a piece is not valid
+ * HTTP. */
 static int hc_build_head(http_exchange *x, const char *method, const char *target,
                          const http_header *h, size_t n)
 {
-    buf b = {0};
-    int have_host = 0;
-    char line[80];
-
-    if (!hc_is_token(method) || !target || !*target || !hc_is_field_text(target, 0))
+    size_t ml = method ? hc_token_len(method) : 0;
+    size_t tl = target ? hc_field_len(target, 0) : (size_t)-1;
+    if (ml == 0 || tl == 0 || tl == (size_t)-1)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        if (!hc_is_token(h[i].name) || !hc_is_field_text(h[i].value, 1))
-            return -1;
-
-    buf_puts(&b, method);
-    buf_puts(&b, " ");
-    buf_puts(&b, target);
-    buf_puts(&b, " HTTP/1.1\r\n");
+    size_t small[2 * 32], *lens = n <= 32 ? small : xmalloc(2 * n * sizeof *lens);
+    size_t size = ml + 1 + tl + 11 + 2;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        lens[2 * i] = hc_token_len(h[i].name);
+        lens[2 * i + 1] = hc_field_len(h[i].value, 1);
+        if (lens[2 * i] == 0 || lens[2 * i + 1] == (size_t)-1)
+            rc = -1;
+        size += lens[2 * i] + 2 + lens[2 * i + 1] + 2;
+    }
+    if (rc != 0) {
+        if (lens != small)
+            free(lens);
+        return -1;
+    }
+    char host[80] = "";
+    size += 6 + sizeof host + 2 + 28 + 16 + 20 + 2;
+    char *head = xmalloc(size);
+    char *p = head;
+    int have_host = 0;
+    p = hc_put(p, method, ml);
+    *p++ = ' ';
+    p = hc_put(p, target, tl);
+    p = hc_put(p, " HTTP/1.1\r\n", 11);
     for (size_t i = 0; i < n; i++) {
-        if (http_headers_flags(h[i].name) & HTTP_HDR_FRAMING)
+        const char *name = h[i].name;
+        if (http_headers_flags(name) & HTTP_HDR_FRAMING)
             continue; /* we frame the body ourselves */
-        if (strcasecmp(h[i].name, "Host") == 0) {
+        if ((name[0] | 0x20) == 'h' && strcasecmp(name, "Host") == 0) {
             if (have_host)
                 continue;
             have_host = 1;
         }
-        if (strcasecmp(h[i].name, "Connection") == 0 && http_headers_list_has(h[i].value, "close"))
+        if ((name[0] | 0x20) == 'c' && strcasecmp(name, "Connection") == 0 &&
+            http_headers_list_has(h[i].value, "close"))
             x->req_close = 1;
-        buf_puts(&b, h[i].name);
-        buf_puts(&b, ": ");
-        buf_puts(&b, h[i].value);
-        buf_puts(&b, "\r\n");
+        p = hc_put(p, name, lens[2 * i]);
+        p = hc_put(p, ": ", 2);
+        p = hc_put(p, h[i].value, lens[2 * i + 1]);
+        p = hc_put(p, "\r\n", 2);
     }
+    if (lens != small)
+        free(lens);
     if (!have_host) {
-        char host[80];
         net_addr_text((const struct sockaddr *)&x->addr, host, sizeof host);
-        buf_puts(&b, "Host: ");
-        buf_puts(&b, host);
-        buf_puts(&b, "\r\n");
+        p = hc_put(p, "Host: ", 6);
+        p = hc_put(p, host, strlen(host));
+        p = hc_put(p, "\r\n", 2);
     }
     if (x->body_len < 0) {
-        buf_puts(&b, "Transfer-Encoding: chunked\r\n");
+        p = hc_put(p, "Transfer-Encoding: chunked\r\n", 28);
     } else if (x->body_len > 0 || hc_method_has_body(method)) {
-        snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)x->body_len);
-        buf_puts(&b, line);
+        char line[48];
+        int k = snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)x->body_len);
+        p = hc_put(p, line, (size_t)k);
     }
-    buf_puts(&b, "\r\n");
-    x->head = b.p;
-    x->head_len = b.len;
+    p = hc_put(p, "\r\n", 2);
+    *p = '\0';
+    x->head = head;
+    x->head_len = (size_t)(p - head);
     return 0;
 }
 
@@ -221,11 +250,27 @@ void hc_headers_reset(http_exchange *x)
 
 /* ---- connections ---- */
 
+static void hc_write_done(hc_wreq *w, int status);
+
+/* The completions of the writes the socket took at once, in order, as libuv would report
+ * them (from the loop). */
+static void hc_write_completions(hc_conn *k, int status)
+{
+    while (k->wdone) {
+        hc_wreq *w;
+        SQ_POP(k->wdone, k->wdone_tail, w, done_next);
+        hc_write_done(w, status);
+    }
+}
+
 static void hc_close_cb(uv_handle_t *h)
 {
     hc_conn *k = h->data;
-    if (--k->nclosing == 0)
+    if (--k->nclosing == 0) {
+        hc_write_completions(k, UV_ECANCELED); /* as libuv ends its own at the close */
+        free(k->pend);
         free(k);
+    }
 }
 
 static void hc_bucket_remove(http_client *c, hc_conn *k)
@@ -326,6 +371,8 @@ static void hc_conn_to_pool(hc_conn *k)
     k->waiting = 0;
     k->kick = 0;
     k->parked = 0;
+    free(k->pend);
+    k->pend = NULL;
     k->pend_len = 0;
     k->idle_since = uv_now(c->loop);
     k->bucket = b;
@@ -340,8 +387,10 @@ static void hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     hc_conn *k = h->data;
     (void)suggested;
-    buf->base = k->rbuf;
-    buf->len = sizeof k->rbuf;
+    if (!k->c->rbuf)
+        k->c->rbuf = xmalloc(HC_RBUF);
+    buf->base = k->c->rbuf;
+    buf->len = HC_RBUF;
 }
 
 static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -413,7 +462,7 @@ static void hc_conn_arm(hc_conn *k)
     uint64_t now, due;
     if (k->state == HC_CLOSING)
         return;
-    if (k->kick || k->pending_err != HC_OK) {
+    if (k->kick || k->wdone || k->pending_err != HC_OK) {
         uv_timer_start(&k->timer, hc_timer_cb, 0, 0);
         return;
     }
@@ -430,22 +479,47 @@ static void hc_conn_arm(hc_conn *k)
 
 static void hc_write_cb(uv_write_t *req, int status);
 
+/* The socket is offered the write at once (uv_try_write: no write request, and no change to
+ * what the event loop watches); what it does not take goes to uv_write. */
 static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w)
 {
     int r;
     w->conn = k;
     w->submitted = 1;
     k->inflight++;
-    r = uv_write(&w->req, (uv_stream_t *)&k->tcp, w->bufs, w->nbufs, hc_write_cb);
+    if (w->kind == HC_W_BODY)
+        x->body_submitted++;
+    size_t total = 0;
+    for (unsigned i = 0; i < w->nbufs; i++)
+        total += w->bufs[i].len;
+    r = uv_try_write((uv_stream_t *)&k->tcp, w->bufs, w->nbufs);
+    if (r >= 0 && (size_t)r == total) {
+        SQ_PUSH(k->wdone, k->wdone_tail, w, done_next);
+        return 0; /* completed from the timer: the callers arm it (hc_conn_arm) */
+    }
+    uv_buf_t *rest = w->bufs;
+    unsigned nrest = w->nbufs;
+    for (size_t skip = r > 0 ? (size_t)r : 0; skip > 0;) {
+        if (skip >= rest->len) {
+            skip -= rest->len;
+            rest++;
+            nrest--;
+        } else {
+            rest->base += skip;
+            rest->len -= skip;
+            skip = 0;
+        }
+    }
+    r = uv_write(&w->req, (uv_stream_t *)&k->tcp, rest, nrest, hc_write_cb);
     if (r < 0) {
         w->submitted = 0;
         w->conn = NULL;
         k->inflight--;
+        if (w->kind == HC_W_BODY)
+            x->body_submitted--;
         k->pending_err = HC_ERESET;
         return -1;
     }
-    if (w->kind == HC_W_BODY)
-        x->body_submitted++;
     return 0;
 }
 
@@ -561,7 +635,11 @@ static void hc_conn_broken(hc_conn *k)
 
 static void hc_write_cb(uv_write_t *req, int status)
 {
-    hc_wreq *w = req->data;
+    hc_write_done(req->data, status);
+}
+
+static void hc_write_done(hc_wreq *w, int status)
+{
     hc_conn *k = w->conn;
     http_exchange *x = w->x;
     void (*cb)(http_exchange *, int, void *) = w->cb;
@@ -620,8 +698,10 @@ static void hc_conn_parse(hc_conn *k, const char *data, size_t len)
         const char *pos = llhttp_get_error_pos(&k->parser);
         llhttp_resume(&k->parser);
         k->parked = 1;
-        k->pend_off = (size_t)(pos - k->rbuf);
+        /* the rest leaves the shared read buffer (or the copy being parsed) */
         k->pend_len = (size_t)(data + len - pos);
+        k->pend = xmalloc(k->pend_len ? k->pend_len : 1);
+        memcpy(k->pend, pos, k->pend_len);
     } else if (e != HPE_OK) {
         hc_exchange_finish(x, HC_EPROTO);
         return;
@@ -657,7 +737,7 @@ static void hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     x->got_byte = 1;
     k->last_progress = uv_now(k->c->loop);
-    hc_conn_parse(k, k->rbuf, (size_t)nread);
+    hc_conn_parse(k, k->c->rbuf, (size_t)nread);
 }
 
 static void hc_connect_cb(uv_connect_t *req, int status)
@@ -679,6 +759,12 @@ static void hc_timer_cb(uv_timer_t *t)
 {
     hc_conn *k = t->data;
     uint64_t due;
+    if (k->wdone) {
+        hc_write_completions(k, 0);
+        if (k->state != HC_CLOSING)
+            hc_conn_arm(k); /* what else is due */
+        return;
+    }
     if (k->pending_err != HC_OK) {
         hc_err e = k->pending_err;
         k->pending_err = HC_OK;
@@ -694,10 +780,13 @@ static void hc_timer_cb(uv_timer_t *t)
         k->kick = 0;
         if (k->state == HC_ACTIVE && k->x && k->parked) {
             /* Even with no byte left the parser must run: the message may end right here. */
-            size_t off = k->pend_off, len = k->pend_len;
+            char *pend = k->pend;
+            size_t len = k->pend_len;
             k->parked = 0;
+            k->pend = NULL;
             k->pend_len = 0;
-            hc_conn_parse(k, k->rbuf + off, len);
+            hc_conn_parse(k, pend, len);
+            free(pend);
         } else {
             hc_conn_update(k);
         }
@@ -1029,5 +1118,6 @@ void http_client_free(http_client *c)
         else
             hc_conn_close(k);
     }
+    free(c->rbuf);
     free(c);
 }

@@ -37,6 +37,7 @@ struct hc_wreq {
     unsigned nbufs;
     char line[24]; /* chunk size line */
     hc_wreq *prev, *next;
+    hc_wreq *done_next; /* written at once, completed from the timer (hc_conn.wdone) */
 };
 
 /* Idle connections to one address. */
@@ -58,22 +59,24 @@ struct hc_conn {
     int reading;
     int waiting; /* the read gap timer runs */
     int parked;  /* the parser stopped where the caller paused */
-    int kick;    /* resume parsing rbuf[pend_off..] on the next timer tick */
+    int kick;    /* resume parsing pend on the next timer tick */
     int nclosing;
     hc_err pending_err; /* report on the next timer tick */
     unsigned inflight;  /* submitted writes not completed */
+    hc_wreq *wdone, *wdone_tail; /* writes the socket took at once: completed from the timer */
     uint64_t connect_deadline, last_progress, idle_since;
     llhttp_t parser;
     http_exchange *x;
     hc_bucket *bucket; /* while idle */
     hc_conn *idle_next;
     hc_conn *prev, *next;      /* every connection of the client */
-    size_t pend_off, pend_len; /* bytes read and not parsed yet (parked; may be none) */
-    char rbuf[HC_RBUF];
+    char *pend;      /* a copy of the bytes read and not parsed yet (parked; may be none) */
+    size_t pend_len;
 };
 
 struct http_client {
     uv_loop_t *loop;
+    char *rbuf; /* HC_RBUF bytes, shared by the connections: a read is parsed at once */
     http_client_opts opts;
     hc_conn *conns;
     hc_bucket *buckets;

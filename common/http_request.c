@@ -3,10 +3,12 @@
  * (accessors, reading or streaming the body, 100-continue, JSON). */
 #include "http_server_int.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -109,10 +111,49 @@ void queue_pop(http_conn *c)
     c->nreqs--;
 }
 
-/* X-Request-ID: kept when 1..128 visible ASCII characters, else 16 random bytes in hex. */
+/* Generated request ids: 32 hex digits, a random prefix drawn once per process (64 bits)
+ * then a per-process counter, so unique across processes and restarts without a random draw
+ * per request. A child of fork() draws its own prefix. */
+static char id_prefix[17];
+static uint64_t id_counter;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+static void id_forget(void)
+{
+    id_prefix[0] = '\0';
+    id_counter = 0;
+}
+
+static void id_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, id_forget);
+}
+
+static void req_new_id(char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!id_prefix[0]) {
+        pthread_once(&id_once, id_register_atfork);
+        uint8_t rnd[8];
+        if (crypto_random(rnd, sizeof rnd) != 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t v = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
+                         ((uint64_t)getpid() << 40);
+            memcpy(rnd, &v, sizeof rnd);
+        }
+        crypto_hex(rnd, sizeof rnd, id_prefix);
+    }
+    memcpy(out, id_prefix, 16);
+    uint64_t n = ++id_counter;
+    for (int i = 31; i >= 16; i--, n >>= 4)
+        out[i] = hex[n & 15];
+    out[32] = '\0';
+}
+
+/* X-Request-ID: kept when 1..128 visible ASCII characters, else generated (req_new_id). */
 void req_set_id(http_req *r)
 {
-    static unsigned long long counter;
     const char *v = http_req_header(r, "X-Request-ID");
     if (v) {
         size_t n = strlen(v);
@@ -124,11 +165,7 @@ void req_set_id(http_req *r)
             return;
         }
     }
-    uint8_t rnd[16];
-    if (crypto_random(rnd, sizeof rnd) == 0)
-        crypto_hex(rnd, sizeof rnd, r->id);
-    else
-        snprintf(r->id, sizeof r->id, "%08x%016llx", (unsigned)getpid(), ++counter);
+    req_new_id(r->id);
 }
 
 /* ---------------------------------------------------------------- the request API */

@@ -94,11 +94,21 @@ static const char *http_error_code(int status)
 
 /* ---------------------------------------------------------------- output */
 
+static http_out *out_new_room(http_req *r, size_t len, size_t cap);
+
 http_out *out_new(http_req *r, size_t len)
 {
-    http_out *o = xcalloc(1, sizeof *o + len);
+    return out_new_room(r, len, len);
+}
+
+/* An output of len bytes with room for cap (>= len). Only the header is zeroed. */
+static http_out *out_new_room(http_req *r, size_t len, size_t cap)
+{
+    http_out *o = xmalloc(sizeof *o + cap);
+    memset(o, 0, sizeof *o);
     o->req = r;
     o->len = len;
+    o->cap = cap;
     return o;
 }
 
@@ -138,10 +148,10 @@ static void conn_send_arm(http_conn *c)
     uv_timer_start(&c->send_timer, conn_send_timer_cb, c->srv->limits.send_timeout_ms, 0);
 }
 
-/* One write carries a batch of outputs of one request, linked by next (see conn_flush). */
-static void conn_on_write(uv_write_t *wr, int status)
+/* A batch of outputs of one request (linked by next) left for the socket (status 0) or
+ * failed: their callbacks, in order. */
+static void conn_write_done(http_out *o, int status)
 {
-    http_out *o = wr->data;
     http_conn *c = o->conn;
     while (o) {
         http_out *next = o->next;
@@ -164,12 +174,32 @@ static void conn_on_write(uv_write_t *wr, int status)
         req_release(r);
         o = next;
     }
+}
+
+/* One uv_write carries a batch (see conn_flush). */
+static void conn_on_write(uv_write_t *wr, int status)
+{
+    http_out *o = wr->data;
+    http_conn *c = o->conn;
+    conn_write_done(o, status);
     if (!c->closing)
         conn_update(c);
 }
 
-/* The one place bytes go to the socket (encrypted first on a TLS connection). 0 or a uv
- * error. */
+/* The completions of the batches the socket took at once, as libuv would report them: from
+ * the loop (the kick), or before the connection is freed. */
+void conn_write_completions(http_conn *c)
+{
+    while (c->wdone) {
+        http_out *first;
+        SQ_POP(c->wdone, c->wdone_tail, first, batch_next);
+        conn_write_done(first, 0);
+    }
+}
+
+/* The one place bytes go to the socket (encrypted first on a TLS connection). The socket is
+ * offered the batch at once (uv_try_write: no write request, and no change to what the
+ * event loop watches); what it does not take is handed to uv_write. 0 or a uv error. */
 static int conn_write_raw(http_conn *c, http_out *first)
 {
     uv_buf_t bufs[HTTP_WRITE_BATCH];
@@ -177,14 +207,43 @@ static int conn_write_raw(http_conn *c, http_out *first)
     int nb = c->tp->encode(c, first, bufs);
     if (nb < 0)
         return nb;
-    first->wr.data = first;
-    int rc = uv_write(&first->wr, (uv_stream_t *)&c->tcp, bufs, (unsigned)nb, conn_on_write);
-    if (rc != 0)
-        return rc;
+    size_t total = 0;
+    for (int i = 0; i < nb; i++)
+        total += bufs[i].len;
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nb);
     for (o = first; o; o = o->next) {
         o->conn = c;
         c->writes_inflight++;
         o->req->writes_inflight++;
+    }
+    if (n >= 0 && (size_t)n == total) {
+        SQ_PUSH(c->wdone, c->wdone_tail, first, batch_next);
+        conn_kick(c);
+        return 0;
+    }
+    /* the rest (all of it after an error: libuv reports that from the loop) */
+    uv_buf_t *rest = bufs;
+    unsigned nrest = (unsigned)nb;
+    for (size_t skip = n > 0 ? (size_t)n : 0; skip > 0;) {
+        if (skip >= rest->len) {
+            skip -= rest->len;
+            rest++;
+            nrest--;
+        } else {
+            rest->base += skip;
+            rest->len -= skip;
+            skip = 0;
+        }
+    }
+    first->wr.data = first;
+    int rc = uv_write(&first->wr, (uv_stream_t *)&c->tcp, rest, nrest, conn_on_write);
+    if (rc != 0) {
+        for (o = first; o; o = o->next) {
+            c->writes_inflight--;
+            o->req->writes_inflight--;
+            o->conn = NULL;
+        }
+        return rc;
     }
     if (!uv_is_active((uv_handle_t *)&c->send_timer))
         conn_send_arm(c);
@@ -254,8 +313,32 @@ static void req_settle_body(http_req *r, int at_end)
     }
 }
 
-/* Writes the status line and headers; chooses the framing. */
-static void req_compose_head(http_req *r, buf *b, int status, const char *ctype, int64_t clen)
+static char *put_mem(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_str(char *p, const char *s)
+{
+    return put_mem(p, s, strlen(s));
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char t[24];
+    size_t i = sizeof t;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return put_mem(p, t + i, sizeof t - i);
+}
+
+/* Writes the status line and headers into a new output with room for `room` more bytes (a
+ * small body that may follow at once); chooses the framing. */
+static http_out *req_compose_head(http_req *r, int status, const char *ctype, int64_t clen,
+                                  size_t room)
 {
     http_server *srv = r->srv;
     http_conn *c = r->conn;
@@ -265,49 +348,75 @@ static void req_compose_head(http_req *r, buf *b, int status, const char *ctype,
     if (!r->keep_alive || (srv && srv->draining) || !c || c->eof)
         r->close_after = 1;
 
-    buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, http_status_text(status), http_date());
-    if (srv && srv->server_name)
-        buf_printf(b, "Server: %s\r\n", srv->server_name);
-    buf_printf(b, "X-Request-ID: %s\r\n", r->id);
-    if (ctype)
-        buf_printf(b, "Content-Type: %s\r\n", ctype);
+    const char *text = http_status_text(status);
+    const char *date = http_date();
+    const char *server = srv ? srv->server_name : NULL;
+    size_t bound = 9 + 11 + 1 + strlen(text) + 2 + 6 + strlen(date) + 2 + 14 + strlen(r->id) + 2 +
+                   (server ? 8 + strlen(server) + 2 : 0) + (ctype ? 14 + strlen(ctype) + 2 : 0) +
+                   r->rhdrs.len + 16 + 20 + 2 + 28 + 19 + 24 + 2;
+    http_out *o = out_new_room(r, 0, bound + room);
+    char *p = o->data;
+    p = put_mem(p, "HTTP/1.1 ", 9);
+    p = put_u64(p, (uint64_t)(status < 0 ? 0 : status));
+    *p++ = ' ';
+    p = put_str(p, text);
+    p = put_mem(p, "\r\nDate: ", 8);
+    p = put_str(p, date);
+    p = put_mem(p, "\r\n", 2);
+    if (server) {
+        p = put_mem(p, "Server: ", 8);
+        p = put_str(p, server);
+        p = put_mem(p, "\r\n", 2);
+    }
+    p = put_mem(p, "X-Request-ID: ", 14);
+    p = put_str(p, r->id);
+    p = put_mem(p, "\r\n", 2);
+    if (ctype) {
+        p = put_mem(p, "Content-Type: ", 14);
+        p = put_str(p, ctype);
+        p = put_mem(p, "\r\n", 2);
+    }
     if (r->rhdrs.len)
-        buf_append(b, r->rhdrs.p, r->rhdrs.len);
+        p = put_mem(p, r->rhdrs.p, r->rhdrs.len);
     if (status_has_body(status)) {
         if (clen >= 0) {
-            buf_printf(b, "Content-Length: %" PRId64 "\r\n", clen);
+            p = put_mem(p, "Content-Length: ", 16);
+            p = put_u64(p, (uint64_t)clen);
+            p = put_mem(p, "\r\n", 2);
             r->resp_cl = clen;
         } else if (r->version_minor >= 1) {
-            buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
+            p = put_mem(p, "Transfer-Encoding: chunked\r\n", 28);
             r->chunked = 1;
         } else {
             r->close_after = 1; /* HTTP/1.0 without a length: the close ends the body */
         }
     }
     if (r->close_after)
-        buf_append(b, "Connection: close\r\n", 19);
+        p = put_mem(p, "Connection: close\r\n", 19);
     else if (r->version_minor == 0)
-        buf_append(b, "Connection: keep-alive\r\n", 24);
-    buf_append(b, "\r\n", 2);
+        p = put_mem(p, "Connection: keep-alive\r\n", 24);
+    p = put_mem(p, "\r\n", 2);
+    o->len = (size_t)(p - o->data);
+    return o;
 }
 
 /* A whole response, queued at once. */
 static void req_reply_internal(http_req *r, int status, const char *ctype, const void *body,
                                size_t len)
 {
-    buf b = {0};
     req_settle_body(r, 1); /* the handler is done with this request, body included */
-    req_compose_head(r, &b, status, ctype, status_has_body(status) ? (int64_t)len : -1);
-    if (!r->no_body && len)
-        buf_append(&b, body, len);
+    http_out *o = req_compose_head(r, status, ctype, status_has_body(status) ? (int64_t)len : -1,
+                                   status_has_body(status) && !r->is_head ? len : 0);
+    if (!r->no_body && len) {
+        memcpy(o->data + o->len, body, len);
+        o->len += len;
+    }
     r->resp_sent = r->no_body ? 0 : len;
     r->resp_ended = 1;
-    if (r->conn) {
-        http_out *o = out_new(r, b.len);
-        memcpy(o->data, b.p, b.len);
+    if (r->conn)
         req_enqueue(r, o);
-    }
-    buf_free(&b);
+    else
+        free(o);
     req_fire_done(r, status);
     if (r->conn) {
         conn_flush(r->conn);
@@ -374,18 +483,37 @@ static int req_reply_void(http_req *r)
     return r->srv_replied || r->resp_ended || !r->conn;
 }
 
+/* The headers the server writes itself. */
+static int header_reserved(const char *name)
+{
+    switch (name[0]) {
+    case 'D':
+    case 'd': return strcasecmp(name, "Date") == 0;
+    case 'C':
+    case 'c': return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Connection") == 0;
+    case 'T':
+    case 't': return strcasecmp(name, "Transfer-Encoding") == 0;
+    case 'X':
+    case 'x': return strcasecmp(name, "X-Request-ID") == 0;
+    default: return 0;
+    }
+}
+
 int http_resp_header(http_req *r, const char *name, const char *value)
 {
-    static const char *reserved[] = {"Date", "Content-Length", "Transfer-Encoding", "Connection",
-                                     "X-Request-ID"};
     if (r->head_composed || r->srv_replied || !name || !value || !*name)
         return -1;
-    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+    size_t nl = strcspn(name, "\r\n:"), vl = strcspn(value, "\r\n");
+    if (name[nl] || value[vl] || header_reserved(name))
         return -1;
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-        if (strcasecmp(name, reserved[i]) == 0)
-            return -1;
-    buf_printf(&r->rhdrs, "%s: %s\r\n", name, value);
+    buf_reserve(&r->rhdrs, nl + vl + 4);
+    char *p = r->rhdrs.p + r->rhdrs.len;
+    p = put_mem(p, name, nl);
+    p = put_mem(p, ": ", 2);
+    p = put_mem(p, value, vl);
+    p = put_mem(p, "\r\n", 2);
+    *p = '\0';
+    r->rhdrs.len = (size_t)(p - r->rhdrs.p);
     return 0;
 }
 
@@ -435,12 +563,13 @@ void http_resp_start(http_req *r, int status, int64_t content_length)
             r->status = status;
         return;
     }
-    buf b = {0};
     req_settle_body(r, 0);
-    req_compose_head(r, &b, status, NULL, content_length);
-    http_out *o = out_new(r, b.len);
-    memcpy(o->data, b.p, b.len);
-    buf_free(&b);
+    /* room for a small body (or the first chunks) to leave with the head in one write */
+    size_t room = r->is_head || !status_has_body(status) ? 0
+                  : content_length < 0                      ? 1024
+                  : content_length <= 16384                 ? (size_t)content_length
+                                                            : 0;
+    http_out *o = req_compose_head(r, status, NULL, content_length, room);
     req_enqueue(r, o);
     conn_kick(r->conn); /* the head leaves with the first body piece */
 }
@@ -460,16 +589,25 @@ int http_resp_write(http_req *r, const void *data, size_t len, http_write_fn cb,
     if (r->chunked && len)
         hlen = (size_t)snprintf(hdr, sizeof hdr, "%zx\r\n", len);
     size_t total = hlen + len + (r->chunked && len ? 2 : 0);
-    http_out *o = out_new(r, total);
-    memcpy(o->data, hdr, hlen);
+    /* added to the last piece not yet handed to the socket when it has room (one callback a
+     * piece), else a piece of its own */
+    http_out *o = r->out_tail;
+    if (!o || o->cap - o->len < total || (o->cb && cb)) {
+        o = out_new_room(r, 0, total);
+        req_enqueue(r, o);
+    }
+    char *p = o->data + o->len;
+    p = put_mem(p, hdr, hlen);
     if (len)
-        memcpy(o->data + hlen, data, len);
+        p = put_mem(p, data, len);
     if (r->chunked && len)
-        memcpy(o->data + hlen + len, "\r\n", 2);
-    o->cb = cb;
-    o->ud = ud;
+        p = put_mem(p, "\r\n", 2);
+    o->len = (size_t)(p - o->data);
+    if (cb) {
+        o->cb = cb;
+        o->ud = ud;
+    }
     r->resp_sent += len;
-    req_enqueue(r, o);
     conn_kick(r->conn); /* flushed from the loop: pieces queued together leave together */
     return 0;
 }
@@ -490,9 +628,13 @@ void http_resp_end(http_req *r)
     if (!r->head_composed)
         http_resp_start(r, 200, 0);
     if (r->chunked && !r->no_body && !r->truncated) {
-        http_out *o = out_new(r, 5);
-        memcpy(o->data, "0\r\n\r\n", 5);
-        req_enqueue(r, o);
+        http_out *o = r->out_tail;
+        if (!o || o->cap - o->len < 5) {
+            o = out_new_room(r, 0, 5);
+            req_enqueue(r, o);
+        }
+        memcpy(o->data + o->len, "0\r\n\r\n", 5);
+        o->len += 5;
     }
     if (r->resp_cl >= 0 && r->resp_sent < (uint64_t)r->resp_cl && !r->no_body)
         r->close_after = 1; /* fewer bytes than announced: only a close can end it */

@@ -5,12 +5,12 @@
  *
  * Structure:
  *   - http_server: the listener, the list of connections, drain and free.
- *   - http_conn: one TCP connection. Bytes come in through conn_on_read() into a 64 KiB read
- *     buffer (through the connection's transport: on a TLS listener they are decrypted into
- *     it when it is empty) and are parsed by conn_process(); bytes go out through
- *     conn_write_raw() only. When parsing must stop (a handler paused, has not asked for the
- *     body yet, too many requests in flight), the unparsed rest stays in the read buffer and
- *     reading stops: that is the backpressure.
+ *   - http_conn: one TCP connection. Bytes come in through conn_on_read() into the server's
+ *     64 KiB read buffer, shared by the connections (through the connection's transport: on a
+ *     TLS listener they are decrypted into it when the input is empty) and are parsed at once
+ *     by conn_process(); bytes go out through conn_write_raw() only. When parsing must stop
+ *     (a handler paused, has not asked for the body yet, too many requests in flight), the
+ *     unparsed rest is copied to the connection and reading stops: that is the backpressure.
  *   - http_req: one request and its response. Requests of a connection form a queue in
  *     arrival order; only the head of the queue writes to the socket, a later response is
  *     kept (with its write callbacks) until the earlier ones ended.
@@ -93,6 +93,40 @@ void conn_disarm(http_conn *c)
 
 /* ---------------------------------------------------------------- parsing, from the loop */
 
+/* The buffer the connection's next input goes to (HTTP_READ_SIZE bytes): the server's, shared
+ * by its connections, as input is parsed right after it is read (reading only goes on once
+ * the input kept before is parsed). What the parser leaves is copied to the connection by
+ * conn_keep_input, so that an idle or a busy connection holds no read buffer of its own. */
+char *conn_input_buffer(http_conn *c)
+{
+    http_server *srv = c->srv;
+    free(c->rbuf_own);
+    c->rbuf_own = NULL;
+    if (!srv->rbuf)
+        srv->rbuf = xmalloc(HTTP_READ_SIZE);
+    c->rbuf = srv->rbuf;
+    c->roff = c->rlen = 0;
+    return c->rbuf;
+}
+
+/* After parsing: what is left unparsed moves out of the shared buffer. */
+static void conn_keep_input(http_conn *c)
+{
+    if (c->rlen == 0) {
+        free(c->rbuf_own);
+        c->rbuf_own = NULL;
+        c->rbuf = NULL;
+        c->roff = 0;
+        return;
+    }
+    if (c->rbuf == c->rbuf_own)
+        return;
+    char *own = xmalloc(c->rlen);
+    memcpy(own, c->rbuf + c->roff, c->rlen);
+    c->rbuf = c->rbuf_own = own;
+    c->roff = 0;
+}
+
 /* Parses the kept input as far as allowed, then reads more (or not). */
 static void conn_process(http_conn *c)
 {
@@ -102,6 +136,7 @@ static void conn_process(http_conn *c)
     c->in_feed = 1;
     if (c->rlen == 0 && c->tp->pull(c) < 0) {
         c->in_feed = 0;
+        conn_keep_input(c);
         return;
     }
     /* a paused parser may have callbacks to run without any new byte (the end of a
@@ -121,8 +156,7 @@ static void conn_process(http_conn *c)
             break;
     }
     c->in_feed = 0;
-    if (c->rlen == 0)
-        c->roff = 0;
+    conn_keep_input(c);
     if (!c->closing) {
         conn_flush(c);
         conn_update(c);
@@ -139,6 +173,7 @@ static void conn_kick_cb(uv_idle_t *h)
         http_conn *next = c->kick_next;
         c->kick_next = NULL;
         c->kicked = 0;
+        conn_write_completions(c);
         if (!c->closing)
             conn_process(c);
         c = next;
@@ -290,9 +325,9 @@ void conn_update(http_conn *c)
         } else if (c->tkind != TIMER_IDLE) {
             conn_arm(c, TIMER_IDLE, srv->limits.idle_timeout_ms);
         }
-        if (c->rbuf && !c->in_feed) {
-            free(c->rbuf); /* idle keep-alive connections hold no buffer */
-            c->rbuf = NULL;
+        if (!c->in_feed) {
+            free(c->rbuf_own); /* idle keep-alive connections hold no buffer */
+            c->rbuf_own = c->rbuf = NULL;
         }
     } else if (c->tkind != TIMER_NONE) {
         conn_disarm(c);
@@ -303,7 +338,7 @@ static void conn_free(http_conn *c)
 {
     http_server *srv = c->srv;
     DL_REMOVE(srv->conns, c, next, prev);
-    free(c->rbuf);
+    free(c->rbuf_own);
     c->tp->free(c);
     free(c);
     srv->nalive--;
@@ -313,8 +348,10 @@ static void conn_free(http_conn *c)
 static void conn_on_handle_closed(uv_handle_t *h)
 {
     http_conn *c = h->data;
-    if (--c->handles_open == 0)
+    if (--c->handles_open == 0) {
+        conn_write_completions(c); /* as libuv ran those of its writes before */
         conn_free(c);
+    }
 }
 
 /* Closes at once. Requests still waiting for their handler are told (on_close) and stay
@@ -562,6 +599,7 @@ static void srv_check_done(http_server *srv)
         if (srv->handles_open == 0 && srv->nalive == 0) {
             free(srv->server_name);
             free(srv->tls_rbuf);
+            free(srv->rbuf);
             free(srv);
         }
         return;

@@ -31,12 +31,14 @@ typedef struct http_transport http_transport;
 /* A piece of output (a response head, body bytes with their chunk framing) of one request. */
 struct http_out {
     http_out *next;
+    http_out *batch_next; /* the next batch written at once, waiting for its completion */
     uv_write_t wr;
     http_conn *conn;
     http_req *req;
     http_write_fn cb;
     void *ud;
     size_t len;
+    size_t cap;     /* bytes allocated for data: a response head has room for a small body */
     char *tls_data; /* the ciphertext of data on a TLS connection, freed after */
     char data[];
 };
@@ -139,7 +141,9 @@ struct http_conn {
     int handles_open;
     llhttp_t parser;
 
-    char *rbuf;           /* HTTP_READ_SIZE bytes while needed */
+    char *rbuf;           /* the input: the server's read buffer while it is parsed right after
+                             the read, else rbuf_own (conn_keep_input); NULL when none */
+    char *rbuf_own;       /* a copy of the input left unparsed (the parser is blocked) */
     size_t roff, rlen;    /* unparsed bytes kept in rbuf */
     uint64_t in_total;    /* bytes consumed by the parser so far */
     const char *feed_ptr; /* the slice being parsed, and its absolute offset */
@@ -154,6 +158,7 @@ struct http_conn {
     int reading, closing, shutting, lingering, eof, kicked, in_feed, llhttp_paused;
     int no_more; /* parse no further request */
     unsigned writes_inflight;
+    http_out *wdone, *wdone_tail; /* batches written at once: completed from the loop */
     size_t send_queued; /* bytes queued in libuv when the send timer was armed */
     timer_kind tkind;
     char peer[INET6_ADDRSTRLEN];
@@ -201,6 +206,7 @@ struct http_server {
     int (*conn_hook)(void *ud, const char *peer_ip, int open);
     const char *const *error_headers;
     char *tls_rbuf; /* ciphertext read buffer, shared (fed to TLS at once) */
+    char *rbuf;     /* input read buffer, shared (see conn_input_buffer) */
 };
 
 /* The socket's side of a connection, chosen at accept (http_transport.c): plain TCP, or TLS
@@ -236,6 +242,7 @@ static inline int is_ows(char ch)
 /* http_server.c: connections, timers (memory: xalloc.h; the read buffer is not zeroed, as only
  * the rlen bytes read into it are ever looked at) */
 void conn_close(http_conn *c);
+char *conn_input_buffer(http_conn *c);
 void conn_update(http_conn *c);
 void conn_kick(http_conn *c);
 void conn_input_end(http_conn *c, ssize_t nread);
@@ -265,6 +272,7 @@ http_out *out_new(http_req *r, size_t len);
 void req_enqueue(http_req *r, http_out *o);
 void req_cancel_out(http_req *r);
 void conn_flush(http_conn *c);
+void conn_write_completions(http_conn *c);
 void req_error_reply(http_req *r, int status, const char *msg);
 
 #endif

@@ -4,11 +4,24 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+/* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" /
+ * "~" / DIGIT / ALPHA, as a table (every header name of every request is checked). */
+#define T1(c) [c] = 1
+static const unsigned char tchar_table[256] = {
+    T1('!'), T1('#'), T1('$'), T1('%'), T1('&'), T1('\''), T1('*'), T1('+'), T1('-'), T1('.'),
+    T1('^'), T1('_'), T1('`'), T1('|'), T1('~'), T1('0'), T1('1'), T1('2'), T1('3'), T1('4'),
+    T1('5'), T1('6'), T1('7'), T1('8'), T1('9'), T1('a'), T1('b'), T1('c'), T1('d'), T1('e'),
+    T1('f'), T1('g'), T1('h'), T1('i'), T1('j'), T1('k'), T1('l'), T1('m'), T1('n'), T1('o'),
+    T1('p'), T1('q'), T1('r'), T1('s'), T1('t'), T1('u'), T1('v'), T1('w'), T1('x'), T1('y'),
+    T1('z'), T1('A'), T1('B'), T1('C'), T1('D'), T1('E'), T1('F'), T1('G'), T1('H'), T1('I'),
+    T1('J'), T1('K'), T1('L'), T1('M'), T1('N'), T1('O'), T1('P'), T1('Q'), T1('R'), T1('S'),
+    T1('T'), T1('U'), T1('V'), T1('W'), T1('X'), T1('Y'), T1('Z'),
+};
+#undef T1
+
 int http_syntax_tchar(unsigned char ch)
 {
-    if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
-        return 1;
-    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+    return tchar_table[ch];
 }
 
 int http_syntax_token(const char *s, size_t n)
@@ -16,7 +29,7 @@ int http_syntax_token(const char *s, size_t n)
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!http_syntax_tchar((unsigned char)s[i]))
+        if (!tchar_table[(unsigned char)s[i]])
             return 0;
     return 1;
 }

@@ -48,9 +48,7 @@ static int conn_tls_pull(http_conn *c)
 {
     if (c->tls_closed || c->lingering)
         return 0;
-    if (!c->rbuf)
-        c->rbuf = xmalloc(HTTP_READ_SIZE);
-    c->roff = 0;
+    conn_input_buffer(c); /* called with no input left */
     int n = TLS_AGAIN;
     while (c->rlen < HTTP_READ_SIZE) {
         n = tls_conn_read(c->tls, c->rbuf + c->rlen, HTTP_READ_SIZE - c->rlen);
@@ -91,9 +89,7 @@ static void plain_nothing_void(http_conn *c)
 
 static uv_buf_t plain_read_buf(http_conn *c)
 {
-    if (!c->rbuf)
-        c->rbuf = xmalloc(HTTP_READ_SIZE);
-    return uv_buf_init(c->rbuf, HTTP_READ_SIZE);
+    return uv_buf_init(conn_input_buffer(c), HTTP_READ_SIZE);
 }
 
 static void plain_received(http_conn *c, const char *data, size_t n)

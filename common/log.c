@@ -3,6 +3,7 @@
  * never filtered here: callers must not pass tokens, passwords, keys or cookies. */
 #include "log.h"
 
+#include "buf.h"
 #include "config.h"
 #include "utf8.h"
 #include "xalloc.h"
@@ -168,4 +169,153 @@ void log_emit(log_level level, const char *request_id, json_t *fields, const cha
 void log_access(const char *request_id, json_t *fields)
 {
     log_line(LOG_INFO, request_id, fields, "access");
+}
+
+/* ---- access lines written straight to text ---- */
+
+#define LOG_LIT(s) (s), sizeof(s) - 1
+
+/* A JSON string as json_dumps(JSON_ENSURE_ASCII) writes it; ill-formed UTF-8 first becomes
+ * U+FFFD as in log_string. */
+static void log_put_string(buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(s);
+    char *copy = NULL;
+    if (!utf8_valid(s, len)) {
+        size_t cap = 3 * len + 1;
+        copy = xmalloc(cap);
+        len = utf8_sanitize(copy, cap, s, len);
+        s = copy;
+    }
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    buf_append(b, "\"", 1);
+    while (p < end) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            buf_append(b, run, (size_t)(p - run));
+        if (p == end)
+            break;
+        unsigned c = *p;
+        char esc[12];
+        if (c < 0x80) {
+            p++;
+            const char *short_esc = c == '"'    ? "\\\""
+                                    : c == '\\' ? "\\\\"
+                                    : c == '\b'  ? "\\b"
+                                    : c == '\f'  ? "\\f"
+                                    : c == '\n'  ? "\\n"
+                                    : c == '\r'  ? "\\r"
+                                    : c == '\t'  ? "\\t"
+                                                 : NULL;
+            if (short_esc) {
+                buf_append(b, short_esc, 2);
+            } else {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                buf_append(b, esc, 6);
+            }
+            continue;
+        }
+        /* well-formed here: 2, 3 or 4 bytes */
+        unsigned cp, n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        cp = c & (n == 4 ? 0x07 : n == 3 ? 0x0f : 0x1f);
+        for (unsigned k = 1; k < n; k++)
+            cp = (cp << 6) | (p[k] & 0x3f);
+        p += n;
+        unsigned units[2], nu = 0;
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            units[nu++] = 0xd800 | (cp >> 10);
+            units[nu++] = 0xdc00 | (cp & 0x3ff);
+        } else {
+            units[nu++] = cp;
+        }
+        for (unsigned k = 0; k < nu; k++) {
+            esc[0] = '\\';
+            esc[1] = 'u';
+            for (int d = 0; d < 4; d++)
+                esc[2 + d] = hex[(units[k] >> (12 - 4 * d)) & 15];
+            buf_append(b, esc, 6);
+        }
+    }
+    buf_append(b, "\"", 1);
+    free(copy);
+}
+
+static void log_put_key(buf *b, const char *name)
+{
+    buf_append(b, ",", 1);
+    log_put_string(b, name);
+    buf_append(b, ":", 1);
+}
+
+static void log_put_int(buf *b, int64_t v)
+{
+    char t[24];
+    size_t i = sizeof t;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        t[--i] = '-';
+    buf_append(b, t + i, sizeof t - i);
+}
+
+/* As jansson writes a real: %.17g, with ".0" when that reads as an integer. */
+static void log_put_real(buf *b, double v)
+{
+    char t[64];
+    int n = snprintf(t, sizeof t, "%.17g", v);
+    if (n <= 0 || (size_t)n >= sizeof t)
+        return;
+    buf_append(b, t, (size_t)n);
+    if (!strpbrk(t, ".eE") && !strpbrk(t, "ni")) /* not nan or inf */
+        buf_append(b, ".0", 2);
+}
+
+void log_access_fields(const char *request_id, const log_field *fields, size_t n)
+{
+    static const char *const fixed[] = {"ts", "level", "svc", "msg", "request_id"};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char tsbuf[96];
+    snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    buf b = {0};
+    buf_reserve(&b, 480);
+    buf_append(&b, LOG_LIT("{\"ts\":"));
+    log_put_string(&b, tsbuf);
+    buf_append(&b, LOG_LIT(",\"level\":\"info\",\"svc\":"));
+    log_put_string(&b, log_svc[0] ? log_svc : program_invocation_short_name);
+    buf_append(&b, LOG_LIT(",\"msg\":\"access\""));
+    if (request_id) {
+        buf_append(&b, LOG_LIT(",\"request_id\":"));
+        log_put_string(&b, request_id);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const log_field *f = &fields[i];
+        int skip = f->kind == LOG_FIELD_STR && !f->str;
+        for (size_t k = 0; k < sizeof fixed / sizeof fixed[0] && !skip; k++)
+            skip = strcmp(f->name, fixed[k]) == 0; /* the fixed members keep their meaning */
+        if (skip)
+            continue;
+        log_put_key(&b, f->name);
+        switch (f->kind) {
+        case LOG_FIELD_STR: log_put_string(&b, f->str); break;
+        case LOG_FIELD_INT: log_put_int(&b, f->num); break;
+        case LOG_FIELD_BOOL: buf_append(&b, f->num ? "true" : "false", f->num ? 4 : 5); break;
+        case LOG_FIELD_REAL: log_put_real(&b, f->real); break;
+        }
+    }
+    buf_append(&b, LOG_LIT("}\n"));
+    log_write(b.p, b.len);
+    buf_free(&b);
 }

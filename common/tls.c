@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdsa.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/gcm.h>
@@ -162,6 +163,28 @@ static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *bu
 
 /* ---- the server ---- */
 
+/* An EC key parsed from a file is a generic "EC key": mbedTLS signs with it through a fresh
+ * ECDSA copy each time, whose curve has to compute its table of multiples of the generator
+ * again, most of a signature's cost and so of a full handshake's. Held as an ECDSA key, the
+ * table is computed at the first signature and kept. Other keys are left as they are. */
+static int tls_key_as_ecdsa(mbedtls_pk_context *pk)
+{
+    if (mbedtls_pk_get_type(pk) != MBEDTLS_PK_ECKEY)
+        return 0;
+    mbedtls_pk_context ecdsa;
+    mbedtls_pk_init(&ecdsa);
+    int rc = mbedtls_pk_setup(&ecdsa, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA));
+    if (rc == 0)
+        rc = mbedtls_ecdsa_from_keypair(mbedtls_pk_ec(ecdsa), mbedtls_pk_ec(*pk));
+    if (rc != 0) {
+        mbedtls_pk_free(&ecdsa);
+        return -1;
+    }
+    mbedtls_pk_free(pk);
+    *pk = ecdsa;
+    return 0;
+}
+
 static int load_pair(tls_server *srv, const char *cert, const char *key, char *err, size_t cap)
 {
     int i = srv->npairs;
@@ -179,6 +202,10 @@ static int load_pair(tls_server *srv, const char *cert, const char *key, char *e
      * and fail every handshake: refuse the pair instead. */
     if (mbedtls_pk_check_pair(&srv->crt[i].pk, &srv->pk[i]) != 0) {
         snprintf(err, cap, "%s does not match the certificate %s", key, cert);
+        return -1;
+    }
+    if (tls_key_as_ecdsa(&srv->pk[i]) != 0) {
+        snprintf(err, cap, "%s: cannot set up the EC key", key);
         return -1;
     }
     rc = mbedtls_ssl_conf_own_cert(&srv->conf, &srv->crt[i], &srv->pk[i]);

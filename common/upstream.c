@@ -898,7 +898,10 @@ void upstream_fetch(upstream *u, const char *method, const char *target, const h
 
 typedef struct us_xch {
     upstream *u;
-    us_req r;
+    /* the request, borrowed from the caller until on_done */
+    const char *method, *target;
+    const http_header *headers;
+    size_t nheaders;
     int64_t body_len;
     const upstream_exchange_cbs *cbs;
     void *ud;
@@ -913,7 +916,6 @@ static void us_xch_end(us_xch *s, http_exchange *x, hc_err err)
     upstream *u = s->u;
     s->cbs->x.on_done(x, err, s->ud);
     upstream_peer_release(s->peer);
-    us_req_free(&s->r);
     free(s);
     us_unpend(u);
 }
@@ -924,8 +926,8 @@ static int us_xch_try(us_xch *s, upstream_peer *p)
     s->peer = p;
     s->tries++;
     http_exchange *x =
-        http_exchange_start(s->u->client, upstream_peer_addr(p), s->r.method, s->r.target,
-                            s->r.headers, s->r.nheaders, s->body_len, &us_xch_cbs, s);
+        http_exchange_start(s->u->client, upstream_peer_addr(p), s->method, s->target, s->headers,
+                            s->nheaders, s->body_len, &us_xch_cbs, s);
     if (!x)
         return -1;
     s->cbs->on_try(x, p, s->ud);
@@ -955,7 +957,7 @@ static void us_xch_data(http_exchange *x, const char *data, size_t len, void *ud
 static void us_xch_done(http_exchange *x, hc_err err, void *ud)
 {
     us_xch *s = ud;
-    upstream_try t = {s->r.method, s->tries, http_exchange_sent_any(x), s->body_len == 0,
+    upstream_try t = {s->method, s->tries, http_exchange_sent_any(x), s->body_len == 0,
                       s->cbs->no_retry(s->ud)};
     upstream_peer *q = us_try_done(s->u, s->peer, err, &t);
     if (!q) {
@@ -978,14 +980,16 @@ int upstream_exchange_start(upstream *u, const char *method, const char *target,
     if (!p)
         return UPSTREAM_ENOPEER;
     us_xch *s = xcalloc(1, sizeof *s);
-    us_req_copy(&s->r, method, target, headers, nheaders, NULL, 0);
+    s->method = method;
+    s->target = target;
+    s->headers = headers;
+    s->nheaders = nheaders;
     s->u = u;
     s->body_len = body_len;
     s->cbs = cbs;
     s->ud = ud;
     if (us_xch_try(s, p) != 0) {
         upstream_peer_release(p);
-        us_req_free(&s->r);
         free(s);
         return UPSTREAM_ECLOSING;
     }

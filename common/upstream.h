@@ -94,7 +94,8 @@ enum { UPSTREAM_ENOPEER = -1, UPSTREAM_ECLOSING = -2 };
 
 /* 0 when the first try started (on_try has run); UPSTREAM_ENOPEER when no peer is healthy,
  * UPSTREAM_ECLOSING when the client is being freed: then nothing started and no callback
- * follows. method, target and headers are copied. */
+ * follows. method, target and headers (names and values) are borrowed: they must stay valid
+ * until on_done, as a retry sends them again. */
 int upstream_exchange_start(upstream *u, const char *method, const char *target,
                             const http_header *headers, size_t nheaders, int64_t body_len,
                             const upstream_exchange_cbs *cbs, void *ud);

@@ -1,30 +1,55 @@
 /* access_log: the gateway's per-request JSON line (see access_log.h). */
 #include "access_log.h"
 
-#include <jansson.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "log.h"
 
+/* This process's id, asked once (a system call per line otherwise); a forked child asks
+ * again. */
+static pid_t log_pid;
+static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
+
+static void log_pid_forget(void)
+{
+    log_pid = 0;
+}
+
+static void log_pid_register(void)
+{
+    pthread_atfork(NULL, NULL, log_pid_forget);
+}
+
+static pid_t access_pid(void)
+{
+    if (!log_pid) {
+        pthread_once(&log_pid_once, log_pid_register);
+        log_pid = getpid();
+    }
+    return log_pid;
+}
+
 void gw_access_log(const gw_access *a)
 {
-    json_t *f = json_object();
-    json_object_set_new(f, "client", json_string(a->client_ip));
-    json_object_set_new(f, "method", json_string(a->method));
-    json_object_set_new(f, "path", json_string(a->path));
+    log_field f[13];
+    size_t n = 0;
+    f[n++] = (log_field){"client", LOG_FIELD_STR, a->client_ip, 0, 0};
+    f[n++] = (log_field){"method", LOG_FIELD_STR, a->method, 0, 0};
+    f[n++] = (log_field){"path", LOG_FIELD_STR, a->path, 0, 0};
     if (a->route)
-        json_object_set_new(f, "route", json_string(a->route));
-    json_object_set_new(f, "status", json_integer(a->status));
-    json_object_set_new(f, "tls", json_boolean(a->tls));
+        f[n++] = (log_field){"route", LOG_FIELD_STR, a->route, 0, 0};
+    f[n++] = (log_field){"status", LOG_FIELD_INT, NULL, a->status, 0};
+    f[n++] = (log_field){"tls", LOG_FIELD_BOOL, NULL, a->tls, 0};
     if (a->upstream) {
-        json_object_set_new(f, "upstream", json_string(a->upstream));
-        json_object_set_new(f, "tries", json_integer(a->tries));
+        f[n++] = (log_field){"upstream", LOG_FIELD_STR, a->upstream, 0, 0};
+        f[n++] = (log_field){"tries", LOG_FIELD_INT, NULL, a->tries, 0};
     }
     if (a->upstream_ms >= 0)
-        json_object_set_new(f, "upstream_ms", json_real(a->upstream_ms));
-    json_object_set_new(f, "ms", json_real(a->total_ms));
-    json_object_set_new(f, "bytes_in", json_integer(a->bytes_in));
-    json_object_set_new(f, "bytes_out", json_integer(a->bytes_out));
-    json_object_set_new(f, "worker", json_integer(getpid()));
-    log_access(a->request_id, f);
+        f[n++] = (log_field){"upstream_ms", LOG_FIELD_REAL, NULL, 0, a->upstream_ms};
+    f[n++] = (log_field){"ms", LOG_FIELD_REAL, NULL, 0, a->total_ms};
+    f[n++] = (log_field){"bytes_in", LOG_FIELD_INT, NULL, a->bytes_in, 0};
+    f[n++] = (log_field){"bytes_out", LOG_FIELD_INT, NULL, a->bytes_out, 0};
+    f[n++] = (log_field){"worker", LOG_FIELD_INT, NULL, access_pid(), 0};
+    log_access_fields(a->request_id, f, n);
 }

@@ -39,10 +39,17 @@ static const char *xff_prev(const char *value, const char *end, const char **fro
  * right without copying it: trusted proxies are skipped, the first other address is the
  * client. An unparsable entry where the client should be means the peer, never a client
  * choice; empty entries are ignored (RFC 9110 §5.6.1). */
+void gw_copy_text(char *out, size_t cap, const char *s)
+{
+    size_t n = strnlen(s, cap - 1);
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 void gw_headers_client_ip(const gw_config *c, http_req *req, char *out, size_t cap)
 {
     const char *peer = http_req_peer_ip(req);
-    snprintf(out, cap, "%s", peer);
+    gw_copy_text(out, cap, peer);
     if (!c->ntrusted || !cidr_nets_match(c->trusted, c->ntrusted, peer))
         return;
     for (size_t i = http_req_header_count(req); i-- > 0;) {
@@ -59,16 +66,16 @@ void gw_headers_client_ip(const gw_config *c, http_req *req, char *out, size_t c
                 uint8_t probe[16];
                 size_t n = (size_t)(b - a);
                 if (n >= sizeof addr) {
-                    snprintf(out, cap, "%s", peer);
+                    gw_copy_text(out, cap, peer);
                     return;
                 }
                 memcpy(addr, a, n);
                 addr[n] = '\0';
                 if (cidr_parse_addr(addr, probe) != 0) {
-                    snprintf(out, cap, "%s", peer); /* garbage: not the client's to choose */
+                    gw_copy_text(out, cap, peer); /* garbage: not the client's to choose */
                     return;
                 }
-                snprintf(out, cap, "%s", addr);
+                gw_copy_text(out, cap, addr);
                 if (!cidr_nets_match(c->trusted, c->ntrusted, addr))
                     return;
             }

@@ -18,4 +18,7 @@ void gw_headers_security(http_req *req, const char *csp);
 struct gw_config;
 void gw_headers_client_ip(const struct gw_config *c, http_req *req, char *out, size_t cap);
 
+/* Copies the string s to out (cap > 0 bytes), cut to fit, always terminated. */
+void gw_copy_text(char *out, size_t cap, const char *s);
+
 #endif

@@ -200,14 +200,6 @@ static void on_sent_head(http_exchange *x, void *ud)
 
 /* ---- upstream -> client ---- */
 
-static const char *find_header(const http_header *h, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcasecmp(h[i].name, name) == 0)
-            return h[i].value;
-    return NULL;
-}
-
 static int on_response(http_exchange *x, int status, const http_header *h, size_t n, void *ud)
 {
     gw_px *px = ud;
@@ -216,10 +208,24 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     const gw_config *c = px->w->cfg;
     px->upstream_ms = gw_ms_since(px->t_up);
     px->status = status;
-    const char *conn = find_header(h, n, "Connection");
-    const char *cl_text = find_header(h, n, "Content-Length");
-    const char *ct = find_header(h, n, "Content-Type");
-    const char *ce = find_header(h, n, "Content-Encoding");
+    /* the headers that decide the framing and compression: the first of each name */
+    const char *conn = NULL, *cl_text = NULL, *ct = NULL, *ce = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = h[i].name;
+        const char **slot = NULL;
+        if ((name[0] | 0x20) != 'c')
+            continue;
+        if (strcasecmp(name, "Connection") == 0)
+            slot = &conn;
+        else if (strcasecmp(name, "Content-Length") == 0)
+            slot = &cl_text;
+        else if (strcasecmp(name, "Content-Type") == 0)
+            slot = &ct;
+        else if (strcasecmp(name, "Content-Encoding") == 0)
+            slot = &ce;
+        if (slot && !*slot)
+            *slot = h[i].value;
+    }
     int64_t cl = cl_text ? strtoll(cl_text, NULL, 10) : -1;
     int head = strcmp(http_req_method(req), "HEAD") == 0;
     int bodyless = head || status == 204 || status == 304 || status < 200;
@@ -230,9 +236,11 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     const char *vary = NULL;
     for (size_t i = 0; i < n; i++) {
         const char *name = h[i].name;
-        if (http_headers_hop(name, conn) || (tls && (http_headers_flags(name) & HTTP_HDR_SECURITY)))
+        unsigned flags = http_headers_flags(name);
+        if ((flags & HTTP_HDR_NOT_FORWARDED) || http_headers_list_has(conn, name) ||
+            (tls && (flags & HTTP_HDR_SECURITY)))
             continue;
-        if (strcasecmp(name, "Vary") == 0 && type_ok) {
+        if (type_ok && strcasecmp(name, "Vary") == 0) {
             vary = h[i].value;
             continue;
         }
@@ -334,7 +342,7 @@ static void on_try(http_exchange *x, const upstream_peer *p, void *ud)
     gw_px *px = ud;
     px->x = x;
     px->tries++;
-    snprintf(px->peer_text, sizeof px->peer_text, "%s", upstream_peer_text(p));
+    gw_copy_text(px->peer_text, sizeof px->peer_text, upstream_peer_text(p));
     px->t_up = uv_hrtime();
 }
 
@@ -413,7 +421,9 @@ static int px_headers(gw_px *px)
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         http_req_header_at(req, i, &name, &value);
-        if (http_headers_hop(name, conn) || (http_headers_flags(name) & HTTP_HDR_FORWARDING))
+        unsigned flags = http_headers_flags(name);
+        if ((flags & (HTTP_HDR_NOT_FORWARDED | HTTP_HDR_FORWARDING)) ||
+            http_headers_list_has(conn, name))
             continue;
         px->hdrs[px->nhdrs++] = (http_header){name, value};
     }
@@ -441,7 +451,7 @@ static int px_headers(gw_px *px)
         if (!strcasecmp(name, "X-Forwarded-For"))
             off += (size_t)snprintf(px->xff + off, xlen - off, "%s, ", value);
     }
-    snprintf(px->xff + off, xlen - off, "%s", peer);
+    memcpy(px->xff + off, peer, strlen(peer) + 1);
     px->hdrs[px->nhdrs++] = (http_header){"X-Forwarded-For", px->xff};
     px->hdrs[px->nhdrs++] =
         (http_header){"X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http"};
@@ -465,7 +475,7 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
     px->t0 = a->t0;
     px->upstream_ms = -1;
     px->body_len = http_req_content_length(req);
-    snprintf(px->client_ip, sizeof px->client_ip, "%s", a->client);
+    gw_copy_text(px->client_ip, sizeof px->client_ip, a->client);
     const char *q = http_req_query(req);
     size_t tlen = strlen(a->path) + 1 + strlen(q) + 1;
     px->path = xstrdup(a->path);
@@ -475,7 +485,14 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
         px_maybe_free(px);
         return -1;
     }
-    snprintf(px->target, tlen, "%s%s%s", a->path, *q ? "?" : "", q);
+    size_t pl = strlen(a->path), ql = strlen(q);
+    memcpy(px->target, a->path, pl);
+    if (ql) {
+        px->target[pl] = '?';
+        memcpy(px->target + pl + 1, q, ql + 1);
+    } else {
+        px->target[pl] = '\0';
+    }
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
     px_hold(px);

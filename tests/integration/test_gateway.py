@@ -937,6 +937,110 @@ def one_gib_upload_streams_with_bounded_memory(_):
     eq(len(r.body), 50000000)
 
 
+# ---- keep-alive: reading stays on between requests; backpressure only when buffers fill ----
+
+def read_responses(s, n, timeout=10):
+    """Reads n whole responses (Content-Length framed) from s; returns their heads and bodies."""
+    s.settimeout(timeout)
+    data, out = b"", []
+    while len(out) < n:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        size = int(m.group(1)) if m else 0
+        while len(rest) < size:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            rest += chunk
+        out.append((head, rest[:size]))
+        data = rest[size:]
+    return out
+
+
+@test
+def pipelined_keepalive_requests_answered_in_order(_):
+    for tls in (True,):  # (the plain port redirects to https here)
+        s = socket.create_connection(("127.0.0.1", HTTPS if tls else HTTP), timeout=10)
+        if tls:
+            s = tls_ctx().wrap_socket(s)
+        try:
+            n = 24  # past the server's 16 parsed ahead: parsing waits, then goes on
+            reqs = b"".join(f"GET /api/whoami?i={i} HTTP/1.1\r\nHost: x\r\nX-Request-ID: pipe-{i}\r\n\r\n"
+                            .encode() for i in range(n))
+            s.sendall(reqs)
+            got = read_responses(s, n)
+            eq(len(got), n, f"tls={tls}: every pipelined request answered")
+            for i, (head, body) in enumerate(got):
+                true(head.startswith(b"HTTP/1.1 200"), f"tls={tls} #{i}: {head[:40]!r}")
+                true(f"\r\nX-Request-ID: pipe-{i}\r\n".encode() in head, f"tls={tls} #{i} in order")
+                eq(json.loads(body)["query"], f"i={i}")
+            # then requests in pieces on the same connection, a byte at a time for one of them
+            one = b"GET /api/whoami?i=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            for k in range(0, len(one), 7):
+                s.sendall(one[k:k + 7])
+                time.sleep(0.005)
+            got = read_responses(s, 1)
+            eq(len(got), 1)
+            true(b"\r\nConnection: close\r\n" in got[0][0] + b"\r\n", "Connection: close on the last")
+            eq(json.loads(got[0][1])["query"], "i=last")
+            s.settimeout(5)
+            eq(s.recv(1), b"", "closed")
+        finally:
+            s.close()
+
+
+@test
+def client_that_stops_reading_gets_backpressure(_):
+    """A client that does not read while the upstream streams a large body: the gateway
+    pauses the upstream instead of buffering the body (its RSS stays flat), and the body then
+    arrives whole once the client reads."""
+    size = 200 * 1000 * 1000
+
+    def rss():
+        total = 0
+        for pid in workers():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    s = socket.create_connection(("127.0.0.1", HTTPS), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s = tls_ctx().wrap_socket(s)
+    try:
+        before = rss()
+        s.sendall(f"GET /big/big?n={size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        peak = before
+        for _ in range(15):  # 3 s without reading
+            time.sleep(0.2)
+            peak = max(peak, rss())
+        if not SANITIZED:
+            true(peak - before < 32 * 1024, f"worker RSS grew {peak - before} KiB while the client did not read")
+        got, head = 0, b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+        head, _, rest = head.partition(b"\r\n\r\n")
+        true(head.startswith(b"HTTP/1.1 200"), head[:40])
+        got = len(rest)
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        eq(got, size, "the whole body once read")
+    finally:
+        s.close()
+
+
 # ---- docs ----
 
 @test

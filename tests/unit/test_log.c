@@ -177,6 +177,51 @@ static void long_message_and_escaping(void)
     free(big);
 }
 
+/* log_access_fields writes what log_access writes from the same fields (but the time); an
+ * ill-formed byte becomes U+FFFD. */
+static void access_fields_as_log_access(void)
+{
+    const char *odd = "q\"b\\s/\x01\t\n\xc3\xa9\xf0\x9f\x98\x80\xff end";
+    const char *odd_fixed = "q\"b\\s/\x01\t\n\xc3\xa9\xf0\x9f\x98\x80\xef\xbf\xbd end";
+    capture_begin();
+    json_t *f = json_object();
+    json_object_set_new(f, "client", json_string("10.0.0.1"));
+    json_object_set_new(f, "path", json_string(odd_fixed));
+    json_object_set_new(f, "status", json_integer(-502));
+    json_object_set_new(f, "tls", json_true());
+    json_object_set_new(f, "whole", json_real(3.0));
+    json_object_set_new(f, "ms", json_real(0.634197));
+    json_object_set_new(f, "big", json_integer(INT64_MAX));
+    log_access("rid-\xc3\xa9", f);
+    log_field lf[] = {
+        {"client", LOG_FIELD_STR, "10.0.0.1", 0, 0},
+        {"path", LOG_FIELD_STR, odd, 0, 0},
+        {"status", LOG_FIELD_INT, NULL, -502, 0},
+        {"tls", LOG_FIELD_BOOL, NULL, 1, 0},
+        {"whole", LOG_FIELD_REAL, NULL, 0, 3.0},
+        {"ms", LOG_FIELD_REAL, NULL, 0, 0.634197},
+        {"big", LOG_FIELD_INT, NULL, INT64_MAX, 0},
+        {"absent", LOG_FIELD_STR, NULL, 0, 0},           /* left out */
+        {"msg", LOG_FIELD_STR, "not the message", 0, 0}, /* a fixed member: dropped */
+    };
+    log_access_fields("rid-\xc3\xa9", lf, sizeof lf / sizeof lf[0]);
+    char *out = capture_end();
+    char *second = strchr(out, '\n');
+    CHECK(second != NULL);
+    if (second) {
+        *second++ = '\0';
+        char *nl = strchr(second, '\n');
+        CHECK(nl && nl[1] == '\0');
+        if (nl)
+            *nl = '\0';
+        const char *a = strstr(out, "\",\"level\""), *b = strstr(second, "\",\"level\"");
+        CHECK(a && b);
+        if (a && b)
+            CHECK_STR(b, a);
+    }
+    free(out);
+}
+
 int main(void)
 {
     test_suite = "log";
@@ -186,5 +231,6 @@ int main(void)
     RUN(levels);
     RUN(bad_log_level_exits_2);
     RUN(long_message_and_escaping);
+    RUN(access_fields_as_log_access);
     return TEST_EXIT();
 }
