@@ -61,16 +61,16 @@ struct hc_conn {
     int parked;  /* the parser stopped where the caller paused */
     int kick;    /* resume parsing pend on the next timer tick */
     int nclosing;
-    hc_err pending_err; /* report on the next timer tick */
-    unsigned inflight;  /* submitted writes not completed */
+    hc_err pending_err;          /* report on the next timer tick */
+    unsigned inflight;           /* submitted writes not completed */
     hc_wreq *wdone, *wdone_tail; /* writes the socket took at once: completed from the timer */
     uint64_t connect_deadline, last_progress, idle_since;
     llhttp_t parser;
     http_exchange *x;
     hc_bucket *bucket; /* while idle */
     hc_conn *idle_next;
-    hc_conn *prev, *next;      /* every connection of the client */
-    char *pend;      /* a copy of the bytes read and not parsed yet (parked; may be none) */
+    hc_conn *prev, *next; /* every connection of the client */
+    char *pend;           /* a copy of the bytes read and not parsed yet (parked; may be none) */
     size_t pend_len;
 };
 

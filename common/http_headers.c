@@ -12,7 +12,10 @@ typedef struct http_hdr_name {
     size_t len;
 } http_hdr_name;
 
-#define HH(name, flags) {name, flags, sizeof name - 1}
+#define HH(name, flags)                                                                            \
+    {                                                                                              \
+        name, flags, sizeof name - 1                                                               \
+    }
 
 static const http_hdr_name hh_table[] = {
     HH("connection", HTTP_HDR_HOP),

@@ -566,9 +566,9 @@ void http_resp_start(http_req *r, int status, int64_t content_length)
     req_settle_body(r, 0);
     /* room for a small body (or the first chunks) to leave with the head in one write */
     size_t room = r->is_head || !status_has_body(status) ? 0
-                  : content_length < 0                      ? 1024
-                  : content_length <= 16384                 ? (size_t)content_length
-                                                            : 0;
+                  : content_length < 0                   ? 1024
+                  : content_length <= 16384              ? (size_t)content_length
+                                                         : 0;
     http_out *o = req_compose_head(r, status, NULL, content_length, room);
     req_enqueue(r, o);
     conn_kick(r->conn); /* the head leaves with the first body piece */

@@ -159,7 +159,7 @@ struct http_conn {
     int no_more; /* parse no further request */
     unsigned writes_inflight;
     http_out *wdone, *wdone_tail; /* batches written at once: completed from the loop */
-    size_t send_queued; /* bytes queued in libuv when the send timer was armed */
+    size_t send_queued;           /* bytes queued in libuv when the send timer was armed */
     timer_kind tkind;
     char peer[INET6_ADDRSTRLEN];
 

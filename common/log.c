@@ -204,12 +204,12 @@ static void log_put_string(buf *b, const char *s)
             p++;
             const char *short_esc = c == '"'    ? "\\\""
                                     : c == '\\' ? "\\\\"
-                                    : c == '\b'  ? "\\b"
-                                    : c == '\f'  ? "\\f"
-                                    : c == '\n'  ? "\\n"
-                                    : c == '\r'  ? "\\r"
-                                    : c == '\t'  ? "\\t"
-                                                 : NULL;
+                                    : c == '\b' ? "\\b"
+                                    : c == '\f' ? "\\f"
+                                    : c == '\n' ? "\\n"
+                                    : c == '\r' ? "\\r"
+                                    : c == '\t' ? "\\t"
+                                                : NULL;
             if (short_esc) {
                 buf_append(b, short_esc, 2);
             } else {
