@@ -36,6 +36,7 @@
 #include "http_syntax.h"
 #include "net_addr.h"
 #include "queue.h"
+#include "uvbufs.h"
 #include "xalloc.h"
 
 #include <llhttp.h>
@@ -497,19 +498,8 @@ static int hc_submit(hc_conn *k, http_exchange *x, hc_wreq *w)
         SQ_PUSH(k->wdone, k->wdone_tail, w, done_next);
         return 0; /* completed from the timer: the callers arm it (hc_conn_arm) */
     }
-    uv_buf_t *rest = w->bufs;
     unsigned nrest = w->nbufs;
-    for (size_t skip = r > 0 ? (size_t)r : 0; skip > 0;) {
-        if (skip >= rest->len) {
-            skip -= rest->len;
-            rest++;
-            nrest--;
-        } else {
-            rest->base += skip;
-            rest->len -= skip;
-            skip = 0;
-        }
-    }
+    uv_buf_t *rest = uvbufs_skip(w->bufs, &nrest, r > 0 ? (size_t)r : 0);
     r = uv_write(&w->req, (uv_stream_t *)&k->tcp, rest, nrest, hc_write_cb);
     if (r < 0) {
         w->submitted = 0;

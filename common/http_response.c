@@ -4,6 +4,7 @@
  * request order. Also the server's own error replies (framing errors, limits, timeouts). */
 #include "http_server_int.h"
 #include "queue.h"
+#include "uvbufs.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -222,19 +223,8 @@ static int conn_write_raw(http_conn *c, http_out *first)
         return 0;
     }
     /* the rest (all of it after an error: libuv reports that from the loop) */
-    uv_buf_t *rest = bufs;
     unsigned nrest = (unsigned)nb;
-    for (size_t skip = n > 0 ? (size_t)n : 0; skip > 0;) {
-        if (skip >= rest->len) {
-            skip -= rest->len;
-            rest++;
-            nrest--;
-        } else {
-            rest->base += skip;
-            rest->len -= skip;
-            skip = 0;
-        }
-    }
+    uv_buf_t *rest = uvbufs_skip(bufs, &nrest, n > 0 ? (size_t)n : 0);
     first->wr.data = first;
     int rc = uv_write(&first->wr, (uv_stream_t *)&c->tcp, rest, nrest, conn_on_write);
     if (rc != 0) {

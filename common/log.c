@@ -90,16 +90,22 @@ static void log_write(const char *buf, size_t len)
     }
 }
 
-/* Composes and writes one line; steals fields. */
-static void log_line(log_level level, const char *request_id, json_t *fields, const char *msg)
+/* The time now as the lines carry it: UTC, milliseconds, ISO 8601. */
+static void log_timestamp(char *out, size_t n)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+/* Composes and writes one line; steals fields. */
+static void log_line(log_level level, const char *request_id, json_t *fields, const char *msg)
+{
     char tsbuf[96];
-    snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    log_timestamp(tsbuf, sizeof tsbuf);
 
     json_t *line = json_object();
     if (!line)
@@ -282,13 +288,8 @@ static void log_put_real(buf *b, double v)
 void log_access_fields(const char *request_id, const log_field *fields, size_t n)
 {
     static const char *const fixed[] = {"ts", "level", "svc", "msg", "request_id"};
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     char tsbuf[96];
-    snprintf(tsbuf, sizeof tsbuf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    log_timestamp(tsbuf, sizeof tsbuf);
     buf b = {0};
     buf_reserve(&b, 480);
     buf_append(&b, LOG_LIT("{\"ts\":"));
