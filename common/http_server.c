@@ -597,6 +597,7 @@ static void srv_check_done(http_server *srv)
 {
     if (srv->freeing) {
         if (srv->handles_open == 0 && srv->nalive == 0) {
+            req_spare_free(srv);
             free(srv->server_name);
             free(srv->tls_rbuf);
             free(srv->rbuf);

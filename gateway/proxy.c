@@ -52,7 +52,7 @@ typedef struct gw_px {
     gw_gzip *gz;
     int64_t bytes_out;
     uint64_t t0, t_up;
-    double upstream_ms;
+    int64_t upstream_us;
 } gw_px;
 
 typedef struct px_write {
@@ -102,8 +102,8 @@ static void px_finish_log(gw_px *px)
                    px->tries,
                    px->body_seen,
                    px->bytes_out,
-                   gw_ms_since(px->t0),
-                   px->upstream_ms};
+                   gw_us_since(px->t0),
+                   px->upstream_us};
     gw_access_log(&a);
 }
 
@@ -206,7 +206,7 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     (void)x;
     http_req *req = px->req; /* alive: the reply is not ended while the exchange runs */
     const gw_config *c = px->w->cfg;
-    px->upstream_ms = gw_ms_since(px->t_up);
+    px->upstream_us = gw_us_since(px->t_up);
     px->status = status;
     /* the headers that decide the framing and compression: the first of each name */
     const char *conn = NULL, *cl_text = NULL, *ct = NULL, *ce = NULL;
@@ -473,7 +473,7 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
     px->route_idx = (int)(route - w->cfg->routes);
     px->up = w->ups[route->upstream_idx];
     px->t0 = a->t0;
-    px->upstream_ms = -1;
+    px->upstream_us = -1;
     px->body_len = http_req_content_length(req);
     gw_copy_text(px->client_ip, sizeof px->client_ip, a->client);
     const char *q = http_req_query(req);
