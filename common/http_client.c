@@ -524,6 +524,10 @@ static void hc_conn_arm(hc_conn *k)
         return;
     }
     now = uv_now(k->c->loop);
+    /* A running timer that fires no later is left: it arms again for the rest (hc_timer_cb).
+     * An exchange would otherwise move the timer three times. */
+    if (uv_is_active((uv_handle_t *)&k->timer) && now + uv_timer_get_due_in(&k->timer) <= due)
+        return;
     uv_timer_start(&k->timer, hc_timer_cb, due > now ? due - now : 0, 0);
 }
 

@@ -161,6 +161,7 @@ struct http_conn {
     http_out *wdone, *wdone_tail; /* batches written at once: completed from the loop */
     size_t send_queued;           /* bytes queued in libuv when the send timer was armed */
     timer_kind tkind;
+    uint64_t tdue; /* when tkind is due (uv_now time) */
     char peer[INET6_ADDRSTRLEN];
 
     /* raw scan of the request head */
