@@ -65,6 +65,11 @@ wait_port $gw_https
 wait_port $gw_http
 worker=
 for _ in $(seq 100); do worker=$(pgrep -P $master | head -1) && [ -n "$worker" ] && break; sleep 0.1; done
+# the worker answers once its start-up (under valgrind: seconds) is over; counting starts later
+for _ in $(seq 600); do
+    curl -sf -o /dev/null "http://127.0.0.1:$gw_http/hello" && break
+    sleep 0.1
+done
 cat > "$tmp/count.lua" <<LUA
 local n = 0
 response = function() n = n + 1; if n >= $n then wrk.thread:stop() end end
@@ -76,7 +81,7 @@ for mode in plain tls full; do
     url=http://127.0.0.1:$gw_http/hello
     [ $mode != plain ] && url=https://127.0.0.1:$gw_https/hello
     wrk -t1 -c10 -d3s "$url" >/dev/null 2>&1 # warm-up
-    callgrind_control -z "$worker" >/dev/null 2>&1
+    callgrind_control -z "$worker" >"$tmp/zero.log" 2>&1 || { echo "bench: callgrind_control -z failed:" >&2; cat "$tmp/zero.log" >&2; }
     if [ $mode = full ]; then
         reqs=$(openssl s_time -connect 127.0.0.1:$gw_https -new -time 5 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 2>&1 \
             | grep -Eo '[0-9]+ connections in [0-9]+ real' | tail -1 | awk '{print $1}')

@@ -147,7 +147,12 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
     }
     char host[80] = "";
     size += 6 + sizeof host + 2 + 28 + 16 + 20 + 2;
-    char *head = xmalloc(size);
+    if (x->head_cap < size) {
+        free(x->head);
+        x->head = xmalloc(size);
+        x->head_cap = size;
+    }
+    char *head = x->head;
     char *p = head;
     int have_host = 0;
     p = hc_put(p, method, ml);
@@ -188,7 +193,6 @@ static int hc_build_head(http_exchange *x, const char *method, const char *targe
     }
     p = hc_put(p, "\r\n", 2);
     *p = '\0';
-    x->head = head;
     x->head_len = (size_t)(p - head);
     return 0;
 }
@@ -213,13 +217,62 @@ static void hc_wlist_unlink(http_exchange *x, hc_wreq *w)
 
 /* ---- exchange lifetime ---- */
 
-static void hc_exchange_free(http_exchange *x)
+/* Each thread keeps up to HC_SPARE finished exchanges with the room of their buffers (the
+ * request head, the response's headers), so that a proxied request allocates none of them. */
+#define HC_SPARE 64
+static _Thread_local http_exchange *hc_spare;
+static _Thread_local unsigned hc_nspare;
+
+static void hc_exchange_release(http_exchange *x)
 {
     free(x->head);
     buf_free(&x->hbuf);
     free(x->hoff);
     free(x->hdrs);
     free(x);
+}
+
+static void hc_exchange_free(http_exchange *x)
+{
+    if (hc_nspare >= HC_SPARE || !x->head || !x->hbuf.p || !x->hoff || !x->hdrs) {
+        hc_exchange_release(x);
+        return;
+    }
+    x->spare_next = hc_spare;
+    hc_spare = x;
+    hc_nspare++;
+    xalloc_retire(x->head, x->head_cap);
+    xalloc_retire(x->hbuf.p, x->hbuf.cap);
+    xalloc_retire(x->hoff, x->hoff_cap * sizeof *x->hoff);
+    xalloc_retire(x->hdrs, x->hdrs_cap * sizeof *x->hdrs);
+    xalloc_retire(x, sizeof *x);
+}
+
+/* A zeroed exchange: a spare one (its buffers kept, empty) or a new one. */
+static http_exchange *hc_exchange_alloc(void)
+{
+    http_exchange *x = hc_spare;
+    if (!x)
+        return xcalloc(1, sizeof *x);
+    xalloc_revive(x, sizeof *x);
+    hc_spare = x->spare_next;
+    hc_nspare--;
+    http_exchange keep = *x;
+    memset(x, 0, sizeof *x);
+    x->head = keep.head;
+    x->head_cap = keep.head_cap;
+    x->hbuf = keep.hbuf;
+    x->hoff = keep.hoff;
+    x->hoff_cap = keep.hoff_cap;
+    x->hdrs = keep.hdrs;
+    x->hdrs_cap = keep.hdrs_cap;
+    xalloc_revive(x->head, x->head_cap);
+    xalloc_revive(x->hbuf.p, x->hbuf.cap);
+    xalloc_revive(x->hoff, x->hoff_cap * sizeof *x->hoff);
+    xalloc_revive(x->hdrs, x->hdrs_cap * sizeof *x->hdrs);
+    x->hbuf.len = 0;
+    x->hbuf.p[0] = '\0';
+    return x;
 }
 
 /* Ends a hold on x; returns 1 when x has finished (it is freed unless an outer hold remains):
@@ -245,8 +298,6 @@ void hc_headers_reset(http_exchange *x)
     x->nh = 0;
     x->hstate = 0;
     x->headers_done = 0;
-    free(x->hdrs);
-    x->hdrs = NULL;
 }
 
 /* ---- connections ---- */
@@ -473,6 +524,10 @@ static void hc_conn_arm(hc_conn *k)
         return;
     }
     now = uv_now(k->c->loop);
+    /* A running timer that fires no later is left: it arms again for the rest (hc_timer_cb).
+     * An exchange would otherwise move the timer three times. */
+    if (uv_is_active((uv_handle_t *)&k->timer) && now + uv_timer_get_due_in(&k->timer) <= due)
+        return;
     uv_timer_start(&k->timer, hc_timer_cb, due > now ? due - now : 0, 0);
 }
 
@@ -834,7 +889,7 @@ static http_exchange *hc_exchange_new(http_client *c, const struct sockaddr *add
     http_exchange *x;
     if (c->freeing)
         return NULL;
-    x = xcalloc(1, sizeof *x);
+    x = hc_exchange_alloc();
     x->c = c;
     if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)
         memcpy(&x->addr, addr, net_addr_len(addr));

@@ -94,7 +94,7 @@ struct http_exchange {
     http_exchange_cbs cbs;
     void *ud;
     char *head;
-    size_t head_len;
+    size_t head_len, head_cap;
     hc_err early_err;       /* a bad address (ECONNECT) or request (EPROTO) */
     const char *owned_body; /* fetch(): sent with the head, replayable */
     size_t owned_len;
@@ -116,6 +116,8 @@ struct http_exchange {
     int hstate;       /* 0 between headers, 1 in a name, 2 in a value */
     size_t chunk_ext; /* extension bytes of the chunk whose size line is parsed */
     http_header *hdrs;
+    size_t hdrs_cap;
+    http_exchange *spare_next; /* in the thread's spare exchanges (hc_exchange_new) */
 };
 
 /* The llhttp callbacks of a response (http_client_parse.c). */

@@ -7,6 +7,7 @@
 #include "http_syntax.h"
 #include "xalloc.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -113,7 +114,11 @@ static int hc_headers_build(http_exchange *x)
     }
     if (x->hstate != 0)
         return -1;
-    x->hdrs = xcalloc(1, (x->nh ? x->nh : 1) * sizeof *x->hdrs);
+    if (x->hdrs_cap < x->nh || !x->hdrs) {
+        free(x->hdrs);
+        x->hdrs_cap = x->nh > 16 ? x->nh : 16;
+        x->hdrs = xmalloc(x->hdrs_cap * sizeof *x->hdrs);
+    }
     for (size_t i = 0; i < x->nh; i++) {
         char *v = x->hbuf.p + x->hoff[i].value;
         size_t n = strlen(v);

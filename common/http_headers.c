@@ -45,15 +45,35 @@ static const http_hdr_name hh_table[] = {
     HH("x-request-id", HTTP_HDR_REPLACED),
 };
 
-/* Every header of every proxied message is looked up: the length and the first letter rule
- * out almost every entry before a comparison. */
+/* Every header of every proxied message is looked up: the entries are grouped by their first
+ * letter (the table is sorted), and the length rules out most of a group before a comparison. */
+typedef struct hh_range {
+    unsigned char start, end;
+} hh_range;
+static hh_range hh_by_letter[26];
+
+__attribute__((constructor)) static void hh_index(void)
+{
+    for (size_t i = 0; i < sizeof hh_table / sizeof hh_table[0]; i++) {
+        hh_range *r = &hh_by_letter[hh_table[i].name[0] - 'a'];
+        if (r->end == 0)
+            r->start = (unsigned char)i;
+        r->end = (unsigned char)(i + 1);
+    }
+}
+
 unsigned http_headers_flags(const char *name)
 {
+    unsigned first = (unsigned char)(name[0] | 0x20) - 'a';
+    if (first >= 26)
+        return 0;
+    hh_range r = hh_by_letter[first];
+    if (r.start == r.end)
+        return 0;
     size_t n = strlen(name);
-    int first = name[0] | 0x20;
-    for (size_t i = 0; i < sizeof hh_table / sizeof hh_table[0]; i++) {
+    for (size_t i = r.start; i < r.end; i++) {
         const http_hdr_name *e = &hh_table[i];
-        if (e->len == n && e->name[0] == first && strcasecmp(name, e->name) == 0)
+        if (e->len == n && strcasecmp(name, e->name) == 0)
             return e->flags;
     }
     return 0;

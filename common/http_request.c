@@ -28,12 +28,40 @@ int http_token_equals(const char *s, size_t n, const char *word)
     return n == strlen(word) && strncasecmp(s, word, n) == 0;
 }
 
+/* A server keeps up to REQ_SPARE freed requests with the room of their head buffers, so that
+ * a keep-alive request allocates nothing for its head, headers or response head. */
+#define REQ_SPARE 64
+
 http_req *req_new(http_conn *c)
 {
-    http_req *r = xcalloc(1, sizeof *r);
+    http_server *srv = c->srv;
+    http_req *r = srv->spare;
+    if (r) {
+        xalloc_revive(r, sizeof *r);
+        srv->spare = r->next;
+        srv->nspare--;
+        buf target = r->target, hbuf = r->hbuf, rhdrs = r->rhdrs;
+        http_hdr *hdrs = r->hdrs;
+        size_t hcap = r->hcap;
+        memset(r, 0, sizeof *r);
+        buf *keep[] = {&target, &hbuf, &rhdrs};
+        for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+            xalloc_revive(keep[i]->p, keep[i]->cap);
+            keep[i]->len = 0;
+            keep[i]->p[0] = '\0';
+        }
+        xalloc_revive(hdrs, hcap * sizeof *hdrs);
+        r->target = target;
+        r->hbuf = hbuf;
+        r->rhdrs = rhdrs;
+        r->hdrs = hdrs;
+        r->hcap = hcap;
+    } else {
+        r = xcalloc(1, sizeof *r);
+    }
     r->conn = c;
-    r->srv = c->srv;
-    r->loop = c->srv->loop;
+    r->srv = srv;
+    r->loop = srv->loop;
     r->query = "";
     r->method = "";
     r->version_minor = 1;
@@ -45,18 +73,50 @@ http_req *req_new(http_conn *c)
 
 static void req_free(http_req *r)
 {
-    buf_free(&r->target);
-    buf_free(&r->hbuf);
     buf_free(&r->body);
-    buf_free(&r->rhdrs);
     free(r->path);
-    free(r->hdrs);
     for (size_t i = 0; i < r->nparams; i++) {
         free(r->params[i].name);
         free(r->params[i].value);
     }
     free(r->params);
+    http_server *srv = r->srv;
+    /* kept while its connection, and so the server, is alive; with each buffer allocated */
+    if (r->conn && !srv->freeing && srv->nspare < REQ_SPARE && r->target.p && r->hbuf.p &&
+        r->rhdrs.p && r->hdrs) {
+        r->next = srv->spare;
+        srv->spare = r;
+        srv->nspare++;
+        xalloc_retire(r->target.p, r->target.cap);
+        xalloc_retire(r->hbuf.p, r->hbuf.cap);
+        xalloc_retire(r->rhdrs.p, r->rhdrs.cap);
+        xalloc_retire(r->hdrs, r->hcap * sizeof *r->hdrs);
+        xalloc_retire(r, sizeof *r);
+        return;
+    }
+    buf_free(&r->target);
+    buf_free(&r->hbuf);
+    buf_free(&r->rhdrs);
+    free(r->hdrs);
     free(r);
+}
+
+void req_spare_free(http_server *srv)
+{
+    while (srv->spare) {
+        http_req *r = srv->spare;
+        xalloc_revive(r, sizeof *r);
+        srv->spare = r->next;
+        xalloc_revive(r->target.p, r->target.cap);
+        xalloc_revive(r->hbuf.p, r->hbuf.cap);
+        xalloc_revive(r->rhdrs.p, r->rhdrs.cap);
+        buf_free(&r->target);
+        buf_free(&r->hbuf);
+        buf_free(&r->rhdrs);
+        free(r->hdrs);
+        free(r);
+    }
+    srv->nspare = 0;
 }
 
 /* Frees the request once nothing refers to it any more. */

@@ -54,6 +54,11 @@ void http_limits_default(http_limits *l)
 static void conn_timer_cb(uv_timer_t *t)
 {
     http_conn *c = t->data;
+    uint64_t now = uv_now(c->srv->loop);
+    if (c->tkind != TIMER_NONE && c->tdue > now) { /* left running by conn_arm: not yet */
+        uv_timer_start(&c->timer, conn_timer_cb, c->tdue - now, 0);
+        return;
+    }
     timer_kind kind = c->tkind;
     c->tkind = TIMER_NONE;
     switch (kind) {
@@ -79,16 +84,22 @@ static void conn_timer_cb(uv_timer_t *t)
     }
 }
 
+/* A running timer that fires no later than the new time is left as it is, and arms itself
+ * again for the rest when it fires (conn_timer_cb); so is one with nothing left to time. A
+ * keep-alive request changes the timer three times, and moving a libuv timer costs more than
+ * an early wake-up once per timeout. */
 void conn_arm(http_conn *c, timer_kind kind, unsigned ms)
 {
     c->tkind = kind;
+    c->tdue = uv_now(c->srv->loop) + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms)
+        return;
     uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
 }
 
 void conn_disarm(http_conn *c)
 {
     c->tkind = TIMER_NONE;
-    uv_timer_stop(&c->timer);
 }
 
 /* ---------------------------------------------------------------- parsing, from the loop */
@@ -597,6 +608,7 @@ static void srv_check_done(http_server *srv)
 {
     if (srv->freeing) {
         if (srv->handles_open == 0 && srv->nalive == 0) {
+            req_spare_free(srv);
             free(srv->server_name);
             free(srv->tls_rbuf);
             free(srv->rbuf);

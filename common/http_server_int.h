@@ -161,6 +161,7 @@ struct http_conn {
     http_out *wdone, *wdone_tail; /* batches written at once: completed from the loop */
     size_t send_queued;           /* bytes queued in libuv when the send timer was armed */
     timer_kind tkind;
+    uint64_t tdue; /* when tkind is due (uv_now time) */
     char peer[INET6_ADDRSTRLEN];
 
     /* raw scan of the request head */
@@ -205,8 +206,10 @@ struct http_server {
     struct tls_server *tls;
     int (*conn_hook)(void *ud, const char *peer_ip, int open);
     const char *const *error_headers;
-    char *tls_rbuf; /* ciphertext read buffer, shared (fed to TLS at once) */
-    char *rbuf;     /* input read buffer, shared (see conn_input_buffer) */
+    char *tls_rbuf;  /* ciphertext read buffer, shared (fed to TLS at once) */
+    char *rbuf;      /* input read buffer, shared (see conn_input_buffer) */
+    http_req *spare; /* freed requests kept for reuse (req_new), linked by next */
+    unsigned nspare;
 };
 
 /* The socket's side of a connection, chosen at accept (http_transport.c): plain TCP, or TLS
@@ -259,6 +262,8 @@ void conn_fail(http_conn *c, int status, const char *msg);
  * the request's lifetime (see there): hold r around any call out that may end it. */
 http_req *req_new(http_conn *c);
 void req_maybe_free(http_req *r);
+/* Frees the requests the server kept for reuse. */
+void req_spare_free(http_server *srv);
 void req_hold(http_req *r);
 void req_release(http_req *r);
 void req_fire_done(http_req *r, int status);

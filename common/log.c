@@ -90,15 +90,29 @@ static void log_write(const char *buf, size_t len)
     }
 }
 
-/* The time now as the lines carry it: UTC, milliseconds, ISO 8601. */
+/* The time now as the lines carry it: UTC, milliseconds, ISO 8601. The date and time of the
+ * second are formatted once per second and thread. */
 static void log_timestamp(char *out, size_t n)
 {
+    static _Thread_local time_t sec = -1;
+    static _Thread_local char head[64]; /* "YYYY-MM-DDTHH:MM:SS" */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (ts.tv_sec != sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(head, sizeof head, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        sec = ts.tv_sec;
+    }
+    unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
+    char tail[6] = {
+        '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
+    size_t hl = strlen(head);
+    if (hl + sizeof tail > n)
+        return;
+    memcpy(out, head, hl);
+    memcpy(out + hl, tail, sizeof tail);
 }
 
 /* Composes and writes one line; steals fields. */
@@ -183,10 +197,29 @@ void log_access(const char *request_id, json_t *fields)
 
 /* A JSON string as json_dumps(JSON_ENSURE_ASCII) writes it; ill-formed UTF-8 first becomes
  * U+FFFD as in log_string. */
+/* The bytes a JSON string holds as they are: printable ASCII but the quote and backslash. */
+static int log_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
 static void log_put_string(buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t len = strlen(s);
+    const char *q = s;
+    while (log_plain((unsigned char)*q))
+        q++;
+    if (!*q) { /* the common case: nothing to escape */
+        size_t n = (size_t)(q - s);
+        buf_reserve(b, n + 2);
+        b->p[b->len++] = '"';
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        b->p[b->len++] = '"';
+        b->p[b->len] = '\0';
+        return;
+    }
+    size_t len = (size_t)(q - s) + strlen(q);
     char *copy = NULL;
     if (!utf8_valid(s, len)) {
         size_t cap = 3 * len + 1;
@@ -198,7 +231,7 @@ static void log_put_string(buf *b, const char *s)
     buf_append(b, "\"", 1);
     while (p < end) {
         const unsigned char *run = p;
-        while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+        while (p < end && log_plain(*p))
             p++;
         if (p > run)
             buf_append(b, run, (size_t)(p - run));
@@ -285,9 +318,30 @@ static void log_put_real(buf *b, double v)
         buf_append(b, ".0", 2);
 }
 
-void log_access_fields(const char *request_id, const log_field *fields, size_t n)
+/* A duration in microseconds as milliseconds with three decimals: 1234 is 1.234. */
+static void log_put_ms(buf *b, int64_t v)
+{
+    uint64_t us = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0)
+        buf_append(b, "-", 1);
+    log_put_int(b, (int64_t)(us / 1000));
+    char t[4] = {'.', (char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                 (char)('0' + us % 10)};
+    buf_append(b, t, sizeof t);
+}
+
+/* The members every line has, in place of a field of the same name. */
+static int log_fixed_member(const char *name)
 {
     static const char *const fixed[] = {"ts", "level", "svc", "msg", "request_id"};
+    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+        if (name[0] == fixed[k][0] && strcmp(name, fixed[k]) == 0)
+            return 1;
+    return 0;
+}
+
+void log_access_fields(const char *request_id, const log_field *fields, size_t n)
+{
     char tsbuf[96];
     log_timestamp(tsbuf, sizeof tsbuf);
     buf b = {0};
@@ -303,10 +357,7 @@ void log_access_fields(const char *request_id, const log_field *fields, size_t n
     }
     for (size_t i = 0; i < n; i++) {
         const log_field *f = &fields[i];
-        int skip = f->kind == LOG_FIELD_STR && !f->str;
-        for (size_t k = 0; k < sizeof fixed / sizeof fixed[0] && !skip; k++)
-            skip = strcmp(f->name, fixed[k]) == 0; /* the fixed members keep their meaning */
-        if (skip)
+        if ((f->kind == LOG_FIELD_STR && !f->str) || log_fixed_member(f->name))
             continue;
         log_put_key(&b, f->name);
         switch (f->kind) {
@@ -314,6 +365,7 @@ void log_access_fields(const char *request_id, const log_field *fields, size_t n
         case LOG_FIELD_INT: log_put_int(&b, f->num); break;
         case LOG_FIELD_BOOL: buf_append(&b, f->num ? "true" : "false", f->num ? 4 : 5); break;
         case LOG_FIELD_REAL: log_put_real(&b, f->real); break;
+        case LOG_FIELD_MS: log_put_ms(&b, f->num); break;
         }
     }
     buf_append(&b, LOG_LIT("}\n"));

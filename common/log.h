@@ -25,13 +25,20 @@ void log_access(const char *request_id, json_t *fields);
 
 /* The same line from typed fields (distinct names), written straight to text (no JSON
  * objects: a busy gateway writes one per request). The output is what log_access would
- * write. */
-typedef enum { LOG_FIELD_STR, LOG_FIELD_INT, LOG_FIELD_BOOL, LOG_FIELD_REAL } log_field_kind;
+ * write; LOG_FIELD_MS, a duration given in microseconds (num), is written as milliseconds
+ * with three decimals (1234 as 1.234), as a JSON real of that value. */
+typedef enum {
+    LOG_FIELD_STR,
+    LOG_FIELD_INT,
+    LOG_FIELD_BOOL,
+    LOG_FIELD_REAL,
+    LOG_FIELD_MS
+} log_field_kind;
 typedef struct log_field {
     const char *name;
     log_field_kind kind;
     const char *str; /* LOG_FIELD_STR; NULL: the field is left out */
-    int64_t num;     /* LOG_FIELD_INT, LOG_FIELD_BOOL */
+    int64_t num;     /* LOG_FIELD_INT, LOG_FIELD_BOOL, LOG_FIELD_MS */
     double real;     /* LOG_FIELD_REAL */
 } log_field;
 void log_access_fields(const char *request_id, const log_field *fields, size_t n);

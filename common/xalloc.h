@@ -25,4 +25,23 @@ char *xstrdup(const char *s);
 /* The n bytes at s (all readable; no NUL needed) copied and NUL-terminated. */
 char *xstrndup(const char *s, size_t n);
 
+/* Memory kept for reuse (a free list of objects with their buffers) is off limits until it is
+ * handed out again: under AddressSanitizer a use of it is reported as a use after free would
+ * be; elsewhere these do nothing. */
+#if defined(__SANITIZE_ADDRESS__)
+#define XALLOC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define XALLOC_ASAN 1
+#endif
+#endif
+#ifdef XALLOC_ASAN
+#include <sanitizer/asan_interface.h>
+#define xalloc_retire(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define xalloc_revive(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define xalloc_retire(p, n) ((void)(p), (void)(n))
+#define xalloc_revive(p, n) ((void)(p), (void)(n))
+#endif
+
 #endif

@@ -45,9 +45,9 @@ void gw_access_log(const gw_access *a)
         f[n++] = (log_field){"upstream", LOG_FIELD_STR, a->upstream, 0, 0};
         f[n++] = (log_field){"tries", LOG_FIELD_INT, NULL, a->tries, 0};
     }
-    if (a->upstream_ms >= 0)
-        f[n++] = (log_field){"upstream_ms", LOG_FIELD_REAL, NULL, 0, a->upstream_ms};
-    f[n++] = (log_field){"ms", LOG_FIELD_REAL, NULL, 0, a->total_ms};
+    if (a->upstream_us >= 0)
+        f[n++] = (log_field){"upstream_ms", LOG_FIELD_MS, NULL, a->upstream_us, 0};
+    f[n++] = (log_field){"ms", LOG_FIELD_MS, NULL, a->total_us, 0};
     f[n++] = (log_field){"bytes_in", LOG_FIELD_INT, NULL, a->bytes_in, 0};
     f[n++] = (log_field){"bytes_out", LOG_FIELD_INT, NULL, a->bytes_out, 0};
     f[n++] = (log_field){"worker", LOG_FIELD_INT, NULL, access_pid(), 0};

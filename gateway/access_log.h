@@ -17,8 +17,8 @@ typedef struct gw_access {
     int tls;
     int tries; /* upstream attempts */
     int64_t bytes_in, bytes_out;
-    double total_ms;    /* request start to response end */
-    double upstream_ms; /* upstream request start to its response head, -1: none */
+    int64_t total_us;    /* request start to response end, in microseconds */
+    int64_t upstream_us; /* upstream request start to its response head, -1: none */
 } gw_access;
 
 void gw_access_log(const gw_access *a);

@@ -9,9 +9,9 @@
 #include "headers.h"
 #include "xalloc.h"
 
-double gw_ms_since(uint64_t t0)
+int64_t gw_us_since(uint64_t t0)
 {
-    return (double)(uv_hrtime() - t0) / 1e6;
+    return (int64_t)((uv_hrtime() - t0) / 1000);
 }
 
 static void answer_log(gw_worker *w, http_req *req, const char *path, const char *client,
@@ -30,7 +30,7 @@ static void answer_log(gw_worker *w, http_req *req, const char *path, const char
                    0,
                    0,
                    0,
-                   gw_ms_since(t0),
+                   gw_us_since(t0),
                    -1};
     gw_access_log(&a);
 }

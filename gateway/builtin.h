@@ -35,6 +35,6 @@ int gw_builtin_handle(gw_answer *a);
 int gw_path_blocked(const char *path);
 
 /* Milliseconds since t0 (uv_hrtime). */
-double gw_ms_since(uint64_t t0);
+int64_t gw_us_since(uint64_t t0);
 
 #endif

@@ -25,7 +25,15 @@
 #define PX_HIGH (256 * 1024) /* queued bytes that pause the sender */
 #define PX_LOW  (64 * 1024)  /* and resume it */
 
-typedef struct gw_px {
+typedef struct gw_px gw_px;
+
+typedef struct px_write {
+    gw_px *px;
+    char *buf;
+    size_t len;
+} px_write;
+
+struct gw_px {
     gw_worker *w;
     http_req *req;
     const gw_route_conf *route;
@@ -34,11 +42,12 @@ typedef struct gw_px {
     http_exchange *x; /* the current try's */
     char client_ip[64];
     char peer_text[64];
-    char *path;        /* normalized */
-    char *target;      /* path and query, as sent upstream */
-    char *xff;         /* X-Forwarded-For sent upstream */
+    /* in the same allocation as the gw_px, after it (px_new): */
     http_header *hdrs; /* the request headers sent upstream (values borrowed) */
     size_t nhdrs;
+    char *path;   /* normalized */
+    char *target; /* path and query, as sent upstream */
+    char *xff;    /* X-Forwarded-For sent upstream */
     int64_t body_len; /* as for http_exchange_start */
     int64_t body_seen;
     int body_started, too_big;
@@ -52,14 +61,11 @@ typedef struct gw_px {
     gw_gzip *gz;
     int64_t bytes_out;
     uint64_t t0, t_up;
-    double upstream_ms;
-} gw_px;
+    int64_t upstream_us;
+    px_write w0; /* the write to the client in flight, when there is one (most replies) */
+    int w0_busy;
+};
 
-typedef struct px_write {
-    gw_px *px;
-    char *buf;
-    size_t len;
-} px_write;
 
 /* ---- the proxied request's end ---- */
 
@@ -68,10 +74,6 @@ static void px_maybe_free(gw_px *px)
     if (px->holds || !px->resp_ended || px->x || px->cl_writes || px->up_writes)
         return;
     gw_gzip_free(px->gz);
-    free(px->path);
-    free(px->target);
-    free(px->xff);
-    free(px->hdrs);
     free(px);
 }
 
@@ -102,8 +104,8 @@ static void px_finish_log(gw_px *px)
                    px->tries,
                    px->body_seen,
                    px->bytes_out,
-                   gw_ms_since(px->t0),
-                   px->upstream_ms};
+                   gw_us_since(px->t0),
+                   px->upstream_us};
     gw_access_log(&a);
 }
 
@@ -206,7 +208,7 @@ static int on_response(http_exchange *x, int status, const http_header *h, size_
     (void)x;
     http_req *req = px->req; /* alive: the reply is not ended while the exchange runs */
     const gw_config *c = px->w->cfg;
-    px->upstream_ms = gw_ms_since(px->t_up);
+    px->upstream_us = gw_us_since(px->t_up);
     px->status = status;
     /* the headers that decide the framing and compression: the first of each name */
     const char *conn = NULL, *cl_text = NULL, *ct = NULL, *ce = NULL;
@@ -287,7 +289,10 @@ static void cl_written(http_req *req, int status, void *ud)
     px_hold(px); /* the abort runs on_done, which ends the reply */
     px->cl_pending -= wr->len;
     px->cl_writes--;
-    free(wr);
+    if (wr == &px->w0)
+        px->w0_busy = 0;
+    else
+        free(wr);
     if (status < 0 && px->x) {
         http_exchange_abort(px->x);
     } else if (px->x_paused && px->cl_pending < PX_LOW && px->x) {
@@ -300,10 +305,16 @@ static void cl_written(http_req *req, int status, void *ud)
 /* http_resp_write copies the data; the callback only paces the upstream. */
 static void px_send(gw_px *px, const char *buf, size_t len)
 {
-    px_write *wr = xmalloc(sizeof *wr);
+    int own = !px->w0_busy;
+    px_write *wr = own ? &px->w0 : xmalloc(sizeof *wr);
     *wr = (px_write){px, NULL, len};
+    px->w0_busy = 1;
     if (http_resp_write(px->req, buf, len, cl_written, wr) != 0) {
-        free(wr); /* the client is gone (on_client_close ends the exchange) */
+        /* the client is gone (on_client_close ends the exchange) */
+        if (own)
+            px->w0_busy = 0;
+        else
+            free(wr);
         return;
     }
     px->cl_pending += len;
@@ -410,14 +421,40 @@ static void on_client_close(http_req *req)
     px_release(px);
 }
 
-/* The headers sent upstream: the client's, less hop-by-hop and forwarding ones, plus ours.
- * Returns 0, or -1 out of memory. */
-static int px_headers(gw_px *px)
+/* The X-Forwarded-For sent upstream: from a trusted proxy, its list (all X-Forwarded-For
+ * lines, in order) and then the peer; from anyone else, the peer. Writes it to out when not
+ * NULL; returns its size with the NUL. */
+static size_t px_xff(http_req *req, const gw_config *c, char *out)
+{
+    const char *peer = http_req_peer_ip(req);
+    int trusted = c->ntrusted && cidr_nets_match(c->trusted, c->ntrusted, peer);
+    size_t off = 0, n = trusted ? http_req_header_count(req) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        http_req_header_at(req, i, &name, &value);
+        if (strcasecmp(name, "X-Forwarded-For") != 0)
+            continue;
+        size_t vl = strlen(value);
+        if (out) {
+            memcpy(out + off, value, vl);
+            memcpy(out + off + vl, ", ", 2);
+        }
+        off += vl + 2;
+    }
+    size_t pl = strlen(peer) + 1;
+    if (out)
+        memcpy(out + off, peer, pl);
+    return off + pl;
+}
+
+/* The headers sent upstream: the client's, less hop-by-hop and forwarding ones, plus ours
+ * (room for PX_OWN_HEADERS more than the client's). */
+#define PX_OWN_HEADERS 6
+static void px_headers(gw_px *px)
 {
     http_req *req = px->req;
     const char *conn = http_req_header(req, "Connection");
     size_t n = http_req_header_count(req);
-    px->hdrs = xmalloc(sizeof(http_header) * (n + 8));
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         http_req_header_at(req, i, &name, &value);
@@ -432,67 +469,55 @@ static int px_headers(gw_px *px)
         px->hdrs[px->nhdrs++] = (http_header){"Host", host};
         px->hdrs[px->nhdrs++] = (http_header){"X-Forwarded-Host", host};
     }
-    /* from a trusted proxy: its list (all X-Forwarded-For lines, in order) and the peer */
-    const char *peer = http_req_peer_ip(req);
-    const gw_config *c = px->w->cfg;
-    int trusted = c->ntrusted && cidr_nets_match(c->trusted, c->ntrusted, peer);
-    size_t xlen = strlen(peer) + 1;
-    for (size_t i = 0; trusted && i < n; i++) {
-        const char *name, *value;
-        http_req_header_at(req, i, &name, &value);
-        if (!strcasecmp(name, "X-Forwarded-For"))
-            xlen += strlen(value) + 2;
-    }
-    px->xff = xmalloc(xlen);
-    size_t off = 0;
-    for (size_t i = 0; trusted && i < n; i++) {
-        const char *name, *value;
-        http_req_header_at(req, i, &name, &value);
-        if (!strcasecmp(name, "X-Forwarded-For"))
-            off += (size_t)snprintf(px->xff + off, xlen - off, "%s, ", value);
-    }
-    memcpy(px->xff + off, peer, strlen(peer) + 1);
     px->hdrs[px->nhdrs++] = (http_header){"X-Forwarded-For", px->xff};
     px->hdrs[px->nhdrs++] =
         (http_header){"X-Forwarded-Proto", http_req_is_tls(req) ? "https" : "http"};
     px->hdrs[px->nhdrs++] = (http_header){"X-Real-IP", px->client_ip};
     px->hdrs[px->nhdrs++] = (http_header){"X-Request-ID", http_req_id(req)};
-    return 0;
+}
+
+/* A proxied request's state, its upstream headers and its strings in one allocation. */
+static gw_px *px_new(gw_worker *w, http_req *req, const char *path)
+{
+    size_t nh = http_req_header_count(req) + PX_OWN_HEADERS;
+    size_t pl = strlen(path), ql = strlen(http_req_query(req));
+    size_t xl = px_xff(req, w->cfg, NULL);
+    size_t size = sizeof(gw_px) + nh * sizeof(http_header) + (pl + 1) + (pl + 1 + ql + 1) + xl;
+    gw_px *px = xmalloc(size);
+    memset(px, 0, sizeof *px);
+    px->hdrs = (http_header *)(px + 1);
+    px->path = (char *)(px->hdrs + nh);
+    px->target = px->path + pl + 1;
+    px->xff = px->target + pl + 1 + ql + 1;
+    memcpy(px->path, path, pl + 1);
+    memcpy(px->target, path, pl);
+    if (ql) {
+        px->target[pl] = '?';
+        memcpy(px->target + pl + 1, http_req_query(req), ql + 1);
+    } else {
+        px->target[pl] = '\0';
+    }
+    px_xff(req, w->cfg, px->xff);
+    return px;
 }
 
 /* ---- the start ---- */
 
-int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
+void gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
 {
     gw_worker *w = a->w;
     http_req *req = a->req;
-    gw_px *px = xcalloc(1, sizeof *px);
+    gw_px *px = px_new(w, req, a->path);
     px->w = w;
     px->req = req;
     px->route = route;
     px->route_idx = (int)(route - w->cfg->routes);
     px->up = w->ups[route->upstream_idx];
     px->t0 = a->t0;
-    px->upstream_ms = -1;
+    px->upstream_us = -1;
     px->body_len = http_req_content_length(req);
     gw_copy_text(px->client_ip, sizeof px->client_ip, a->client);
-    const char *q = http_req_query(req);
-    size_t tlen = strlen(a->path) + 1 + strlen(q) + 1;
-    px->path = xstrdup(a->path);
-    px->target = xmalloc(tlen);
-    if (px_headers(px) != 0) {
-        px->resp_ended = 1;
-        px_maybe_free(px);
-        return -1;
-    }
-    size_t pl = strlen(a->path), ql = strlen(q);
-    memcpy(px->target, a->path, pl);
-    if (ql) {
-        px->target[pl] = '?';
-        memcpy(px->target + pl + 1, q, ql + 1);
-    } else {
-        px->target[pl] = '\0';
-    }
+    px_headers(px);
     http_req_set_data(req, px);
     http_req_on_close(req, on_client_close);
     px_hold(px);
@@ -503,5 +528,4 @@ int gw_proxy_start(const gw_answer *a, const gw_route_conf *route)
     else if (rc != 0)
         px_error(px, 502, "bad_gateway", "Cannot reach the service.");
     px_release(px);
-    return 0;
 }

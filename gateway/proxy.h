@@ -5,8 +5,7 @@
 
 #include "builtin.h"
 
-/* Proxies a->req on route (a->path normalized). Returns 0, or -1 out of memory: nothing was
- * answered. */
-int gw_proxy_start(const gw_answer *a, const gw_route_conf *route);
+/* Proxies a->req on route (a->path normalized); the reply is the upstream's, or an error. */
+void gw_proxy_start(const gw_answer *a, const gw_route_conf *route);
 
 #endif

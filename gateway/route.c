@@ -153,6 +153,5 @@ void gw_route_handle(http_req *req, void *ud)
     a.csp = route->csp;
     if (route_limits(&a, route, (int)(route - c->routes)))
         return;
-    if (gw_proxy_start(&a, route) != 0)
-        gw_answer_error(&a, 503, "unavailable", "Out of memory.");
+    gw_proxy_start(&a, route);
 }

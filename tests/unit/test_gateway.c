@@ -143,6 +143,18 @@ static void header_table(void)
     CHECK(http_headers_flags("X-Frame-Options") & HTTP_HDR_SECURITY);
     CHECK(http_headers_flags("content-length") & HTTP_HDR_FRAMING);
     CHECK_INT(http_headers_flags("X-Instance"), 0);
+    /* the first and last entries of the table, any case; near misses; odd first bytes */
+    CHECK_INT(http_headers_flags("CONNECTION"), HTTP_HDR_HOP);
+    CHECK_INT(http_headers_flags("X-Request-Id"), HTTP_HDR_REPLACED);
+    CHECK_INT(http_headers_flags("Te"), HTTP_HDR_HOP);
+    CHECK_INT(http_headers_flags("Trailers"), HTTP_HDR_HOP);
+    CHECK_INT(http_headers_flags("Transfer-Encoding"), HTTP_HDR_FRAMING);
+    CHECK_INT(http_headers_flags("X-Forwarded-Fox"), 0);
+    CHECK_INT(http_headers_flags("Conneclion"), 0);
+    CHECK_INT(http_headers_flags("Hosts"), 0);
+    CHECK_INT(http_headers_flags(""), 0);
+    CHECK_INT(http_headers_flags("~connection"), 0);
+    CHECK_INT(http_headers_flags("\xc3onnection"), 0);
     CHECK(http_headers_list_has(" close ,foo", "close"));
     CHECK(!http_headers_list_has(NULL, "close"));
 }

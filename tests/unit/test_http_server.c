@@ -15,6 +15,7 @@
 
 #include "crypto.h"
 #include "http_server.h"
+#include "http_syntax.h"
 #include "test.h"
 #include "tls.h"
 
@@ -600,6 +601,30 @@ static void tls_transport(void)
     rmdir(dir);
 }
 
+/* A header value is refused for a control byte (but tab) or DEL wherever it stands: every
+ * byte value at every place of values 1 to 40 bytes long, against the rule itself. */
+static void field_value_every_byte_everywhere(void)
+{
+    char v[40];
+    int wrong = 0;
+    for (size_t n = 1; n <= sizeof v; n++) {
+        for (size_t at = 0; at < n; at++) {
+            for (unsigned b = 0; b < 256; b++) {
+                memset(v, 'a', n);
+                v[(at + 3) % n] = (char)0xc3; /* obs-text beside it */
+                v[at] = (char)b;
+                int want = (b >= 0x20 || b == '\t') && b != 0x7f;
+                wrong += http_syntax_field_value(v, n) != want;
+            }
+        }
+    }
+    CHECK_INT(wrong, 0);
+    CHECK(http_syntax_field_value("", 0));
+    static const char ok[] = "tab\tand \x80\xff obs-text, 0123456789";
+    CHECK(http_syntax_field_value(ok, sizeof ok - 1));
+    CHECK(!http_syntax_field_value(ok, sizeof ok)); /* with its NUL */
+}
+
 int main(void)
 {
     test_suite = "http_server";
@@ -610,6 +635,7 @@ int main(void)
     uv_unref((uv_handle_t *)&client_done);
     uv_timer_init(loop, &later_timer);
     uv_unref((uv_handle_t *)&later_timer);
+    RUN(field_value_every_byte_everywhere);
     RUN(listen_errors_and_reuseport);
     RUN(ipv6_loopback);
     RUN(accessors_and_204);

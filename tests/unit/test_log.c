@@ -7,6 +7,7 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int saved_stdout = -1;
@@ -222,6 +223,52 @@ static void access_fields_as_log_access(void)
     free(out);
 }
 
+/* The ts of an access line from log_access_fields: its whole seconds (UTC). */
+static long long access_line_second(const char *line)
+{
+    json_t *j = json_loads(line, 0, NULL);
+    const char *ts = j ? json_string_value(json_object_get(j, "ts")) : NULL;
+    struct tm tm = {0};
+    long long sec = -1;
+    if (ts && strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm))
+        sec = (long long)timegm(&tm);
+    json_decref(j);
+    return sec;
+}
+
+/* Durations (LOG_FIELD_MS) are milliseconds with exactly three decimals; the time of each line
+ * is the time it was written, across a change of second too. */
+static void access_durations_and_time(void)
+{
+    log_field lf[] = {
+        {"zero", LOG_FIELD_MS, NULL, 0, 0},    {"five_us", LOG_FIELD_MS, NULL, 5, 0},
+        {"ms", LOG_FIELD_MS, NULL, 1234, 0},   {"long", LOG_FIELD_MS, NULL, 634197, 0},
+        {"neg", LOG_FIELD_MS, NULL, -1500, 0},
+    };
+    capture_begin();
+    log_access_fields("rid", lf, sizeof lf / sizeof lf[0]);
+    char *out = capture_end();
+    CHECK(strstr(out, "\"zero\":0.000,\"five_us\":0.005,\"ms\":1.234,\"long\":634.197,"
+                      "\"neg\":-1.500}\n") != NULL);
+    json_t *j = json_loads(out, 0, NULL);
+    CHECK(j != NULL);
+    CHECK(json_is_real(json_object_get(j, "ms")) &&
+          json_real_value(json_object_get(j, "ms")) == 1.234);
+    json_decref(j);
+    long long first = access_line_second(out);
+    CHECK(first >= 0 && llabs(first - (long long)time(NULL)) <= 1);
+    free(out);
+    time_t t0 = time(NULL);
+    while (time(NULL) == t0)
+        usleep(10000);
+    capture_begin();
+    log_access_fields("rid", lf, 1);
+    out = capture_end();
+    long long second = access_line_second(out);
+    CHECK(second > first && llabs(second - (long long)time(NULL)) <= 1);
+    free(out);
+}
+
 int main(void)
 {
     test_suite = "log";
@@ -232,5 +279,6 @@ int main(void)
     RUN(bad_log_level_exits_2);
     RUN(long_message_and_escaping);
     RUN(access_fields_as_log_access);
+    RUN(access_durations_and_time);
     return TEST_EXIT();
 }
