@@ -45,9 +45,9 @@ struct gw_px {
     /* in the same allocation as the gw_px, after it (px_new): */
     http_header *hdrs; /* the request headers sent upstream (values borrowed) */
     size_t nhdrs;
-    char *path;   /* normalized */
-    char *target; /* path and query, as sent upstream */
-    char *xff;    /* X-Forwarded-For sent upstream */
+    char *path;       /* normalized */
+    char *target;     /* path and query, as sent upstream */
+    char *xff;        /* X-Forwarded-For sent upstream */
     int64_t body_len; /* as for http_exchange_start */
     int64_t body_seen;
     int body_started, too_big;
@@ -65,7 +65,6 @@ struct gw_px {
     px_write w0; /* the write to the client in flight, when there is one (most replies) */
     int w0_busy;
 };
-
 
 /* ---- the proxied request's end ---- */
 
